@@ -1,0 +1,3 @@
+from galaxy_archive.cli import main
+
+main()

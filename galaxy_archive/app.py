@@ -1,0 +1,96 @@
+"""The per-run context: config plus the factories for session, auth, DB, store and clock.
+
+Commands get everything through an App, so tests can swap the clock or the migrations
+directory without patching globals.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from galaxy_archive.auth import Authenticator, TokenStore
+from galaxy_archive.config import Config
+from galaxy_archive.downloader import Downloader
+from galaxy_archive.galaxy_api import GalaxyApi
+from galaxy_archive.http_client import (
+    HttpClient,
+    RateLimiter,
+    build_retry,
+    build_session,
+)
+from galaxy_archive.link_cache import LinkCache
+from galaxy_archive.statedb import StateDB, open_db
+from galaxy_archive.storage import ArchiveStore
+
+
+@dataclass
+class App:
+    config: Config
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    is_json: bool = False
+    verbosity: int = 0
+    migrations_dir: Path | None = None
+    backoff_factor: float = 0.5
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def http(self, workers: int) -> HttpClient:
+        http_config = self.config.http
+        session = build_session(
+            workers=workers,
+            retry=build_retry(http_config.retries, backoff_factor=self.backoff_factor),
+            proxy=http_config.proxy,
+        )
+        return HttpClient(
+            session,
+            timeout_s=http_config.timeout_s,
+            plain_http_hosts=self.config.plain_http_hosts(),
+            limiter=RateLimiter(http_config.limit_rate),
+        )
+
+    def authenticator(self, http: HttpClient) -> Authenticator:
+        return Authenticator(
+            http,
+            auth_url=self.config.endpoints.auth,
+            embed_url=self.config.endpoints.embed,
+            store=TokenStore(self.config.auth.token_file),
+            clock=self.clock,
+        )
+
+    def api(self, http: HttpClient) -> GalaxyApi:
+        return GalaxyApi(http, self.config.endpoints, self.authenticator(http))
+
+    def store(self) -> ArchiveStore:
+        return ArchiveStore(self.config.root)
+
+    def open_db(self) -> StateDB:
+        return open_db(
+            self.config.database_path, now=self.clock(), migrations_dir=self.migrations_dir
+        )
+
+    def downloader(
+        self,
+        http: HttpClient,
+        api: GalaxyApi,
+        workers: int,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> Downloader:
+        links = LinkCache(api.link, clock=self.clock)
+        return Downloader(
+            http,
+            self.store(),
+            links,
+            workers=workers,
+            stop=self.stop,
+            sleep=self.sleep,
+            on_bytes=on_bytes,
+        )
+
+    @property
+    def pid(self) -> int:
+        return os.getpid()

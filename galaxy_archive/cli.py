@@ -1,0 +1,243 @@
+"""The command line: parse options, build the App, call one use case, print, exit.
+
+No SQL, URLs or hashing here. Every GalaxyArchiveError becomes one line on stderr and its
+exit code (errors.ExitCode); anything else is a bug: a scrubbed traceback and exit 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from galaxy_archive import __version__
+from galaxy_archive.app import App
+from galaxy_archive.auth import code_from_redirect
+from galaxy_archive.config import GENERATIONS, OPERATING_SYSTEMS, default_config_path, load
+from galaxy_archive.errors import ConfigError, ExitCode, GalaxyArchiveError
+from galaxy_archive.http_client import scrub
+from galaxy_archive.output import Progress, print_json, setup_logging
+from galaxy_archive.status import collect_status, format_status
+from galaxy_archive.sync import SyncOptions, run_sync
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _exits(func: F) -> F:
+    """Turn the command's result or error into the process exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            code = func(*args, **kwargs)
+        except GalaxyArchiveError as exc:
+            click.echo(f"galaxy-archive: {scrub(str(exc))}", err=True)
+            code = exc.exit_code
+        except KeyboardInterrupt:
+            click.echo("galaxy-archive: interrupted; the next run resumes", err=True)
+            code = ExitCode.INTERRUPTED
+        except click.exceptions.Exit:
+            raise
+        except Exception:  # a bug: show it, but never a token or signed URL
+            click.echo(scrub(traceback.format_exc()), err=True)
+            code = ExitCode.USAGE
+        sys.exit(int(code or 0))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _app(ctx: click.Context) -> App:
+    app = ctx.obj
+    assert isinstance(app, App)
+    return app
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="galaxy-archive")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="archive.toml (default: $GALAXY_ARCHIVE_CONFIG, then "
+    "$XDG_CONFIG_HOME/galaxy-archive/archive.toml).",
+)
+@click.option(
+    "--root", type=click.Path(path_type=Path), help="Archive root (overrides archive.root)."
+)
+@click.option("-v", "--verbose", count=True, help="More log output (-vv: debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Errors only.")
+@click.option(
+    "--json", "is_json", is_flag=True, help="One JSON document on stdout; logs on stderr."
+)
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    config_path: Path | None,
+    root: Path | None,
+    verbose: int,
+    quiet: bool,
+    is_json: bool,
+) -> None:
+    """galaxy-archive: keep an offline, verifiable mirror of the GOG Galaxy CDN.
+
+    Example: galaxy-archive --root /srv/gog sync 1207658930
+    """
+    try:
+        config = load(config_path or default_config_path(os.environ), root_override=root)
+    except ConfigError as exc:
+        click.echo(f"galaxy-archive: {exc}", err=True)
+        sys.exit(int(exc.exit_code))
+    verbosity = -1 if quiet else verbose
+    setup_logging(verbosity, config.log.file)
+    ctx.obj = App(config=config, is_json=is_json, verbosity=verbosity)
+
+
+@cli.command()
+@click.option("--code", help="The code from the login redirect.")
+@click.option("--redirect-url", help="The whole URL the browser landed on after logging in.")
+@click.pass_context
+@_exits
+def login(ctx: click.Context, code: str | None, redirect_url: str | None) -> ExitCode:
+    """Log in to GOG and store the tokens (mode 0600).
+
+    Open the printed URL, log in, then pass the address the browser lands on:
+
+      galaxy-archive login --redirect-url 'https://embed.gog.com/on_login_success?origin=client&code=…'
+    """
+    app = _app(ctx)
+    auth = app.authenticator(app.http(1))
+    click.echo(f"Log in at: {auth.login_url()}", err=True)
+    if redirect_url:
+        code = code_from_redirect(redirect_url)
+    if not code:
+        if not sys.stdin.isatty():
+            raise ConfigError("no --code or --redirect-url given (and stdin is not a terminal)")
+        code = code_from_redirect(click.prompt("Paste the URL you landed on", err=True))
+    tokens = auth.exchange_code(code)
+    click.echo(f"logged in as user {tokens.user_id or '?'}", err=True)
+    return ExitCode.OK
+
+
+@cli.command()
+@click.pass_context
+@_exits
+def logout(ctx: click.Context) -> ExitCode:
+    """Delete the stored tokens."""
+    app = _app(ctx)
+    from galaxy_archive.auth import TokenStore
+
+    removed = TokenStore(app.config.auth.token_file).delete()
+    click.echo("logged out" if removed else "was not logged in", err=True)
+    return ExitCode.OK
+
+
+@cli.command()
+@click.argument("product_ids", nargs=-1)
+@click.option(
+    "--os",
+    "os_names",
+    multiple=True,
+    type=click.Choice(OPERATING_SYSTEMS),
+    help="Only these OSes (repeatable; default: sync.os).",
+)
+@click.option(
+    "--generation",
+    "generations",
+    multiple=True,
+    type=click.Choice([str(g) for g in GENERATIONS]),
+    help="Only these generations (repeatable; default: sync.generations).",
+)
+@click.option("--build", "build_ids", multiple=True, help="Only these build ids (repeatable).")
+@click.option("--no-dlc", is_flag=True, help="Skip DLC depots.")
+@click.option("--branch", help="Only builds of this branch.")
+@click.option("--password", help="Password that unlocks private branches.")
+@click.option(
+    "--workers", type=click.IntRange(1, 64), help="Parallel downloads (default: sync.workers)."
+)
+@click.option("--dry-run", is_flag=True, help="Fetch manifests only; print what would be fetched.")
+@click.pass_context
+@_exits
+def sync(
+    ctx: click.Context,
+    product_ids: tuple[str, ...],
+    os_names: tuple[str, ...],
+    generations: tuple[str, ...],
+    build_ids: tuple[str, ...],
+    no_dlc: bool,
+    branch: str | None,
+    password: str | None,
+    workers: int | None,
+    dry_run: bool,
+) -> ExitCode:
+    """Mirror products' builds, manifests and chunks into the archive.
+
+    Example: galaxy-archive sync 1207658930 --os windows --workers 8
+    """
+    app = _app(ctx)
+    sync_config = app.config.sync
+    products = list(dict.fromkeys(product_ids or sync_config.products))
+    if not products:
+        raise ConfigError("no product ids given and sync.products is empty")
+    for product_id in products:
+        if not product_id.isdigit():
+            raise ConfigError(f"{product_id!r} is not a product id")
+    options = SyncOptions(
+        os=os_names or sync_config.os,
+        generations=tuple(int(g) for g in generations) or sync_config.generations,
+        build_ids=build_ids,
+        branch=branch,
+        password=password,
+        include_dlc=sync_config.dlc and not no_dlc,
+        is_dry_run=dry_run,
+    )
+    progress = Progress(is_enabled=None if not app.is_json else False)
+    report = run_sync(
+        app, products, options, workers=workers or sync_config.workers, progress=progress
+    )
+    for problem in report.problems:
+        click.echo(f"problem: {problem}", err=True)
+    if app.is_json:
+        print_json(report.to_json())
+    elif app.verbosity >= 0:
+        click.echo(report.summary_line())
+        if report.is_dry_run:
+            for product in report.products.values():
+                click.echo(
+                    f"  product {product.product_id}: {product.planned_objects} objects, "
+                    f"{product.planned_bytes} bytes"
+                )
+    return report.exit_code
+
+
+@cli.command()
+@click.argument("product_ids", nargs=-1)
+@click.pass_context
+@_exits
+def status(ctx: click.Context, product_ids: tuple[str, ...]) -> ExitCode:
+    """Show products, builds (listed or not, complete or not), objects and last runs.
+
+    Example: galaxy-archive status --json
+    """
+    app = _app(ctx)
+    if not app.config.database_path.exists():
+        raise ConfigError(f"no archive at {app.config.root} (no {app.config.database_path.name})")
+    db = app.open_db()
+    try:
+        doc = collect_status(db, list(product_ids) or None)
+    finally:
+        db.close()
+    if app.is_json:
+        print_json(doc)
+    else:
+        click.echo(format_status(doc))
+    return ExitCode.OK
+
+
+def main() -> None:
+    cli(prog_name="galaxy-archive")

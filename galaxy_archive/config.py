@@ -1,0 +1,280 @@
+"""archive.toml: parsed into frozen dataclasses, validated key by key.
+
+``parse(mapping)`` is pure; ``load(path)`` reads the file. Every unknown key and every value of
+the wrong type is a ConfigError naming the key, so a typo never silently becomes a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from galaxy_archive.errors import ConfigError
+
+OPERATING_SYSTEMS = ("windows", "osx")
+GENERATIONS = (1, 2)
+DEPENDENCY_MODES = ("referenced", "all", "none")
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_DURATION_UNITS_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration_s(text: str) -> float:
+    """'90', '45s', '30m', '2h', '7d', '1w' -> seconds."""
+    match = _DURATION_RE.match(text)
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30m, 2h, 7d)")
+    return float(match.group(1)) * _DURATION_UNITS_S[match.group(2)]
+
+
+@dataclass(frozen=True)
+class ArchiveSection:
+    root: Path = Path("~/galaxy-archive")
+    database: Path | None = None  # default: <root>/archive.db
+
+
+@dataclass(frozen=True)
+class SyncSection:
+    products: tuple[str, ...] = ()
+    owned: bool = False
+    os: tuple[str, ...] = OPERATING_SYSTEMS
+    generations: tuple[int, ...] = GENERATIONS
+    patches: bool = True
+    patch_recheck_s: float = 7 * 86400
+    dependencies: str = "referenced"  # "referenced", "all" or "none" (TOML false)
+    dlc: bool = True
+    workers: int = 8
+    v1_range_size: int = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class HttpSection:
+    timeout_s: float = 30.0
+    retries: int = 5
+    limit_rate: int = 0  # bytes per second for the whole run; 0 = unlimited
+    proxy: str = ""
+    insecure_hosts: tuple[str, ...] = ()  # extra hosts allowed over plain http://
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    auth: str = "https://auth.gog.com"
+    embed: str = "https://embed.gog.com"
+    content_system: str = "https://content-system.gog.com"
+    cdn: str = "https://cdn.gog.com"
+
+
+@dataclass(frozen=True)
+class AuthSection:
+    token_file: Path = Path("~/.config/galaxy-archive/token.json")
+
+
+@dataclass(frozen=True)
+class LogSection:
+    file: Path | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    archive: ArchiveSection = field(default_factory=ArchiveSection)
+    sync: SyncSection = field(default_factory=SyncSection)
+    http: HttpSection = field(default_factory=HttpSection)
+    endpoints: Endpoints = field(default_factory=Endpoints)
+    auth: AuthSection = field(default_factory=AuthSection)
+    log: LogSection = field(default_factory=LogSection)
+
+    @property
+    def root(self) -> Path:
+        return self.archive.root
+
+    @property
+    def database_path(self) -> Path:
+        return self.archive.database or self.archive.root / "archive.db"
+
+    def plain_http_hosts(self) -> frozenset[str]:
+        """Hosts allowed over http://: endpoints configured as http:// plus insecure_hosts."""
+        urls = [urlsplit(url) for url in dataclasses.astuple(self.endpoints)]
+        hosts = {parts.hostname or "" for parts in urls if parts.scheme == "http"}
+        return frozenset(hosts | set(self.http.insecure_hosts))
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+# --- parsing -------------------------------------------------------------------------------
+
+
+def _expect(key: str, value: Any, kind: type | tuple[type, ...], what: str) -> Any:
+    # bool is an int in Python; a config that says `workers = true` is still wrong.
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise ConfigError(f"config key {key}: expected {what}, got a boolean")
+    if not isinstance(value, kind):
+        raise ConfigError(f"config key {key}: expected {what}, got {type(value).__name__}")
+    return value
+
+
+def _path(key: str, value: Any) -> Path:
+    return Path(os.path.expanduser(_expect(key, value, str, "a path string")))
+
+
+def _str_list(key: str, value: Any, allowed: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    items = _expect(key, value, list, "a list of strings")
+    for item in items:
+        _expect(key, item, str, "a list of strings")
+        if allowed is not None and item not in allowed:
+            raise ConfigError(f"config key {key}: {item!r} is not one of {', '.join(allowed)}")
+    return tuple(items)
+
+
+def _positive_int(key: str, value: Any, minimum: int = 1) -> int:
+    number = _expect(key, value, int, "an integer")
+    if number < minimum:
+        raise ConfigError(f"config key {key}: must be at least {minimum}")
+    return int(number)
+
+
+def _duration(key: str, value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    try:
+        return parse_duration_s(_expect(key, value, str, "a duration such as '7d'"))
+    except ValueError as exc:
+        raise ConfigError(f"config key {key}: {exc}") from None
+
+
+def _endpoint_url(key: str, value: Any) -> str:
+    url: str = _expect(key, value, str, "a URL")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"config key {key}: {url!r} is not an http(s) URL")
+    return url.rstrip("/")
+
+
+def _product_ids(key: str, value: Any) -> tuple[str, ...]:
+    items = _expect(key, value, list, "a list of product ids")
+    ids = []
+    for item in items:
+        text = str(item) if isinstance(item, int) and not isinstance(item, bool) else item
+        if not isinstance(text, str) or not text.isdigit():
+            raise ConfigError(f"config key {key}: {item!r} is not a product id")
+        ids.append(text)
+    return tuple(ids)
+
+
+def _dependencies_mode(key: str, value: Any) -> str:
+    if value is False:
+        return "none"
+    if value in ("referenced", "all"):
+        return str(value)
+    raise ConfigError(f'config key {key}: expected "referenced", "all" or false')
+
+
+def _generations(key: str, value: Any) -> tuple[int, ...]:
+    items = _expect(key, value, list, "a list of generations")
+    for item in items:
+        if isinstance(item, bool) or item not in GENERATIONS:
+            raise ConfigError(f"config key {key}: {item!r} is not 1 or 2")
+    return tuple(items)
+
+
+# section -> key -> (dataclass field, converter)
+_Converter = Any
+_SCHEMA: dict[str, tuple[type, dict[str, tuple[str, _Converter]]]] = {
+    "archive": (
+        ArchiveSection,
+        {"root": ("root", _path), "database": ("database", _path)},
+    ),
+    "sync": (
+        SyncSection,
+        {
+            "products": ("products", _product_ids),
+            "owned": ("owned", lambda k, v: _expect(k, v, bool, "true or false")),
+            "os": ("os", lambda k, v: _str_list(k, v, OPERATING_SYSTEMS)),
+            "generations": ("generations", _generations),
+            "patches": ("patches", lambda k, v: _expect(k, v, bool, "true or false")),
+            "patch_recheck": ("patch_recheck_s", _duration),
+            "dependencies": ("dependencies", _dependencies_mode),
+            "dlc": ("dlc", lambda k, v: _expect(k, v, bool, "true or false")),
+            "workers": ("workers", _positive_int),
+            "v1_range_size": ("v1_range_size", lambda k, v: _positive_int(k, v, 64 * 1024)),
+        },
+    ),
+    "http": (
+        HttpSection,
+        {
+            "timeout": ("timeout_s", lambda k, v: float(_expect(k, v, (int, float), "seconds"))),
+            "retries": ("retries", lambda k, v: _positive_int(k, v, 0)),
+            "limit_rate": ("limit_rate", lambda k, v: _positive_int(k, v, 0)),
+            "proxy": ("proxy", lambda k, v: _expect(k, v, str, "a URL or empty string")),
+            "insecure_hosts": ("insecure_hosts", _str_list),
+        },
+    ),
+    "endpoints": (
+        Endpoints,
+        {name: (name, _endpoint_url) for name in ("auth", "embed", "content_system", "cdn")},
+    ),
+    "auth": (AuthSection, {"token_file": ("token_file", _path)}),
+    "log": (LogSection, {"file": ("file", _path)}),
+}
+
+
+def parse(mapping: Mapping[str, Any]) -> Config:
+    """Validate a parsed TOML document and build a Config. Pure."""
+    sections: dict[str, Any] = {}
+    for section_name, section_value in mapping.items():
+        if section_name not in _SCHEMA:
+            raise ConfigError(f"unknown config section [{section_name}]")
+        cls, keys = _SCHEMA[section_name]
+        _expect(f"[{section_name}]", section_value, dict, "a table")
+        values: dict[str, Any] = {}
+        for key, raw in section_value.items():
+            if key not in keys:
+                raise ConfigError(f"unknown config key {section_name}.{key}")
+            field_name, convert = keys[key]
+            values[field_name] = convert(f"{section_name}.{key}", raw)
+        sections[section_name] = cls(**values)
+    config = Config(**sections)
+    if config.http.timeout_s <= 0:
+        raise ConfigError("config key http.timeout: must be positive")
+    return config
+
+
+def default_config_path(environ: Mapping[str, str]) -> Path | None:
+    """$GALAXY_ARCHIVE_CONFIG, else $XDG_CONFIG_HOME/galaxy-archive/archive.toml if it exists."""
+    if environ.get("GALAXY_ARCHIVE_CONFIG"):
+        return Path(environ["GALAXY_ARCHIVE_CONFIG"]).expanduser()
+    xdg = environ.get("XDG_CONFIG_HOME") or os.path.join(environ.get("HOME", "~"), ".config")
+    candidate = Path(xdg).expanduser() / "galaxy-archive" / "archive.toml"
+    return candidate if candidate.is_file() else None
+
+
+def load(path: Path | None, *, root_override: Path | None = None) -> Config:
+    """Read archive.toml (built-in defaults when path is None) and apply --root."""
+    mapping: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as handle:
+                mapping = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    config = parse(mapping)
+    archive = config.archive
+    if root_override is not None:
+        archive = dataclasses.replace(archive, root=root_override)
+    archive = dataclasses.replace(archive, root=archive.root.expanduser().absolute())
+    return dataclasses.replace(config, archive=archive)

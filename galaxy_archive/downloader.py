@@ -1,0 +1,260 @@
+"""Fetch objects in parallel: stream, hash, verify, rename into place.
+
+Workers only download and write files; every result goes back to the calling thread, which
+owns the DB. A task names its object's expected MD5 and size and where it can be fetched
+(signed links with several CDN endpoints, or plain URLs). Endpoints are tried in order; a 404
+on every endpoint means the CDN does not have the object; a 401/403 renews the link.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from galaxy_archive.errors import (
+    GalaxyArchiveError,
+    IntegrityError,
+    ManifestError,
+    UpstreamError,
+)
+from galaxy_archive.galaxy_api import LinkRequest
+from galaxy_archive.http_client import HttpClient, redact_url
+from galaxy_archive.layout import ObjectKind
+from galaxy_archive.link_cache import LinkCache
+from galaxy_archive.links import Link
+from galaxy_archive.storage import ArchiveStore, md5_of_file
+
+ROUNDS = 3  # passes over all endpoints before giving up on an object
+
+
+class Outcome(enum.StrEnum):
+    FETCHED = "fetched"
+    ALREADY_PRESENT = "already_present"  # a correct file was already at the final path
+    ABSENT = "absent_upstream"  # every endpoint answered 404
+    FAILED = "failed"
+    STOPPED = "stopped"  # not attempted: the run is stopping
+
+
+@dataclass(frozen=True)
+class Signed:
+    """Fetch through a secure (or open) link: each endpoint's URL for `suffix`."""
+
+    request: LinkRequest
+    suffix: str
+
+
+@dataclass(frozen=True)
+class Plain:
+    """Fetch from a fixed, unsigned URL (meta files, offline chunks)."""
+
+    url: str
+    endpoint: str = "cdn"
+
+
+Source = Signed | Plain
+
+
+@dataclass(frozen=True)
+class FetchTask:
+    object_id: int
+    kind: ObjectKind
+    path: str
+    md5: str | None
+    size: int | None
+    sources: tuple[Source, ...]
+    what: str
+    product_id: str | None = None
+    check: Callable[[Path], None] | None = None  # e.g. a manifest must also parse
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    task: FetchTask
+    outcome: Outcome
+    size: int = 0
+    endpoint: str | None = None
+    source_url: str | None = None  # redacted
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    url: str
+    endpoint: str
+    signed: tuple[LinkRequest, Link] | None
+
+
+class _HttpStatus(Exception):
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+
+class Downloader:
+    def __init__(
+        self,
+        http: HttpClient,
+        store: ArchiveStore,
+        links: LinkCache,
+        *,
+        workers: int,
+        stop: threading.Event | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> None:
+        self._http = http
+        self._store = store
+        self._links = links
+        self._workers = max(1, workers)
+        self._stop = stop or threading.Event()
+        self._sleep = sleep
+        self._on_bytes = on_bytes
+
+    def run(self, tasks: Iterable[FetchTask]) -> Iterator[FetchResult]:
+        """Yield one result per task, in completion order, in the calling thread.
+
+        A GalaxyArchiveError that is not about one object (for example the login could not be
+        refreshed) stops the run and is raised here.
+        """
+        pending: set[Future[FetchResult]] = set()
+        task_iter = iter(tasks)
+        with ThreadPoolExecutor(self._workers, thread_name_prefix="fetch") as pool:
+            try:
+                while True:
+                    while len(pending) < self._workers * 4:
+                        task = next(task_iter, None)
+                        if task is None:
+                            break
+                        pending.add(pool.submit(self._fetch, task))
+                    if not pending:
+                        return
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        yield future.result()
+            except BaseException:
+                self._stop.set()
+                for future in pending:
+                    future.cancel()
+                raise
+
+    # --- one object, in a worker thread ----------------------------------------------------
+
+    def _fetch(self, task: FetchTask) -> FetchResult:
+        if self._stop.is_set():
+            return FetchResult(task, Outcome.STOPPED)
+        present = self._already_present(task)
+        if present is not None:
+            return present
+        last_error = "no source"
+        for round_number in range(ROUNDS):
+            candidates, link_error = self._candidates(task)
+            if link_error:
+                last_error = link_error
+            all_not_found = bool(candidates) and link_error is None
+            rejected = False
+            for candidate in candidates:
+                if self._stop.is_set():
+                    return FetchResult(task, Outcome.STOPPED)
+                try:
+                    size = self._download(task, candidate.url)
+                except _HttpStatus as status:
+                    if status.status == 404:
+                        continue
+                    all_not_found = False
+                    last_error = f"{task.what}: HTTP {status.status} from {candidate.endpoint}"
+                    if status.status in (401, 403) and candidate.signed is not None:
+                        self._links.invalidate(*candidate.signed)
+                        rejected = True
+                        break
+                    continue
+                except ManifestError as exc:
+                    # The bytes match their hash but are not a valid manifest: hostile or
+                    # broken at the source, and no other endpoint will serve anything else.
+                    return FetchResult(task, Outcome.FAILED, error=str(exc))
+                except (UpstreamError, IntegrityError) as exc:
+                    all_not_found = False
+                    last_error = f"{exc} (endpoint {candidate.endpoint})"
+                    continue
+                return FetchResult(
+                    task,
+                    Outcome.FETCHED,
+                    size=size,
+                    endpoint=candidate.endpoint,
+                    source_url=redact_url(candidate.url),
+                )
+            if all_not_found:
+                return FetchResult(
+                    task, Outcome.ABSENT, error=f"{task.what}: 404 on every endpoint"
+                )
+            if not rejected and round_number + 1 < ROUNDS:
+                self._sleep(0.5 * 2**round_number * (1 + random.random()))
+        return FetchResult(task, Outcome.FAILED, error=last_error)
+
+    def _candidates(self, task: FetchTask) -> tuple[list[_Candidate], str | None]:
+        candidates: list[_Candidate] = []
+        error = None
+        for source in task.sources:
+            if isinstance(source, Plain):
+                candidates.append(_Candidate(source.url, source.endpoint, None))
+                continue
+            try:
+                link = self._links.get(source.request)
+            except (UpstreamError, ManifestError) as exc:
+                error = str(exc)
+                continue
+            for endpoint in link.endpoints:
+                url = endpoint.build_url(source.suffix)
+                candidates.append(_Candidate(url, endpoint.name, (source.request, link)))
+        return candidates, error
+
+    def _download(self, task: FetchTask, url: str) -> int:
+        with self._http.stream(url, what=task.what) as response:
+            if response.status_code != 200:
+                raise _HttpStatus(response.status_code)
+            announced = response.headers.get("Content-Length", "")
+            if task.size is not None and announced.isdigit() and int(announced) != task.size:
+                raise IntegrityError(
+                    f"{task.what}: server announces {announced} bytes, expected {task.size}"
+                )
+            stored = self._store.write_verified(
+                task.path,
+                self._counted(self._http.iter_body(response, what=task.what)),
+                expected_md5=task.md5,
+                expected_size=task.size,
+                check=task.check,
+            )
+        return stored.size
+
+    def _counted(self, pieces: Iterator[bytes]) -> Iterator[bytes]:
+        for piece in pieces:
+            if self._on_bytes is not None:
+                self._on_bytes(len(piece))
+            yield piece
+
+    def _already_present(self, task: FetchTask) -> FetchResult | None:
+        """A file already at the final path with the right bytes (e.g. renamed just before a
+        kill -9, when the DB had not recorded it yet) is adopted, not downloaded again."""
+        if task.md5 is None:
+            return None
+        path = self._store.path(task.path)
+        size = self._store.size_of(task.path)
+        if size is None or (task.size is not None and size != task.size):
+            return None
+        try:
+            md5, _ = md5_of_file(path)
+            if md5 != task.md5:
+                return None
+            if task.check is not None:
+                task.check(path)
+        except (OSError, GalaxyArchiveError):
+            return None
+        return FetchResult(task, Outcome.ALREADY_PRESENT, size=size)
+
+
+def describe_failure(result: FetchResult) -> str:
+    return result.error or f"{result.task.what}: {result.outcome}"

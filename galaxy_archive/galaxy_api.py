@@ -1,0 +1,129 @@
+"""Content-system endpoints (protocol.md §2, §5, §7-9): URLs from the configured bases.
+
+Returns raw answers and decoded JSON; interpreting them is `manifests`' and `links`' job.
+No host name appears here: every URL starts from an `[endpoints]` value.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from galaxy_archive.auth import Authenticator
+from galaxy_archive.config import Endpoints
+from galaxy_archive.errors import AuthError, ManifestError, UpstreamError
+from galaxy_archive.http_client import HttpClient, Reply, bearer
+from galaxy_archive.layout import galaxy_path
+
+
+@dataclass(frozen=True)
+class LinkRequest:
+    """Which secure or open link: one is fetched per distinct request and reused."""
+
+    product_id: str | None  # None: open_link (unsigned, e.g. dependencies)
+    generation: int = 2
+    path: str = "/"
+    root: str | None = None  # "/patches/store" for patch chunks
+    link_type: str | None = None  # "depot" for generation-1 blobs
+
+
+class GalaxyApi:
+    def __init__(self, http: HttpClient, endpoints: Endpoints, auth: Authenticator) -> None:
+        self.http = http
+        self.endpoints = endpoints
+        self.auth = auth
+
+    # --- URLs on the CDN (unsigned) --------------------------------------------------------
+
+    def cdn_url(self, area: str, md5: str) -> str:
+        """`area` is e.g. 'v2/meta', 'v2/offline', 'v2/patches/meta'."""
+        return f"{self.endpoints.cdn}/content-system/{area}/{galaxy_path(md5)}"
+
+    def v1_manifest_url(
+        self, product_id: str, os_name: str, legacy_build_id: int, name: str
+    ) -> str:
+        return (
+            f"{self.endpoints.cdn}/content-system/v1/manifests/{product_id}/{os_name}/"
+            f"{legacy_build_id}/{name}"
+        )
+
+    # --- API calls -------------------------------------------------------------------------
+
+    def builds_list(
+        self, product_id: str, os_name: str, generation: int, password: str | None = None
+    ) -> Reply:
+        """The raw builds list; the bearer token is optional here but sent (protocol.md 1.6)."""
+        query: dict[str, str] = {"generation": str(generation)}
+        if password:
+            query["password"] = password
+        url = (
+            f"{self.endpoints.content_system}/products/{product_id}/os/{os_name}/builds?"
+            f"{urlencode(query)}"
+        )
+        return self._authorized_get(url, f"builds list of {product_id}/{os_name}/gen{generation}")
+
+    def link(self, request: LinkRequest) -> Any:
+        """A secure_link (signed, needs the token) or open_link answer, decoded."""
+        query: dict[str, str] = {"_version": "2", "generation": str(request.generation)}
+        if request.link_type:
+            query["type"] = request.link_type
+        query["path"] = request.path
+        if request.root:
+            query["root"] = request.root
+        if request.product_id is None:
+            url = f"{self.endpoints.content_system}/open_link?{urlencode(query)}"
+            reply = self.http.get(url, what="open link")
+            return _json_answer(reply, "open link")
+        what = f"secure link of product {request.product_id}"
+        url = (
+            f"{self.endpoints.content_system}/products/{request.product_id}/secure_link?"
+            f"{urlencode(query)}"
+        )
+        reply = self._authorized_get(url, what)
+        if reply.status in (401, 403):
+            raise AuthError(
+                f"{what}: refused (HTTP {reply.status}); is the product owned by this account?"
+            )
+        return _json_answer(reply, what)
+
+    def patches_index(self, product_id: str, from_build: str, to_build: str) -> Reply:
+        query = urlencode({"_version": "4", "from_build_id": from_build, "to_build_id": to_build})
+        url = f"{self.endpoints.content_system}/products/{product_id}/patches?{query}"
+        return self.http.get(url, what=f"patch index {product_id} {from_build}->{to_build}")
+
+    def dependencies_repository(self) -> Any:
+        url = f"{self.endpoints.content_system}/dependencies/repository?generation=2"
+        return _json_answer(self.http.get(url, what="dependencies repository"), "dependencies")
+
+    def owned_products(self) -> list[str]:
+        """Every product id the account owns, DLC included (protocol.md §9)."""
+        reply = self._authorized_get(f"{self.endpoints.embed}/user/data/games", "owned games")
+        doc = _json_answer(reply, "owned games")
+        owned = doc.get("owned") if isinstance(doc, dict) else None
+        if not isinstance(owned, list):
+            raise ManifestError("owned games: no 'owned' list in the answer")
+        return [str(p) for p in owned if isinstance(p, int | str) and str(p).isdigit()]
+
+    def _authorized_get(self, url: str, what: str) -> Reply:
+        """GET with the bearer token; on a 401 refresh the token once and try again."""
+        token = self.auth.access_token()
+        reply = self.http.get(url, what=what, headers=bearer(token))
+        if reply.status == 401:
+            token = self.auth.refresh_after_rejection(token)
+            reply = self.http.get(url, what=what, headers=bearer(token))
+        return reply
+
+
+def _json_answer(reply: Reply, what: str) -> Any:
+    if reply.status != 200:
+        raise UpstreamError(f"{what}: HTTP {reply.status}", reply.status)
+    try:
+        return json.loads(reply.body)
+    except ValueError:
+        raise ManifestError(f"{what}: the answer is not JSON") from None
+
+
+LinkFetcher = Callable[[LinkRequest], Any]

@@ -1,0 +1,54 @@
+"""One secure link per (product, root, ...) per run, shared by every worker.
+
+GOG blocks clients that ask for a link per chunk (protocol.md 5.5, LGOG 983592d), so a link is
+fetched once, reused until shortly before it expires, and renewed early on a CDN 401/403.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from galaxy_archive.galaxy_api import LinkRequest
+from galaxy_archive.links import Link, parse_link
+
+
+class LinkCache:
+    def __init__(
+        self,
+        fetch: Callable[[LinkRequest], Any],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._fetch = fetch
+        self._clock = clock
+        self._links: dict[LinkRequest, Link] = {}
+        self._locks: dict[LinkRequest, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self.fetch_count = 0
+
+    def get(self, request: LinkRequest) -> Link:
+        """A link valid for a while yet, fetching or renewing it when needed."""
+        with self._guard:
+            lock = self._locks.setdefault(request, threading.Lock())
+        with lock:  # one fetch per request key, even with many workers asking at once
+            link = self._links.get(request)
+            if link is None or self._clock() >= link.renew_at():
+                doc = self._fetch(request)
+                what = f"link of {request.product_id or 'open_link'}"
+                link = parse_link(doc, what, generation=request.generation, now=self._clock())
+                self._links[request] = link
+                self.fetch_count += 1
+            return link
+
+    def invalidate(self, request: LinkRequest, stale: Link) -> None:
+        """The CDN rejected `stale` (401/403): the next get() fetches a new link.
+
+        Only that exact link is dropped, so a worker that reports late does not throw away
+        a link another worker has just renewed.
+        """
+        with self._guard:
+            if self._links.get(request) is stale:
+                del self._links[request]

@@ -1,0 +1,124 @@
+"""Secure links and open links (protocol.md §5): parsing, endpoint order, URL building. Pure.
+
+A link is a list of CDN endpoints; each turns an object suffix (``ab/cd/<md5>`` or
+``main.bin``) into a full URL. Those URLs carry secrets (tokens in the path or query), so they
+are only ever handed to the HTTP layer, never logged or stored.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from galaxy_archive.errors import ManifestError
+
+_PLACEHOLDER_RE = re.compile(r"\{(\w+)\}")
+# Without a known expiry, a link is still renewed this often (and on any 401/403).
+DEFAULT_LINK_LIFETIME_S = 3600.0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    url_format: str | None
+    parameters: dict[str, Any]
+    url: str | None  # open_link and builds `urls[]` entries carry a complete base URL
+    priority: float
+    is_fallback_only: bool
+    generations: tuple[int, ...]
+
+    def build_url(self, suffix: str) -> str:
+        """protocol.md 5.3: append the suffix to parameters.path and fill the template."""
+        if self.url_format and self.parameters:
+            params = dict(self.parameters)
+            params["path"] = f"{str(params.get('path', '')).rstrip('/')}/{suffix}"
+            return _PLACEHOLDER_RE.sub(lambda m: str(params.get(m.group(1), "")), self.url_format)
+        base = self.url or self.url_format or ""
+        return f"{base.rstrip('/')}/{suffix}"
+
+    def expires_at(self) -> float | None:
+        """Unix expiry if the endpoint states one: fastly `expires_at`, gcore hex `time`."""
+        value = self.parameters.get("expires_at")
+        if value is not None:
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                return None
+        value = self.parameters.get("time")
+        if isinstance(value, str):
+            try:
+                return float(int(value, 16))
+            except ValueError:
+                return None
+        return None
+
+
+@dataclass(frozen=True)
+class Link:
+    """An ordered set of endpoints, valid until `expires_at` (unix seconds)."""
+
+    endpoints: tuple[Endpoint, ...]
+    fetched_at: float
+    expires_at: float
+
+    def renew_at(self) -> float:
+        """Renew a minute early, or halfway through a short-lived link."""
+        margin = min(60.0, (self.expires_at - self.fetched_at) / 2)
+        return self.expires_at - max(margin, 0.0)
+
+
+def parse_link(doc: Any, what: str, *, generation: int, now: float) -> Link:
+    """Parse a secure_link or open_link answer and order its endpoints for `generation`."""
+    if not isinstance(doc, dict):
+        raise ManifestError(f"{what}: expected a JSON object")
+    raw_urls = doc.get("urls")
+    if isinstance(raw_urls, list):
+        endpoints = [_parse_endpoint(e, f"{what} urls[{i}]") for i, e in enumerate(raw_urls)]
+    elif isinstance(doc.get("url"), dict):
+        # Historical answer without _version=2 (protocol.md 5.1): a single `url` object.
+        old = doc["url"]
+        base = old.get("url") or f"{old.get('base_url', '')}{old.get('path', '')}"
+        endpoints = [Endpoint("legacy", None, {}, str(base), 0.0, False, (1, 2))]
+    else:
+        raise ManifestError(f"{what}: no 'urls' in the answer")
+    ordered = order_endpoints(endpoints, generation)
+    if not ordered:
+        raise ManifestError(f"{what}: no endpoint supports generation {generation}")
+    expiries = [e for e in (ep.expires_at() for ep in ordered) if e is not None and e > now]
+    expires_at = min(expiries) if expiries else now + DEFAULT_LINK_LIFETIME_S
+    return Link(endpoints=tuple(ordered), fetched_at=now, expires_at=expires_at)
+
+
+def _parse_endpoint(obj: Any, what: str) -> Endpoint:
+    if not isinstance(obj, dict):
+        raise ManifestError(f"{what}: expected a JSON object")
+    params = obj.get("parameters")
+    url_format = obj.get("url_format")
+    url = obj.get("url")
+    if not isinstance(params, dict):
+        params = {}
+    if not isinstance(url_format, str) and not isinstance(url, str):
+        raise ManifestError(f"{what}: neither 'url_format' nor 'url'")
+    generations = obj.get("supports_generation")
+    if not isinstance(generations, list):
+        generations = [1, 2]
+    priority = obj.get("priority")
+    return Endpoint(
+        name=str(obj.get("endpoint_name") or "unnamed"),
+        url_format=url_format if isinstance(url_format, str) else None,
+        parameters=params,
+        url=url if isinstance(url, str) else None,
+        priority=float(priority) if isinstance(priority, int | float) else 0.0,
+        is_fallback_only=obj.get("fallback_only") is True,
+        generations=tuple(g for g in generations if isinstance(g, int)),
+    )
+
+
+def order_endpoints(endpoints: list[Endpoint], generation: int) -> list[Endpoint]:
+    """protocol.md 5.4: keep those supporting the generation; fallbacks last; priority desc.
+
+    The sort is stable, so equal priorities keep the server's order.
+    """
+    usable = [e for e in endpoints if generation in e.generations]
+    return sorted(usable, key=lambda e: (e.is_fallback_only, -e.priority))

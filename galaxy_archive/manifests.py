@@ -1,0 +1,376 @@
+"""Pure parsing of content-system JSON: builds lists and V2 manifests (protocol.md §2-4, §7).
+
+Every parse_* function takes bytes or decoded JSON plus `what`, a name for the object used in
+error messages, and returns frozen dataclasses or raises ManifestError naming the object and
+the field. Nothing here touches the network or the disk.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+from galaxy_archive.errors import ManifestError
+from galaxy_archive.layout import check_id, check_md5, safe_relative_path
+
+# A hostile zlib body can inflate to gigabytes; no real manifest comes near this.
+MAX_MANIFEST_BYTES = 256 * 1024 * 1024
+_LINK_HASH_RE = re.compile(r"/([0-9a-fA-F]{32})/?$")
+
+
+# --- decoding ------------------------------------------------------------------------------
+
+
+def inflate(body: bytes, what: str, *, limit: int = MAX_MANIFEST_BYTES) -> bytes:
+    """Inflate a zlib stream (window bits 15), refusing trailing garbage and bombs."""
+    inflater = zlib.decompressobj(15)
+    try:
+        data = inflater.decompress(body, limit)
+    except zlib.error as exc:
+        raise ManifestError(f"{what}: invalid zlib data ({exc})") from None
+    if inflater.unconsumed_tail:
+        raise ManifestError(f"{what}: inflates to more than {limit} bytes")
+    if not inflater.eof:
+        raise ManifestError(f"{what}: zlib stream is truncated")
+    if inflater.unused_data:
+        raise ManifestError(f"{what}: trailing bytes after the zlib stream")
+    return data
+
+
+def _looks_like_zlib(body: bytes) -> bool:
+    # RFC 1950: CM=8 in the low nibble, and the 16-bit header is a multiple of 31.
+    return len(body) >= 2 and body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
+
+
+def decode_json(body: bytes, what: str) -> Any:
+    """Plain JSON (V1 manifests, API answers)."""
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ManifestError(f"{what}: not valid JSON ({exc})") from None
+
+
+def decode_meta(body: bytes, what: str) -> Any:
+    """V2 meta: zlib JSON, with the plain-JSON fallback every client has (protocol.md 3.1)."""
+    if _looks_like_zlib(body):
+        return decode_json(inflate(body, what), what)
+    if body.lstrip()[:1] in (b"{", b"["):
+        return decode_json(body, what)
+    raise ManifestError(f"{what}: neither zlib nor JSON")
+
+
+# --- typed field access --------------------------------------------------------------------
+
+
+def _field(obj: Any, key: str, kind: type | tuple[type, ...], what: str, default: Any = ...) -> Any:
+    if not isinstance(obj, dict):
+        raise ManifestError(f"{what}: expected a JSON object, got {type(obj).__name__}")
+    if key not in obj or obj[key] is None:
+        if default is ...:
+            raise ManifestError(f"{what}: field {key!r} is missing")
+        return default
+    value = obj[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        raise ManifestError(f"{what}: field {key!r} is a boolean")
+    if not isinstance(value, kinds):
+        names = "/".join(k.__name__ for k in kinds)
+        raise ManifestError(f"{what}: field {key!r} should be {names}, not {type(value).__name__}")
+    return value
+
+
+def _size(obj: Any, key: str, what: str, default: Any = ...) -> int:
+    value = _field(obj, key, int, what, default)
+    if value < 0:
+        raise ManifestError(f"{what}: field {key!r} is negative")
+    return int(value)
+
+
+def _strings(obj: Any, key: str, what: str) -> tuple[str, ...]:
+    values = _field(obj, key, list, what, [])
+    if not all(isinstance(v, str) for v in values):
+        raise ManifestError(f"{what}: field {key!r} should be a list of strings")
+    return tuple(values)
+
+
+# --- builds lists (protocol.md §2) ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuildListing:
+    """One item of a builds list."""
+
+    build_id: str
+    product_id: str
+    os: str
+    generation: int
+    branch: str | None
+    version_name: str
+    date_published: str
+    public: bool
+    tags: tuple[str, ...]
+    manifest_urls: tuple[str, ...]  # `link`, or every `urls[].url` in preferred order
+    legacy_build_id: int | None
+    item: dict[str, Any]
+
+    @property
+    def repository_md5(self) -> str:
+        """Gen 2: the repository manifest id, the last path segment of its URL."""
+        for url in self.manifest_urls:
+            match = _LINK_HASH_RE.search(urlsplit(url).path)
+            if match:
+                return match.group(1).lower()
+        raise ManifestError(f"build {self.build_id}: no manifest hash in its link")
+
+
+@dataclass(frozen=True)
+class BuildsList:
+    total_count: int
+    items: tuple[BuildListing, ...]
+    has_private_branches: bool
+
+    @property
+    def is_truncated(self) -> bool:
+        """GOG may list fewer items than it has (protocol.md 2.2: count < total_count)."""
+        return self.total_count > len(self.items)
+
+
+def parse_builds_list(doc: Any, what: str) -> BuildsList:
+    items_raw = _field(doc, "items", list, what, [])
+    items = tuple(_parse_build_item(item, f"{what} items[{i}]") for i, item in enumerate(items_raw))
+    total = _size(doc, "total_count", what, len(items))
+    return BuildsList(
+        total_count=total,
+        items=items,
+        has_private_branches=bool(_field(doc, "has_private_branches", bool, what, False)),
+    )
+
+
+def _parse_build_item(item: Any, what: str) -> BuildListing:
+    build_id = check_id(_field(item, "build_id", (str, int), what), f"{what} build_id")
+    what = f"{what} (build {build_id})"
+    generation = _field(item, "generation", int, what)
+    if generation not in (1, 2):
+        raise ManifestError(f"{what}: unknown generation {generation!r}")
+    legacy = _field(item, "legacy_build_id", (int, str), what, None)
+    if generation == 1:
+        if legacy is None:
+            raise ManifestError(f"{what}: generation 1 build without legacy_build_id")
+        legacy = int(check_id(legacy, f"{what} legacy_build_id"))
+    branch = _field(item, "branch", str, what, None)
+    return BuildListing(
+        build_id=build_id,
+        product_id=check_id(_field(item, "product_id", (str, int), what), f"{what} product_id"),
+        os=_field(item, "os", str, what),
+        generation=generation,
+        branch=branch or None,
+        version_name=_field(item, "version_name", str, what, ""),
+        date_published=_field(item, "date_published", str, what, ""),
+        public=_field(item, "public", bool, what, True),
+        tags=_strings(item, "tags", what),
+        manifest_urls=_manifest_urls(item, what),
+        legacy_build_id=legacy if generation == 1 else None,
+        item=item,
+    )
+
+
+def _manifest_urls(item: dict[str, Any], what: str) -> tuple[str, ...]:
+    """`link` (classic) or `urls[]` (_version=2), best endpoint first (protocol.md 2.3, 5.4)."""
+    link = _field(item, "link", str, what, None)
+    if link:
+        return (link,)
+    entries = _field(item, "urls", list, what, [])
+    ranked = sorted(
+        (e for e in entries if isinstance(e, dict) and isinstance(e.get("url"), str)),
+        key=lambda e: (bool(e.get("fallback_only")), -_as_number(e.get("priority"))),
+    )
+    if not ranked:
+        raise ManifestError(f"{what}: neither 'link' nor 'urls'")
+    return tuple(e["url"] for e in ranked)
+
+
+def _as_number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+# --- V2 repository manifest (protocol.md §3) -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class DepotRef:
+    """A depot entry of a repository (or patch, or dependency repository) manifest."""
+
+    product_id: str
+    manifest: str
+    languages: tuple[str, ...]
+    size: int
+    compressed_size: int
+    is_gog_depot: bool = False
+    is_offline: bool = False
+
+
+@dataclass(frozen=True)
+class RepositoryV2:
+    base_product_id: str
+    build_id: str | None
+    platform: str
+    depots: tuple[DepotRef, ...]
+    offline_depot: DepotRef | None
+    product_ids: tuple[str, ...]
+    dependencies: tuple[str, ...]
+
+
+def _parse_depot_ref(obj: Any, what: str, *, is_offline: bool = False) -> DepotRef:
+    return DepotRef(
+        product_id=check_id(_field(obj, "productId", (str, int), what), f"{what} productId"),
+        manifest=check_md5(_field(obj, "manifest", str, what), f"{what} manifest"),
+        languages=_strings(obj, "languages", what),
+        size=_size(obj, "size", what, 0),
+        compressed_size=_size(obj, "compressedSize", what, 0),
+        is_gog_depot=bool(_field(obj, "isGogDepot", bool, what, False)),
+        is_offline=is_offline,
+    )
+
+
+def parse_repository_v2(doc: Any, what: str) -> RepositoryV2:
+    depots = tuple(
+        _parse_depot_ref(d, f"{what} depots[{i}]")
+        for i, d in enumerate(_field(doc, "depots", list, what))
+    )
+    offline_raw = _field(doc, "offlineDepot", dict, what, None)
+    offline = (
+        _parse_depot_ref(offline_raw, f"{what} offlineDepot", is_offline=True)
+        if offline_raw is not None
+        else None
+    )
+    products = _field(doc, "products", list, what, [])
+    product_ids = tuple(
+        check_id(_field(p, "productId", (str, int), f"{what} products[{i}]"), f"{what} productId")
+        for i, p in enumerate(products)
+    )
+    build_id = _field(doc, "buildId", (str, int), what, None)
+    return RepositoryV2(
+        base_product_id=check_id(_field(doc, "baseProductId", (str, int), what), what),
+        build_id=str(build_id) if build_id is not None else None,
+        platform=_field(doc, "platform", str, what, ""),
+        depots=depots,
+        offline_depot=offline,
+        product_ids=product_ids,
+        dependencies=_strings(doc, "dependencies", what),
+    )
+
+
+# --- V2 depot manifest (protocol.md §4, §7.3) ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    compressed_md5: str
+    compressed_size: int
+    md5: str
+    size: int
+
+
+@dataclass(frozen=True)
+class DepotFile:
+    path: PurePosixPath
+    chunks: tuple[ChunkRef, ...]
+    md5: str | None
+    sfc_ref: tuple[int, int] | None  # (offset, size) into the inflated small-files container
+
+
+@dataclass(frozen=True)
+class DepotDiff:
+    """A patch item: chunks inflate and concatenate to an xdelta3 delta (protocol.md 7.3)."""
+
+    path_source: PurePosixPath
+    path_target: PurePosixPath
+    md5_source: str
+    md5_target: str
+    chunks: tuple[ChunkRef, ...]
+
+
+@dataclass(frozen=True)
+class DepotManifest:
+    files: tuple[DepotFile, ...]
+    diffs: tuple[DepotDiff, ...]
+    sfc_chunks: tuple[ChunkRef, ...]
+
+    def chunks(self) -> tuple[ChunkRef, ...]:
+        """Every chunk a mirror needs: SFC chunks and those of files and diffs not in an SFC."""
+        own = [c for f in self.files if f.sfc_ref is None for c in f.chunks]
+        return (*self.sfc_chunks, *own, *(c for d in self.diffs for c in d.chunks))
+
+    def sfc_member_chunks(self) -> tuple[ChunkRef, ...]:
+        """Chunks of files that also live in an SFC: the CDN may not have them (4.3)."""
+        return tuple(c for f in self.files if f.sfc_ref is not None for c in f.chunks)
+
+
+def _parse_chunk(obj: Any, what: str) -> ChunkRef:
+    return ChunkRef(
+        compressed_md5=check_md5(_field(obj, "compressedMd5", str, what), f"{what} compressedMd5"),
+        compressed_size=_size(obj, "compressedSize", what),
+        md5=check_md5(_field(obj, "md5", str, what), f"{what} md5"),
+        size=_size(obj, "size", what),
+    )
+
+
+def _parse_chunks(obj: Any, what: str) -> tuple[ChunkRef, ...]:
+    return tuple(
+        _parse_chunk(c, f"{what} chunks[{i}]")
+        for i, c in enumerate(_field(obj, "chunks", list, what, []))
+    )
+
+
+def _optional_md5(obj: Any, key: str, what: str) -> str | None:
+    value = _field(obj, key, str, what, None)
+    return check_md5(value, f"{what} {key}") if value else None
+
+
+def parse_depot_manifest(doc: Any, what: str) -> DepotManifest:
+    depot = _field(doc, "depot", dict, what)
+    files: list[DepotFile] = []
+    diffs: list[DepotDiff] = []
+    for i, item in enumerate(_field(depot, "items", list, what, [])):
+        where = f"{what} items[{i}]"
+        kind = _field(item, "type", str, where, "DepotFile")
+        if kind == "DepotFile":
+            files.append(_parse_file(item, where))
+        elif kind == "DepotDiff":
+            diffs.append(_parse_diff(item, where))
+        elif kind in ("DepotDirectory", "DepotLink"):
+            safe_relative_path(_field(item, "path", str, where), where)
+        else:
+            raise ManifestError(f"{where}: unknown item type {kind!r}")
+    sfc = _field(depot, "smallFilesContainer", dict, what, None)
+    sfc_chunks = _parse_chunks(sfc, f"{what} smallFilesContainer") if sfc is not None else ()
+    return DepotManifest(files=tuple(files), diffs=tuple(diffs), sfc_chunks=sfc_chunks)
+
+
+def _parse_file(item: Any, what: str) -> DepotFile:
+    path = safe_relative_path(_field(item, "path", str, what), what)
+    sfc = _field(item, "sfcRef", dict, what, None)
+    sfc_ref = None
+    if sfc is not None:
+        sfc_ref = (_size(sfc, "offset", f"{what} sfcRef"), _size(sfc, "size", f"{what} sfcRef"))
+    return DepotFile(
+        path=path,
+        chunks=_parse_chunks(item, what),
+        md5=_optional_md5(item, "md5", what),
+        sfc_ref=sfc_ref,
+    )
+
+
+def _parse_diff(item: Any, what: str) -> DepotDiff:
+    return DepotDiff(
+        path_source=safe_relative_path(_field(item, "path_source", str, what), what),
+        path_target=safe_relative_path(_field(item, "path_target", str, what), what),
+        md5_source=check_md5(_field(item, "md5_source", str, what), f"{what} md5_source"),
+        md5_target=check_md5(_field(item, "md5_target", str, what), f"{what} md5_target"),
+        chunks=_parse_chunks(item, what),
+    )

@@ -1,0 +1,98 @@
+"""Terminal output: logging for TTY vs cron, a progress line, JSON documents on stdout."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from galaxy_archive.http_client import scrub
+from galaxy_archive.report import human_bytes
+
+
+class _ScrubFilter(logging.Filter):
+    """Last line of defence: urllib3 logs request paths (which carry CDN tokens) on retries."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = scrub(record.getMessage())
+        record.args = None
+        return True
+
+
+def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
+    """-q: errors only; default: warnings (INFO too on a TTY); -v: INFO; -vv: DEBUG."""
+    if verbosity < 0:
+        level = logging.ERROR
+    elif verbosity >= 2:
+        level = logging.DEBUG
+    elif verbosity == 1 or sys.stderr.isatty():
+        level = logging.INFO
+    else:
+        level = logging.WARNING
+    root = logging.getLogger()
+    root.handlers.clear()
+    root.setLevel(level)
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler.setLevel(min(level, logging.INFO))
+        handlers.append(file_handler)
+        root.setLevel(min(level, logging.INFO))
+    for handler in handlers:
+        handler.addFilter(_ScrubFilter())
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        root.addHandler(handler)
+    # urllib3 logs every request line at DEBUG, tokens included; keep it to warnings.
+    logging.getLogger("urllib3").setLevel(max(level, logging.WARNING))
+
+
+def print_json(document: dict[str, Any], stream: TextIO | None = None) -> None:
+    out = stream or sys.stdout
+    json.dump(document, out, indent=2, sort_keys=True, default=str)
+    out.write("\n")
+
+
+class Progress:
+    """A one-line progress display on stderr when it is a terminal; silent otherwise."""
+
+    def __init__(self, *, is_enabled: bool | None = None, stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stderr
+        self._is_enabled = self._stream.isatty() if is_enabled is None else is_enabled
+        self._lock = threading.Lock()
+        self._objects = 0
+        self._bytes = 0
+        self._last_draw = 0.0
+        self._started = time.monotonic()
+
+    def add_bytes(self, count: int) -> None:
+        with self._lock:
+            self._bytes += count
+        self._draw()
+
+    def add_object(self) -> None:
+        with self._lock:
+            self._objects += 1
+        self._draw()
+
+    def _draw(self, force: bool = False) -> None:
+        if not self._is_enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_draw < 0.2:
+            return
+        self._last_draw = now
+        rate = self._bytes / max(now - self._started, 1e-6)
+        self._stream.write(
+            f"\r{self._objects} objects, {human_bytes(self._bytes)} ({human_bytes(rate)}/s)   "
+        )
+        self._stream.flush()
+
+    def close(self) -> None:
+        if self._is_enabled and (self._objects or self._bytes):
+            self._draw(force=True)
+            self._stream.write("\n")

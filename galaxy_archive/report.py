@@ -1,0 +1,94 @@
+"""What a run did, for the summary line, --json and the exit code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from galaxy_archive.errors import ExitCode
+
+
+def human_bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(count) < 1024 or unit == "TiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} TiB"
+
+
+@dataclass
+class ProductReport:
+    product_id: str
+    builds_seen: int = 0
+    builds_selected: int = 0
+    builds_complete: int = 0
+    error: str | None = None
+    planned_objects: int = 0
+    planned_bytes: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "product_id": self.product_id,
+            "builds_seen": self.builds_seen,
+            "builds_selected": self.builds_selected,
+            "builds_complete": self.builds_complete,
+            "planned_objects": self.planned_objects,
+            "planned_bytes": self.planned_bytes,
+            "error": self.error,
+        }
+
+
+@dataclass
+class SyncReport:
+    fetched: int = 0
+    already_present: int = 0
+    failed: int = 0
+    absent_upstream: int = 0  # required objects the CDN does not have (an error)
+    absent_optional: int = 0  # SFC member chunks the CDN does not have (not an error)
+    bytes_fetched: int = 0
+    is_dry_run: bool = False
+    is_interrupted: bool = False
+    problems: list[str] = field(default_factory=list)
+    products: dict[str, ProductReport] = field(default_factory=dict)
+
+    def product(self, product_id: str) -> ProductReport:
+        return self.products.setdefault(product_id, ProductReport(product_id))
+
+    def problem(self, message: str) -> None:
+        self.problems.append(message)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.is_interrupted:
+            return ExitCode.INTERRUPTED
+        if self.problems or self.failed or self.absent_upstream:
+            return ExitCode.PROBLEMS
+        return ExitCode.OK
+
+    def summary_line(self) -> str:
+        if self.is_dry_run:
+            objects = sum(p.planned_objects for p in self.products.values())
+            size = sum(p.planned_bytes for p in self.products.values())
+            return f"dry run: {objects} objects to fetch, {human_bytes(size)}"
+        absent = self.absent_upstream + self.absent_optional
+        return (
+            f"fetched {self.fetched}, already present {self.already_present}, "
+            f"failed {self.failed}, absent upstream {absent}, "
+            f"{human_bytes(self.bytes_fetched)} downloaded"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "command": "sync",
+            "exit_code": int(self.exit_code),
+            "dry_run": self.is_dry_run,
+            "interrupted": self.is_interrupted,
+            "fetched": self.fetched,
+            "already_present": self.already_present,
+            "failed": self.failed,
+            "absent_upstream": self.absent_upstream,
+            "absent_optional": self.absent_optional,
+            "bytes_fetched": self.bytes_fetched,
+            "problems": list(self.problems),
+            "products": [p.to_json() for p in self.products.values()],
+        }

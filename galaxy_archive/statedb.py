@@ -1,0 +1,468 @@
+"""The state DB (sqlite-utils over SQLite): migrations and typed record/query functions.
+
+The DB is the todo list: objects not 'verified' are what a sync still has to fetch. Only the
+thread that opened it writes to it; workers hand results back to that thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from galaxy_archive.errors import StorageError
+from galaxy_archive.layout import ObjectKind
+
+_MIGRATION_NAME_RE = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
+
+
+def iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def default_migrations_dir() -> Path:
+    """The packaged copy in a wheel; the repository's `migrations/` in a source checkout."""
+    packaged = Path(str(resources.files("galaxy_archive"))) / "migrations"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "migrations"
+
+
+def apply_migrations(db: sqlite_utils.Database, migrations_dir: Path, now: float) -> list[str]:
+    """Apply pending NNNN_name.sql files in order, each with its record in one transaction."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+    )
+    applied = {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
+    names = sorted(p.name for p in migrations_dir.glob("*.sql"))
+    bad = [n for n in names if not _MIGRATION_NAME_RE.match(n)]
+    if bad:
+        raise StorageError(f"migration files with invalid names: {', '.join(bad)}")
+    done = []
+    for name in names:
+        if name in applied:
+            continue
+        sql = (migrations_dir / name).read_text(encoding="utf-8")
+        try:
+            # executescript commits whatever is open first; the explicit BEGIN/COMMIT make the
+            # migration and its record one transaction.
+            db.conn.executescript(
+                f"BEGIN;\n{sql}\n;INSERT INTO _migrations VALUES ('{name}', '{iso(now)}');\nCOMMIT;"
+            )
+        except sqlite3.Error as exc:
+            if db.conn.in_transaction:
+                db.conn.rollback()
+            raise StorageError(f"migration {name} failed: {exc}") from exc
+        done.append(name)
+    return done
+
+
+@dataclass(frozen=True)
+class ObjectRow:
+    id: int
+    kind: ObjectKind
+    path: str
+    md5: str | None
+    size: int | None
+    state: str
+    product_id: str | None
+
+
+@dataclass(frozen=True)
+class NewObject:
+    """An object a manifest names, before it is known to the DB."""
+
+    kind: ObjectKind
+    path: str
+    md5: str | None
+    size: int | None = None
+    inflated_md5: str | None = None
+    inflated_size: int | None = None
+    product_id: str | None = None
+
+
+class StateDB:
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.db = db
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self.db.conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.conn:
+            yield
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- runs ------------------------------------------------------------------------------
+
+    def start_run(self, command: str, pid: int, now: float) -> tuple[int, bool]:
+        """Record a run; also say whether an earlier run never ended (killed: sweep temps)."""
+        with self.conn:
+            unfinished = self.conn.execute(
+                "SELECT count(*) FROM runs WHERE ended_at IS NULL"
+            ).fetchone()[0]
+            cursor = self.conn.execute(
+                "INSERT INTO runs (command, pid, started_at) VALUES (?, ?, ?)",
+                (command, pid, iso(now)),
+            )
+        return int(cursor.lastrowid or 0), unfinished > 0
+
+    def close_stale_runs(self, current_run: int, now: float) -> None:
+        with self.conn:
+            self.conn.execute(
+                "UPDATE runs SET ended_at = ?, exit_code = -9 WHERE ended_at IS NULL AND id != ?",
+                (iso(now), current_run),
+            )
+
+    def end_run(self, run_id: int, exit_code: int, summary: dict[str, Any], now: float) -> None:
+        with self.conn:
+            self.conn.execute(
+                "UPDATE runs SET ended_at = ?, exit_code = ?, summary = ? WHERE id = ?",
+                (iso(now), exit_code, json.dumps(summary, sort_keys=True), run_id),
+            )
+
+    def last_run(self, command: str) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            "SELECT started_at, ended_at, exit_code, summary FROM runs WHERE command = ? "
+            "AND ended_at IS NOT NULL ORDER BY id DESC LIMIT 1",
+            (command,),
+        ).fetchone()
+        if row is None:
+            return None
+        return {
+            "started_at": row[0],
+            "ended_at": row[1],
+            "exit_code": row[2],
+            "summary": json.loads(row[3]) if row[3] else None,
+        }
+
+    # --- products and builds lists ---------------------------------------------------------
+
+    def touch_product(self, product_id: str, now: float, error: str | None = None) -> None:
+        with self.conn:
+            self.conn.execute(
+                "INSERT INTO products (product_id, first_seen) VALUES (?, ?) "
+                "ON CONFLICT (product_id) DO NOTHING",
+                (product_id, iso(now)),
+            )
+            self.conn.execute(
+                "UPDATE products SET last_synced = ?, last_error = ? WHERE product_id = ?",
+                (iso(now), error, product_id),
+            )
+
+    def record_builds_list(
+        self,
+        product_id: str,
+        os_name: str,
+        generation: int,
+        *,
+        with_password: bool,
+        status: int,
+        body: bytes,
+        now: float,
+    ) -> None:
+        body_md5 = None
+        if body:
+            body_md5 = hashlib.md5(body, usedforsecurity=False).hexdigest()
+            self.conn.execute(
+                "INSERT OR IGNORE INTO json_bodies (md5, body) VALUES (?, ?)",
+                (body_md5, body.decode("utf-8", "replace")),
+            )
+        self.conn.execute(
+            "INSERT INTO build_list_fetches (product_id, os, generation, with_password, "
+            "fetched_at, status, body_md5) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (product_id, os_name, generation, int(with_password), iso(now), status, body_md5),
+        )
+
+    def upsert_build(self, row: dict[str, Any], now: float) -> None:
+        """Insert a listed build or refresh it; first_seen is kept, nothing is ever deleted."""
+        self.conn.execute(
+            "INSERT INTO builds (product_id, build_id, os, generation, branch, version_name, "
+            "date_published, legacy_build_id, manifest_url, item, first_seen, last_seen, "
+            "is_listed) VALUES (:product_id, :build_id, :os, :generation, :branch, "
+            ":version_name, :date_published, :legacy_build_id, :manifest_url, :item, :now, :now, "
+            "1) "
+            "ON CONFLICT (product_id, build_id) DO UPDATE SET branch = excluded.branch, "
+            "version_name = excluded.version_name, date_published = excluded.date_published, "
+            "manifest_url = excluded.manifest_url, item = excluded.item, "
+            "last_seen = excluded.last_seen, is_listed = 1",
+            {**row, "now": iso(now)},
+        )
+
+    def mark_unlisted(self, product_id: str, os_name: str, listed: set[str]) -> int:
+        """Builds of this product and OS absent from a complete list: kept, marked delisted."""
+        rows = self.conn.execute(
+            "SELECT build_id FROM builds WHERE product_id = ? AND os = ? AND is_listed = 1",
+            (product_id, os_name),
+        ).fetchall()
+        gone = [r[0] for r in rows if r[0] not in listed]
+        self.conn.executemany(
+            "UPDATE builds SET is_listed = 0 WHERE product_id = ? AND build_id = ?",
+            [(product_id, b) for b in gone],
+        )
+        return len(gone)
+
+    def builds(self, product_id: str) -> list[dict[str, Any]]:
+        return list(
+            self.db.query(
+                "SELECT * FROM builds WHERE product_id = ? ORDER BY date_published, build_id",
+                [product_id],
+            )
+        )
+
+    # --- objects ---------------------------------------------------------------------------
+
+    def ensure_objects(self, objects: Sequence[NewObject], now: float) -> dict[str, int]:
+        """Insert objects not yet known (by path); return path -> id for all of them."""
+        stamp = iso(now)
+        self.conn.executemany(
+            "INSERT INTO objects (kind, path, md5, size, inflated_md5, inflated_size, "
+            "product_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (path) DO NOTHING",
+            [
+                (
+                    str(o.kind),
+                    o.path,
+                    o.md5,
+                    o.size,
+                    o.inflated_md5,
+                    o.inflated_size,
+                    o.product_id,
+                    stamp,
+                )
+                for o in objects
+            ],
+        )
+        ids: dict[str, int] = {}
+        paths = [o.path for o in objects]
+        for start in range(0, len(paths), 500):
+            batch = paths[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            for object_id, path in self.conn.execute(
+                f"SELECT id, path FROM objects WHERE path IN ({marks})", batch
+            ):
+                ids[path] = object_id
+        return ids
+
+    def object_by_path(self, path: str) -> ObjectRow | None:
+        row = self.conn.execute(
+            "SELECT id, kind, path, md5, size, state, product_id FROM objects WHERE path = ?",
+            (path,),
+        ).fetchone()
+        return _object_row(row) if row else None
+
+    def add_object_products(self, pairs: Iterable[tuple[int, str]]) -> None:
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO object_products (object_id, product_id) VALUES (?, ?)", pairs
+        )
+
+    def mark_verified(
+        self,
+        object_id: int,
+        *,
+        size: int,
+        now: float,
+        product_id: str | None = None,
+        endpoint: str | None = None,
+        source_url: str | None = None,
+        fetched: bool = True,
+    ) -> None:
+        stamp = iso(now)
+        self.conn.execute(
+            "UPDATE objects SET state = 'verified', size = ?, error = NULL, verified_at = ?, "
+            "updated_at = ?, fetched_at = CASE WHEN ? THEN ? ELSE fetched_at END, "
+            "product_id = coalesce(?, product_id), endpoint = coalesce(?, endpoint), "
+            "source_url = coalesce(?, source_url) WHERE id = ?",
+            (size, stamp, stamp, fetched, stamp, product_id, endpoint, source_url, object_id),
+        )
+
+    def mark_problem(self, object_id: int, *, state: str, error: str, now: float) -> None:
+        self.conn.execute(
+            "UPDATE objects SET state = ?, error = ?, updated_at = ? WHERE id = ?",
+            (state, error, iso(now), object_id),
+        )
+
+    def objects_by_state(self) -> dict[str, dict[str, int]]:
+        """state -> {"count", "bytes"} over every object."""
+        result: dict[str, dict[str, int]] = {}
+        for state, count, size in self.conn.execute(
+            "SELECT state, count(*), coalesce(sum(size), 0) FROM objects GROUP BY state"
+        ):
+            result[state] = {"count": count, "bytes": size}
+        return result
+
+    # --- builds, depots, manifests ---------------------------------------------------------
+
+    def set_repository(self, product_id: str, build_id: str, object_id: int) -> None:
+        self.conn.execute(
+            "UPDATE builds SET repository_object_id = ? WHERE product_id = ? AND build_id = ?",
+            (object_id, product_id, build_id),
+        )
+
+    def record_build_depot(
+        self, product_id: str, build_id: str, manifest_object_id: int, depot: dict[str, Any]
+    ) -> bool:
+        """Record that a build uses a depot; True when the row is new."""
+        cursor = self.conn.execute(
+            "INSERT OR IGNORE INTO build_depots (product_id, build_id, manifest_object_id, "
+            "depot_product_id, languages, size, compressed_size, is_offline, is_gog_depot) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                product_id,
+                build_id,
+                manifest_object_id,
+                depot["product_id"],
+                json.dumps(depot["languages"]),
+                depot["size"],
+                depot["compressed_size"],
+                int(depot["is_offline"]),
+                int(depot["is_gog_depot"]),
+            ),
+        )
+        return cursor.rowcount > 0
+
+    def is_indexed(self, manifest_object_id: int) -> bool:
+        return (
+            self.conn.execute(
+                "SELECT 1 FROM indexed_manifests WHERE object_id = ?", (manifest_object_id,)
+            ).fetchone()
+            is not None
+        )
+
+    def index_manifest(
+        self,
+        manifest_object_id: int,
+        references: Sequence[tuple[int, str]],
+        sfc_members: Sequence[tuple[str, int, int, str | None]],
+        now: float,
+    ) -> None:
+        """Record what a depot manifest references; a required role wins over 'sfc_member'."""
+        self.conn.executemany(
+            "INSERT INTO manifest_objects (manifest_object_id, object_id, role) VALUES (?, ?, ?) "
+            "ON CONFLICT DO UPDATE SET role = excluded.role WHERE role = 'sfc_member'",
+            [(manifest_object_id, object_id, role) for object_id, role in references],
+        )
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO sfc_members (manifest_object_id, path, sfc_offset, sfc_size, "
+            "md5) VALUES (?, ?, ?, ?, ?)",
+            [(manifest_object_id, *member) for member in sfc_members],
+        )
+        self.conn.execute(
+            "INSERT OR REPLACE INTO indexed_manifests (object_id, indexed_at) VALUES (?, ?)",
+            (manifest_object_id, iso(now)),
+        )
+
+    def link_depot_products(self, manifest_object_id: int, product_id: str) -> None:
+        """Every chunk of this depot belongs to `product_id` too."""
+        self.conn.execute(
+            "INSERT OR IGNORE INTO object_products (object_id, product_id) "
+            "SELECT object_id, ? FROM manifest_objects WHERE manifest_object_id = ?",
+            (product_id, manifest_object_id),
+        )
+
+    def pending_depot_objects(
+        self, product_id: str, build_ids: Sequence[str]
+    ) -> list[tuple[ObjectRow, str, str]]:
+        """Objects the builds' depots reference that are not verified: (row, role, product).
+
+        An SFC member chunk recorded as absent upstream is not asked for again: the CDN is
+        allowed not to have it (protocol.md 4.3).
+        """
+        result: list[tuple[ObjectRow, str, str]] = []
+        seen: set[int] = set()
+        for start in range(0, len(build_ids), 400):
+            batch = list(build_ids[start : start + 400])
+            marks = ",".join("?" * len(batch))
+            rows = self.conn.execute(
+                "SELECT o.id, o.kind, o.path, o.md5, o.size, o.state, o.product_id, mo.role, "
+                "bd.depot_product_id FROM build_depots bd "
+                "JOIN manifest_objects mo ON mo.manifest_object_id = bd.manifest_object_id "
+                "JOIN objects o ON o.id = mo.object_id "
+                f"WHERE bd.product_id = ? AND bd.build_id IN ({marks}) "
+                "AND o.state != 'verified' "
+                "AND NOT (mo.role = 'sfc_member' AND o.state = 'absent_upstream')",
+                [product_id, *batch],
+            ).fetchall()
+            for row in rows:
+                if row[0] not in seen:
+                    seen.add(row[0])
+                    result.append((_object_row(row[:7]), row[7], row[8]))
+        return result
+
+    def update_build_states(self, product_id: str, build_ids: Sequence[str], now: float) -> None:
+        """complete = its repository, depot manifests and required chunks are all verified."""
+        for build_id in build_ids:
+            missing = self.conn.execute(
+                "SELECT count(*) FROM ("
+                " SELECT repository_object_id AS id FROM builds"
+                "  WHERE product_id = :p AND build_id = :b"
+                " UNION SELECT manifest_object_id FROM build_depots"
+                "  WHERE product_id = :p AND build_id = :b"
+                " UNION SELECT mo.object_id FROM build_depots bd JOIN manifest_objects mo"
+                "  ON mo.manifest_object_id = bd.manifest_object_id"
+                "  WHERE bd.product_id = :p AND bd.build_id = :b AND mo.role != 'sfc_member'"
+                ") needed LEFT JOIN objects o ON o.id = needed.id "
+                "WHERE o.id IS NULL OR o.state != 'verified'",
+                {"p": product_id, "b": build_id},
+            ).fetchone()[0]
+            if missing == 0:
+                self.conn.execute(
+                    "UPDATE builds SET state = 'complete', error = NULL, "
+                    "completed_at = coalesce(completed_at, ?) "
+                    "WHERE product_id = ? AND build_id = ?",
+                    (iso(now), product_id, build_id),
+                )
+            else:
+                self.conn.execute(
+                    "UPDATE builds SET state = 'incomplete', completed_at = NULL "
+                    "WHERE product_id = ? AND build_id = ?",
+                    (product_id, build_id),
+                )
+
+    def set_build_error(self, product_id: str, build_id: str, error: str) -> None:
+        self.conn.execute(
+            "UPDATE builds SET state = 'incomplete', error = ? WHERE product_id = ? "
+            "AND build_id = ?",
+            (error, product_id, build_id),
+        )
+
+
+def _object_row(row: Sequence[Any]) -> ObjectRow:
+    return ObjectRow(
+        id=row[0],
+        kind=ObjectKind(row[1]),
+        path=row[2],
+        md5=row[3],
+        size=row[4],
+        state=row[5],
+        product_id=row[6],
+    )
+
+
+def open_db(path: Path, *, now: float, migrations_dir: Path | None = None) -> StateDB:
+    """Open (creating) the DB, switch to WAL and apply pending migrations."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=30)
+    except (OSError, sqlite3.Error) as exc:
+        raise StorageError(f"cannot open the state DB {path}: {exc}") from exc
+    db = sqlite_utils.Database(conn)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute("PRAGMA foreign_keys = ON")
+    apply_migrations(db, migrations_dir or default_migrations_dir(), now)
+    return StateDB(db)

@@ -1,0 +1,82 @@
+"""`status`: what the archive holds, read from the state DB only (no network, no disk walk)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from galaxy_archive.report import human_bytes
+from galaxy_archive.statedb import StateDB
+
+_BUILD_COLUMNS = (
+    "build_id, os, generation, branch, version_name, date_published, legacy_build_id, "
+    "first_seen, last_seen, is_listed, state, completed_at, error"
+)
+
+
+def collect_status(db: StateDB, product_ids: list[str] | None = None) -> dict[str, Any]:
+    """The status document (also the --json output; its schema is in the README)."""
+    where, params = "", []
+    if product_ids:
+        where = f"WHERE product_id IN ({','.join('?' * len(product_ids))})"
+        params = list(product_ids)
+    products = []
+    for product in db.db.query(
+        f"SELECT product_id, first_seen, last_synced, last_error FROM products {where} "
+        "ORDER BY product_id",
+        params,
+    ):
+        builds = [
+            {**row, "is_listed": bool(row["is_listed"])}
+            for row in db.db.query(
+                f"SELECT {_BUILD_COLUMNS} FROM builds WHERE product_id = ? "
+                "ORDER BY os, generation, date_published, build_id",
+                [product["product_id"]],
+            )
+        ]
+        products.append({**product, "builds": builds})
+    by_state = db.objects_by_state()
+    stored = sum(v["bytes"] for k, v in by_state.items() if k in ("verified", "present"))
+    return {
+        "command": "status",
+        "products": products,
+        "objects": by_state,
+        "bytes_stored": stored,
+        "last_sync": db.last_run("sync"),
+        "last_verify": db.last_run("verify"),
+    }
+
+
+def format_status(doc: dict[str, Any]) -> str:
+    lines = []
+    for product in doc["products"]:
+        lines.append(
+            f"product {product['product_id']}: last synced {product['last_synced'] or 'never'}"
+            + (f" (error: {product['last_error']})" if product["last_error"] else "")
+        )
+        for build in product["builds"]:
+            listed = "listed" if build["is_listed"] else "DELISTED"
+            branch = build["branch"] or "default"
+            lines.append(
+                f"  {build['build_id']:>17} {build['os']:<7} gen{build['generation']} "
+                f"{branch:<10} {build['version_name'] or '-':<16} {build['state']:<10} {listed} "
+                f"seen {build['first_seen'][:10]}..{build['last_seen'][:10]}"
+            )
+    states = (
+        ", ".join(f"{state} {v['count']}" for state, v in sorted(doc["objects"].items())) or "none"
+    )
+    lines.append(f"objects: {states}; {human_bytes(doc['bytes_stored'])} stored")
+    last_sync = doc["last_sync"]
+    lines.append(
+        "last sync: "
+        + (f"{last_sync['ended_at']} (exit {last_sync['exit_code']})" if last_sync else "never")
+    )
+    last_verify = doc["last_verify"]
+    lines.append(
+        "last verify: "
+        + (
+            f"{last_verify['ended_at']} (exit {last_verify['exit_code']})"
+            if last_verify
+            else "never"
+        )
+    )
+    return "\n".join(lines)

@@ -1,0 +1,148 @@
+"""The archive tree on disk: atomic, verified writes and the temp-file sweep.
+
+Invariant: nothing unverified is ever visible at a final path. Bytes stream into a temporary
+file in the target directory while they are hashed; only when size and MD5 match is the file
+fsynced and renamed into place (readers see the old file or the new one, never a partial one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from galaxy_archive.errors import IntegrityError, StorageError
+
+TEMP_SUFFIX = ".galaxy-tmp"
+LOCK_NAME = ".galaxy-archive.lock"
+# What the tree may hold besides objects; everything else under these is checked by verify.
+TREE_TOPS = ("v1", "v2")
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """What was written: the digest and size measured while streaming."""
+
+    md5: str
+    size: int
+
+
+class ArchiveStore:
+    """The archive root. All paths given to it are relative, produced by ``layout``."""
+
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+        self.root = root
+        self._fsync = fsync
+        self._made_dirs: set[Path] = set()
+
+    def path(self, relative: str) -> Path:
+        return self.root / relative
+
+    def size_of(self, relative: str) -> int | None:
+        """Size of the stored file, or None when absent."""
+        try:
+            return os.stat(self.root / relative).st_size
+        except FileNotFoundError:
+            return None
+
+    def write_verified(
+        self,
+        relative: str,
+        pieces: Iterable[bytes],
+        *,
+        expected_md5: str | None,
+        expected_size: int | None,
+        check: Callable[[Path], None] | None = None,
+    ) -> StoredObject:
+        """Stream pieces to `relative` atomically; raise IntegrityError on any mismatch.
+
+        `check`, when given, runs on the complete temp file before the rename (for example a
+        manifest parse); an exception from it discards the file like a hash mismatch.
+        """
+        final = self.root / relative
+        self._ensure_dir(final.parent)
+        temp = final.with_name(f".{final.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        digest = hashlib.md5(usedforsecurity=False)
+        size = 0
+        try:
+            with open(temp, "wb") as out:
+                for piece in pieces:
+                    digest.update(piece)
+                    out.write(piece)
+                    size += len(piece)
+                    if expected_size is not None and size > expected_size:
+                        raise IntegrityError(
+                            f"{relative}: body longer than the expected {expected_size} bytes"
+                        )
+                _check_digest(relative, digest.hexdigest(), size, expected_md5, expected_size)
+                if check is not None:
+                    out.flush()
+                    check(temp)
+                if self._fsync:
+                    out.flush()
+                    os.fsync(out.fileno())
+            os.replace(temp, final)
+        except OSError as exc:
+            _unlink_quietly(temp)
+            raise StorageError(f"{relative}: cannot write ({exc.strerror})") from exc
+        except BaseException:
+            _unlink_quietly(temp)
+            raise
+        return StoredObject(md5=digest.hexdigest(), size=size)
+
+    def _ensure_dir(self, directory: Path) -> None:
+        if directory in self._made_dirs:
+            return
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create {directory}: {exc.strerror}") from exc
+        self._made_dirs.add(directory)
+
+    def iter_temp_files(self) -> Iterator[Path]:
+        """Every leftover temp file in the tree (after a crash or kill -9)."""
+        for top in TREE_TOPS:
+            base = self.root / top
+            if not base.is_dir():
+                continue
+            for directory, _dirs, files in os.walk(base):
+                for name in files:
+                    if name.endswith(TEMP_SUFFIX):
+                        yield Path(directory) / name
+
+    def sweep_temp_files(self) -> int:
+        """Delete leftover temp files; return how many were removed."""
+        removed = 0
+        for temp in self.iter_temp_files():
+            _unlink_quietly(temp)
+            removed += 1
+        return removed
+
+
+def _check_digest(
+    relative: str, md5: str, size: int, expected_md5: str | None, expected_size: int | None
+) -> None:
+    if expected_size is not None and size != expected_size:
+        raise IntegrityError(f"{relative}: got {size} bytes, expected {expected_size}")
+    if expected_md5 is not None and md5 != expected_md5:
+        raise IntegrityError(f"{relative}: MD5 {md5} does not match the expected {expected_md5}")
+
+
+def _unlink_quietly(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def md5_of_file(path: Path, *, block_size: int = 1 << 20) -> tuple[str, int]:
+    """(MD5, size) of a file, read in blocks; hashlib releases the GIL on large blocks."""
+    digest = hashlib.md5(usedforsecurity=False)
+    size = 0
+    with open(path, "rb", buffering=0) as handle:
+        buffer = bytearray(block_size)
+        view = memoryview(buffer)
+        while count := handle.readinto(buffer):
+            digest.update(view[:count])
+            size += count
+    return digest.hexdigest(), size

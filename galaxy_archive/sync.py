@@ -1,0 +1,514 @@
+"""`sync`: mirror each product's builds (protocol.md §2-5). Wires api -> manifests -> DB -> fetch.
+
+Per product, in phases, each a parallel batch: builds lists; repository manifests; depot
+manifests; then every chunk the DB says is not verified yet. Manifests are parsed once and
+their references recorded, so a later sync plans from SQL alone and a no-op sync is cheap.
+A problem with one product (hostile manifest, CDN failure) is reported and the run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from galaxy_archive.app import App
+from galaxy_archive.downloader import Downloader, FetchResult, FetchTask, Outcome, Plain, Signed
+from galaxy_archive.errors import ManifestError, UpstreamError
+from galaxy_archive.galaxy_api import GalaxyApi, LinkRequest
+from galaxy_archive.http_client import redact_url
+from galaxy_archive.layout import ObjectKind, cas_path, galaxy_path
+from galaxy_archive.manifests import (
+    BuildListing,
+    DepotManifest,
+    DepotRef,
+    RepositoryV2,
+    decode_json,
+    decode_meta,
+    parse_builds_list,
+    parse_depot_manifest,
+    parse_repository_v2,
+)
+from galaxy_archive.output import Progress
+from galaxy_archive.report import SyncReport
+from galaxy_archive.statedb import NewObject, StateDB
+from galaxy_archive.storage import ArchiveStore
+
+log = logging.getLogger(__name__)
+COMMIT_EVERY_S = 1.0
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    os: tuple[str, ...] = ("windows", "osx")
+    generations: tuple[int, ...] = (1, 2)
+    build_ids: tuple[str, ...] = ()
+    branch: str | None = None
+    password: str | None = None
+    include_dlc: bool = True
+    is_dry_run: bool = False
+
+
+def read_repository(path: Path, what: str) -> RepositoryV2:
+    return parse_repository_v2(decode_meta(path.read_bytes(), what), what)
+
+
+def read_depot(path: Path, what: str) -> DepotManifest:
+    return parse_depot_manifest(decode_meta(path.read_bytes(), what), what)
+
+
+class Syncer:
+    def __init__(
+        self,
+        *,
+        api: GalaxyApi,
+        db: StateDB,
+        store: ArchiveStore,
+        downloader: Downloader,
+        options: SyncOptions,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.api = api
+        self.db = db
+        self.store = store
+        self.downloader = downloader
+        self.options = options
+        self.clock = clock
+        self.report = SyncReport(is_dry_run=options.is_dry_run)
+        # (depot manifest, product) pairs first recorded this run: their chunks are linked
+        # to the product once the manifest is indexed.
+        self._new_depot_links: list[tuple[int, str]] = []
+        self.on_result: Callable[[FetchResult], None] = lambda _result: None
+
+    def sync_products(self, product_ids: Iterable[str]) -> SyncReport:
+        for product_id in product_ids:
+            if self.report.is_interrupted:
+                break
+            error = None
+            try:
+                self._sync_product(product_id)
+            except (ManifestError, UpstreamError) as exc:
+                error = str(exc)
+                self.report.problem(f"product {product_id}: {exc}")
+                self.report.product(product_id).error = error
+            self.db.conn.commit()
+            self.db.touch_product(product_id, self.clock(), error)
+        return self.report
+
+    # --- one product -----------------------------------------------------------------------
+
+    def _sync_product(self, product_id: str) -> None:
+        product = self.report.product(product_id)
+        listings = self._refresh_builds(product_id)
+        product.builds_seen = len(listings)
+        builds = self._select_builds(product_id, listings)
+        product.builds_selected = len(builds)
+        self.db.conn.commit()
+        repositories = self._fetch_repositories(product_id, builds)
+        depots = self._fetch_depot_manifests(product_id, builds, repositories)
+        self._index_depots(product_id, depots)
+        build_ids = [b.build_id for b in builds if b.build_id in repositories]
+        self._fetch_chunks(product_id, build_ids)
+        if not self.options.is_dry_run:
+            self.db.update_build_states(product_id, [b.build_id for b in builds], self.clock())
+            self.db.conn.commit()
+            product.builds_complete = sum(
+                1
+                for b in self.db.builds(product_id)
+                if b["build_id"] in {x.build_id for x in builds} and b["state"] == "complete"
+            )
+
+    def _refresh_builds(self, product_id: str) -> dict[str, BuildListing]:
+        """Query every builds list (each OS, both generations), record it, merge by build id.
+
+        generation=2 also lists gen-1 builds, but both are asked because some sources say a
+        build can appear in one answer only (protocol.md 2.1).
+        """
+        merged: dict[str, BuildListing] = {}
+        now = self.clock()
+        for os_name in self.options.os:
+            listed: set[str] = set()
+            is_complete = True
+            for generation in (2, 1):
+                reply = self.api.builds_list(product_id, os_name, generation, self.options.password)
+                self.db.record_builds_list(
+                    product_id,
+                    os_name,
+                    generation,
+                    with_password=bool(self.options.password),
+                    status=reply.status,
+                    body=reply.body,
+                    now=now,
+                )
+                if reply.status == 404:  # unknown product or OS: no builds (NEXUS)
+                    continue
+                if reply.status != 200:
+                    raise UpstreamError(
+                        f"builds list {product_id}/{os_name}/gen{generation}: HTTP {reply.status}",
+                        reply.status,
+                    )
+                what = f"builds list {product_id}/{os_name}/gen{generation}"
+                builds_list = parse_builds_list(decode_json(reply.body, what), what)
+                is_complete = is_complete and not builds_list.is_truncated
+                for listing in builds_list.items:
+                    if listing.product_id != product_id or listing.os != os_name:
+                        raise ManifestError(
+                            f"{what}: build {listing.build_id} is for "
+                            f"{listing.product_id}/{listing.os}"
+                        )
+                    merged.setdefault(listing.build_id, listing)
+                    listed.add(listing.build_id)
+            for listing in merged.values():
+                if listing.os == os_name:
+                    self.db.upsert_build(_build_row(listing), now)
+            if is_complete:  # a truncated list proves nothing about what GOG still lists
+                self.db.mark_unlisted(product_id, os_name, listed)
+        return merged
+
+    def _select_builds(
+        self, product_id: str, listings: dict[str, BuildListing]
+    ) -> list[BuildListing]:
+        """Generation-2 builds to mirror: those listed now, and delisted ones not complete."""
+        candidates = dict(listings)
+        for row in self.db.builds(product_id):
+            if row["build_id"] not in candidates and row["state"] != "complete":
+                what = f"recorded build {row['build_id']}"
+                doc = {"items": [json.loads(row["item"])]}
+                candidates[row["build_id"]] = parse_builds_list(doc, what).items[0]
+        options = self.options
+        return [
+            b
+            for b in candidates.values()
+            if b.generation == 2
+            and 2 in options.generations
+            and b.os in options.os
+            and (not options.build_ids or b.build_id in options.build_ids)
+            and (options.branch is None or b.branch == options.branch)
+        ]
+
+    # --- manifests -------------------------------------------------------------------------
+
+    def _fetch_repositories(
+        self, product_id: str, builds: Sequence[BuildListing]
+    ) -> dict[str, RepositoryV2]:
+        """Fetch (or find) each build's repository manifest; build id -> parsed manifest."""
+        wanted: dict[str, tuple[BuildListing, str]] = {}
+        for build in builds:
+            try:
+                md5 = build.repository_md5
+            except ManifestError as exc:
+                self._build_problem(product_id, build.build_id, str(exc))
+                continue
+            wanted[build.build_id] = (build, md5)
+        paths = {md5: cas_path(ObjectKind.META, md5) for _, md5 in wanted.values()}
+        ids = self.db.ensure_objects(
+            [
+                NewObject(ObjectKind.META, path, md5, product_id=product_id)
+                for md5, path in paths.items()
+            ],
+            self.clock(),
+        )
+        tasks: dict[str, FetchTask] = {}
+        for build, md5 in wanted.values():
+            object_id = ids[paths[md5]]
+            self.db.set_repository(product_id, build.build_id, object_id)
+            if md5 in tasks:
+                continue
+            row = self.db.object_by_path(paths[md5])
+            if row is not None and row.state == "verified":
+                continue
+            urls = list(dict.fromkeys([*build.manifest_urls, self.api.cdn_url("v2/meta", md5)]))
+            what = f"repository manifest {md5} (build {build.build_id})"
+            tasks[md5] = FetchTask(
+                object_id,
+                ObjectKind.META,
+                paths[md5],
+                md5,
+                None,
+                tuple(Plain(url, _host_of(url)) for url in urls),
+                what,
+                product_id,
+                check=_check_with(read_repository, what),
+            )
+        self._run(tasks.values())
+        repositories: dict[str, RepositoryV2] = {}
+        for build, md5 in wanted.values():
+            what = f"repository manifest {md5} (build {build.build_id})"
+            row = self.db.object_by_path(paths[md5])
+            if row is None or row.state != "verified":
+                self._build_problem(product_id, build.build_id, f"{what} is not available")
+                continue
+            try:
+                repositories[build.build_id] = read_repository(self.store.path(paths[md5]), what)
+            except (ManifestError, OSError) as exc:
+                self._build_problem(product_id, build.build_id, f"{what}: {exc}")
+        return repositories
+
+    def _selected_depots(self, product_id: str, repository: RepositoryV2) -> list[DepotRef]:
+        depots = [
+            d for d in repository.depots if self.options.include_dlc or d.product_id == product_id
+        ]
+        if repository.offline_depot is not None:
+            depots.append(repository.offline_depot)
+        return depots
+
+    def _fetch_depot_manifests(
+        self,
+        product_id: str,
+        builds: Sequence[BuildListing],
+        repositories: dict[str, RepositoryV2],
+    ) -> dict[int, DepotRef]:
+        """Fetch every depot manifest the builds use; manifest object id -> depot."""
+        now = self.clock()
+        per_build = {
+            build.build_id: self._selected_depots(product_id, repositories[build.build_id])
+            for build in builds
+            if build.build_id in repositories
+        }
+        refs = [d for depots in per_build.values() for d in depots]
+        paths = {d.manifest: cas_path(ObjectKind.META, d.manifest) for d in refs}
+        ids = self.db.ensure_objects(
+            [
+                NewObject(
+                    ObjectKind.META,
+                    cas_path(ObjectKind.META, d.manifest),
+                    d.manifest,
+                    product_id=d.product_id,
+                )
+                for d in refs
+            ],
+            now,
+        )
+        by_object: dict[int, DepotRef] = {}
+        tasks: dict[int, FetchTask] = {}
+        for build_id, depots in per_build.items():
+            for depot in depots:
+                object_id = ids[paths[depot.manifest]]
+                by_object.setdefault(object_id, depot)
+                if self.db.record_build_depot(product_id, build_id, object_id, _depot_row(depot)):
+                    self._new_depot_links.append((object_id, depot.product_id))
+                if object_id in tasks:
+                    continue
+                row = self.db.object_by_path(paths[depot.manifest])
+                if row is not None and row.state == "verified":
+                    continue
+                what = f"depot manifest {depot.manifest} (product {depot.product_id})"
+                tasks[object_id] = FetchTask(
+                    object_id,
+                    ObjectKind.META,
+                    paths[depot.manifest],
+                    depot.manifest,
+                    None,
+                    (Plain(self.api.cdn_url("v2/meta", depot.manifest)),),
+                    what,
+                    depot.product_id,
+                    check=_check_with(read_depot, what),
+                )
+        self._run(tasks.values())
+        return by_object
+
+    def _index_depots(self, product_id: str, depots: dict[int, DepotRef]) -> None:
+        """Record each newly fetched depot manifest's chunks and SFC members in the DB."""
+        for object_id, depot in depots.items():
+            if self.db.is_indexed(object_id):
+                continue
+            path = cas_path(ObjectKind.META, depot.manifest)
+            row = self.db.object_by_path(path)
+            if row is None or row.state != "verified":
+                continue
+            what = f"depot manifest {depot.manifest} (product {depot.product_id})"
+            try:
+                manifest = read_depot(self.store.path(path), what)
+            except (ManifestError, OSError) as exc:
+                self.report.problem(f"{what}: {exc}")
+                continue
+            self._index_depot(object_id, depot, manifest)
+        for object_id, depot_product in self._new_depot_links:
+            self.db.link_depot_products(object_id, depot_product)
+        self._new_depot_links.clear()
+        self.db.conn.commit()
+
+    def _index_depot(self, object_id: int, depot: DepotRef, manifest: DepotManifest) -> None:
+        kind = ObjectKind.OFFLINE if depot.is_offline else ObjectKind.STORE
+        roles: dict[str, tuple[str, NewObject]] = {}
+        for role, chunks in (
+            ("sfc_member", manifest.sfc_member_chunks()),
+            ("chunk", manifest.chunks()),
+            ("sfc", manifest.sfc_chunks),
+        ):
+            for chunk in chunks:
+                roles[chunk.compressed_md5] = (
+                    role,
+                    NewObject(
+                        kind,
+                        cas_path(kind, chunk.compressed_md5),
+                        chunk.compressed_md5,
+                        chunk.compressed_size,
+                        chunk.md5,
+                        chunk.size,
+                        depot.product_id,
+                    ),
+                )
+        ids = self.db.ensure_objects([obj for _, obj in roles.values()], self.clock())
+        references = [(ids[obj.path], role) for role, obj in roles.values()]
+        members = [
+            (str(f.path), f.sfc_ref[0], f.sfc_ref[1], f.md5)
+            for f in manifest.files
+            if f.sfc_ref is not None
+        ]
+        self.db.index_manifest(object_id, references, members, self.clock())
+
+    # --- chunks ----------------------------------------------------------------------------
+
+    def _fetch_chunks(self, product_id: str, build_ids: Sequence[str]) -> None:
+        pending = self.db.pending_depot_objects(product_id, build_ids)
+        product = self.report.product(product_id)
+        if self.options.is_dry_run:
+            product.planned_objects += len(pending)
+            product.planned_bytes += sum(row.size or 0 for row, _, _ in pending)
+            return
+        optional = {row.id for row, role, _ in pending if role == "sfc_member"}
+        tasks = []
+        for row, _role, depot_product in pending:
+            md5 = row.md5 or ""
+            signed = Signed(LinkRequest(depot_product), galaxy_path(md5))
+            sources: tuple[Plain | Signed, ...] = (signed,)
+            if row.kind is ObjectKind.OFFLINE:
+                # Offline-depot chunks are public under v2/offline (GROG); the signed store
+                # path is the fallback.
+                sources = (Plain(self.api.cdn_url("v2/offline", md5)), signed)
+            what = f"chunk {md5} (product {depot_product})"
+            tasks.append(
+                FetchTask(row.id, row.kind, row.path, md5, row.size, sources, what, depot_product)
+            )
+        self._run(tasks, optional=optional)
+
+    # --- results ---------------------------------------------------------------------------
+
+    def _run(self, tasks: Iterable[FetchTask], *, optional: set[int] | None = None) -> None:
+        optional = optional or set()
+        last_commit = time.monotonic()
+        for result in self.downloader.run(tasks):
+            self._apply(result, is_optional=result.task.object_id in optional)
+            self.on_result(result)
+            if time.monotonic() - last_commit >= COMMIT_EVERY_S:
+                self.db.conn.commit()
+                last_commit = time.monotonic()
+        self.db.conn.commit()
+
+    def _apply(self, result: FetchResult, *, is_optional: bool) -> None:
+        task, now, report = result.task, self.clock(), self.report
+        if result.outcome in (Outcome.FETCHED, Outcome.ALREADY_PRESENT):
+            fetched = result.outcome is Outcome.FETCHED
+            self.db.mark_verified(
+                task.object_id,
+                size=result.size,
+                now=now,
+                product_id=task.product_id,
+                endpoint=result.endpoint,
+                source_url=result.source_url,
+                fetched=fetched,
+            )
+            if fetched:
+                report.fetched += 1
+                report.bytes_fetched += result.size
+            else:
+                report.already_present += 1
+        elif result.outcome is Outcome.ABSENT:
+            self.db.mark_problem(
+                task.object_id, state="absent_upstream", error=result.error or "", now=now
+            )
+            if is_optional:
+                report.absent_optional += 1
+            else:
+                report.absent_upstream += 1
+                report.problem(f"{task.what}: not on the CDN (404 on every endpoint)")
+        elif result.outcome is Outcome.FAILED:
+            self.db.mark_problem(task.object_id, state="missing", error=result.error or "", now=now)
+            report.failed += 1
+            report.problem(result.error or f"{task.what}: failed")
+        else:
+            report.is_interrupted = True
+
+    def _build_problem(self, product_id: str, build_id: str, message: str) -> None:
+        self.report.problem(f"build {build_id} of product {product_id}: {message}")
+        self.db.set_build_error(product_id, build_id, message)
+
+
+def _check_with(reader: Callable[[Path, str], object], what: str) -> Callable[[Path], None]:
+    def check(path: Path) -> None:
+        reader(path, what)
+
+    return check
+
+
+def _host_of(url: str) -> str:
+    return urlsplit(url).hostname or "cdn"
+
+
+def _build_row(listing: BuildListing) -> dict[str, object]:
+    return {
+        "product_id": listing.product_id,
+        "build_id": listing.build_id,
+        "os": listing.os,
+        "generation": listing.generation,
+        "branch": listing.branch,
+        "version_name": listing.version_name,
+        "date_published": listing.date_published,
+        "legacy_build_id": listing.legacy_build_id,
+        "manifest_url": redact_url(listing.manifest_urls[0]) if listing.manifest_urls else None,
+        "item": json.dumps(listing.item, sort_keys=True),
+    }
+
+
+def _depot_row(depot: DepotRef) -> dict[str, object]:
+    return {
+        "product_id": depot.product_id,
+        "languages": list(depot.languages),
+        "size": depot.size,
+        "compressed_size": depot.compressed_size,
+        "is_offline": depot.is_offline,
+        "is_gog_depot": depot.is_gog_depot,
+    }
+
+
+def run_sync(
+    app: App,
+    product_ids: Sequence[str],
+    options: SyncOptions,
+    *,
+    workers: int,
+    progress: Progress | None = None,
+) -> SyncReport:
+    """The `sync` use case: one run record, the temp sweep after a crash, then the products."""
+    progress = progress or Progress(is_enabled=False)
+    http = app.http(workers)
+    api = app.api(http)
+    api.auth.access_token()  # not logged in: exit 3 before touching anything
+    db = app.open_db()
+    try:
+        run_id, had_crash = db.start_run("sync", app.pid, app.clock())
+        if had_crash:
+            removed = app.store().sweep_temp_files()
+            log.info("previous run did not finish; removed %d temporary files", removed)
+            db.close_stale_runs(run_id, app.clock())
+        downloader = app.downloader(http, api, workers, on_bytes=progress.add_bytes)
+        syncer = Syncer(
+            api=api,
+            db=db,
+            store=app.store(),
+            downloader=downloader,
+            options=options,
+            clock=app.clock,
+        )
+        syncer.on_result = lambda _result: progress.add_object()
+        report = syncer.sync_products(product_ids)
+        db.end_run(run_id, int(report.exit_code), report.to_json(), app.clock())
+        return report
+    finally:
+        progress.close()
+        db.close()

@@ -36,14 +36,13 @@ class App:
     is_json: bool = False
     verbosity: int = 0
     migrations_dir: Path | None = None
-    backoff_factor: float = 0.5
     stop: threading.Event = field(default_factory=threading.Event)
 
     def http(self, workers: int) -> HttpClient:
         http_config = self.config.http
         session = build_session(
             workers=workers,
-            retry=build_retry(http_config.retries, backoff_factor=self.backoff_factor),
+            retry=build_retry(http_config.retries, backoff_factor=http_config.backoff_s),
             proxy=http_config.proxy,
         )
         return HttpClient(
@@ -57,7 +56,6 @@ class App:
         return Authenticator(
             http,
             auth_url=self.config.endpoints.auth,
-            embed_url=self.config.endpoints.embed,
             store=TokenStore(self.config.auth.token_file),
             clock=self.clock,
         )

@@ -22,6 +22,9 @@ from galaxy_archive.http_client import HttpClient
 # The public Galaxy client (protocol.md 1.1); every tool uses this pair.
 GALAXY_CLIENT_ID = "46899977096215655"
 GALAXY_CLIENT_SECRET = "9d85c43b1482497dbbce61f6e4aa173a433796eeae2ca8c5f6129f2dc4de46d9"
+# Registered with that client: any other value is refused (redirect_uri_mismatch), so it is an
+# identifier of the client, not an endpoint we contact, and does not follow [endpoints].embed.
+GALAXY_REDIRECT_URI = "https://embed.gog.com/on_login_success?origin=client"
 REFRESH_MARGIN_S = 300.0  # refresh five minutes before expiry
 NOT_LOGGED_IN = "not logged in: run `galaxy-archive login` first"
 
@@ -114,7 +117,6 @@ class Authenticator:
         http: HttpClient,
         *,
         auth_url: str,
-        embed_url: str,
         store: TokenStore,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -124,7 +126,7 @@ class Authenticator:
         self._clock = clock
         self._lock = threading.Lock()
         self._tokens: Tokens | None = None
-        self.redirect_uri = f"{embed_url}/on_login_success?origin=client"
+        self.redirect_uri = GALAXY_REDIRECT_URI
 
     def login_url(self) -> str:
         query = urlencode(

@@ -200,8 +200,6 @@ def sync(
     report = run_sync(
         app, products, options, workers=workers or sync_config.workers, progress=progress
     )
-    for problem in report.problems:
-        click.echo(f"problem: {problem}", err=True)
     if app.is_json:
         print_json(report.to_json())
     elif app.verbosity >= 0:

@@ -58,6 +58,7 @@ class SyncSection:
 class HttpSection:
     timeout_s: float = 30.0
     retries: int = 5
+    backoff_s: float = 0.5  # first retry delay; doubles per retry, with jitter
     limit_rate: int = 0  # bytes per second for the whole run; 0 = unlimited
     proxy: str = ""
     insecure_hosts: tuple[str, ...] = ()  # extra hosts allowed over plain http://
@@ -217,6 +218,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, tuple[str, _Converter]]]] = {
         {
             "timeout": ("timeout_s", lambda k, v: float(_expect(k, v, (int, float), "seconds"))),
             "retries": ("retries", lambda k, v: _positive_int(k, v, 0)),
+            "backoff": ("backoff_s", lambda k, v: float(_expect(k, v, (int, float), "seconds"))),
             "limit_rate": ("limit_rate", lambda k, v: _positive_int(k, v, 0)),
             "proxy": ("proxy", lambda k, v: _expect(k, v, str, "a URL or empty string")),
             "insecure_hosts": ("insecure_hosts", _str_list),

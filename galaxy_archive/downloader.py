@@ -106,6 +106,7 @@ class Downloader:
         stop: threading.Event | None = None,
         sleep: Callable[[float], None] = time.sleep,
         on_bytes: Callable[[int], None] | None = None,
+        backoff_s: float = 0.5,
     ) -> None:
         self._http = http
         self._store = store
@@ -114,6 +115,7 @@ class Downloader:
         self._stop = stop or threading.Event()
         self._sleep = sleep
         self._on_bytes = on_bytes
+        self._backoff_s = backoff_s
 
     def run(self, tasks: Iterable[FetchTask]) -> Iterator[FetchResult]:
         """Yield one result per task, in completion order, in the calling thread.
@@ -176,9 +178,13 @@ class Downloader:
                     # The bytes match their hash but are not a valid manifest: hostile or
                     # broken at the source, and no other endpoint will serve anything else.
                     return FetchResult(task, Outcome.FAILED, error=str(exc))
-                except (UpstreamError, IntegrityError) as exc:
+                except UpstreamError as exc:  # its message already names the object
                     all_not_found = False
                     last_error = f"{exc} (endpoint {candidate.endpoint})"
+                    continue
+                except IntegrityError as exc:
+                    all_not_found = False
+                    last_error = f"{task.what}: {exc} (endpoint {candidate.endpoint})"
                     continue
                 return FetchResult(
                     task,
@@ -192,7 +198,7 @@ class Downloader:
                     task, Outcome.ABSENT, error=f"{task.what}: 404 on every endpoint"
                 )
             if not rejected and round_number + 1 < ROUNDS:
-                self._sleep(0.5 * 2**round_number * (1 + random.random()))
+                self._sleep(self._backoff_s * 2**round_number * (1 + random.random()))
         return FetchResult(task, Outcome.FAILED, error=last_error)
 
     def _candidates(self, task: FetchTask) -> tuple[list[_Candidate], str | None]:

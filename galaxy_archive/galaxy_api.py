@@ -18,6 +18,8 @@ from galaxy_archive.errors import AuthError, ManifestError, UpstreamError
 from galaxy_archive.http_client import HttpClient, Reply, bearer
 from galaxy_archive.layout import galaxy_path
 
+JSON_ATTEMPTS = 4  # a cut-off or garbled API answer is asked again this often
+
 
 @dataclass(frozen=True)
 class LinkRequest:
@@ -55,7 +57,11 @@ class GalaxyApi:
     def builds_list(
         self, product_id: str, os_name: str, generation: int, password: str | None = None
     ) -> Reply:
-        """The raw builds list; the bearer token is optional here but sent (protocol.md 1.6)."""
+        """The raw builds list; the bearer token is optional here but sent (protocol.md 1.6).
+
+        A 200 whose body is not JSON (cut off in transit) is asked again before it is
+        returned, so the caller can tell a broken transfer from a broken answer.
+        """
         query: dict[str, str] = {"generation": str(generation)}
         if password:
             query["password"] = password
@@ -63,7 +69,8 @@ class GalaxyApi:
             f"{self.endpoints.content_system}/products/{product_id}/os/{os_name}/builds?"
             f"{urlencode(query)}"
         )
-        return self._authorized_get(url, f"builds list of {product_id}/{os_name}/gen{generation}")
+        what = f"builds list of {product_id}/{os_name}/gen{generation}"
+        return self._until_json(lambda: self._authorized_get(url, what))
 
     def link(self, request: LinkRequest) -> Any:
         """A secure_link (signed, needs the token) or open_link answer, decoded."""
@@ -75,14 +82,14 @@ class GalaxyApi:
             query["root"] = request.root
         if request.product_id is None:
             url = f"{self.endpoints.content_system}/open_link?{urlencode(query)}"
-            reply = self.http.get(url, what="open link")
+            reply = self._until_json(lambda: self.http.get(url, what="open link"))
             return _json_answer(reply, "open link")
         what = f"secure link of product {request.product_id}"
         url = (
             f"{self.endpoints.content_system}/products/{request.product_id}/secure_link?"
             f"{urlencode(query)}"
         )
-        reply = self._authorized_get(url, what)
+        reply = self._until_json(lambda: self._authorized_get(url, what))
         if reply.status in (401, 403):
             raise AuthError(
                 f"{what}: refused (HTTP {reply.status}); is the product owned by this account?"
@@ -96,16 +103,31 @@ class GalaxyApi:
 
     def dependencies_repository(self) -> Any:
         url = f"{self.endpoints.content_system}/dependencies/repository?generation=2"
-        return _json_answer(self.http.get(url, what="dependencies repository"), "dependencies")
+        reply = self._until_json(lambda: self.http.get(url, what="dependencies repository"))
+        return _json_answer(reply, "dependencies repository")
 
     def owned_products(self) -> list[str]:
         """Every product id the account owns, DLC included (protocol.md §9)."""
-        reply = self._authorized_get(f"{self.endpoints.embed}/user/data/games", "owned games")
+        url = f"{self.endpoints.embed}/user/data/games"
+        reply = self._until_json(lambda: self._authorized_get(url, "owned games"))
         doc = _json_answer(reply, "owned games")
         owned = doc.get("owned") if isinstance(doc, dict) else None
         if not isinstance(owned, list):
             raise ManifestError("owned games: no 'owned' list in the answer")
         return [str(p) for p in owned if isinstance(p, int | str) and str(p).isdigit()]
+
+    def _until_json(self, get: Callable[[], Reply]) -> Reply:
+        """Repeat a GET whose body broke off or is not JSON (a few times, then give up)."""
+        for attempt in range(JSON_ATTEMPTS):
+            try:
+                reply = get()
+            except UpstreamError:
+                if attempt + 1 == JSON_ATTEMPTS:
+                    raise
+                continue
+            if reply.status != 200 or _is_json(reply.body) or attempt + 1 == JSON_ATTEMPTS:
+                return reply
+        raise AssertionError("unreachable")
 
     def _authorized_get(self, url: str, what: str) -> Reply:
         """GET with the bearer token; on a 401 refresh the token once and try again."""
@@ -115,6 +137,14 @@ class GalaxyApi:
             token = self.auth.refresh_after_rejection(token)
             reply = self.http.get(url, what=what, headers=bearer(token))
         return reply
+
+
+def _is_json(body: bytes) -> bool:
+    try:
+        json.loads(body)
+    except ValueError:
+        return False
+    return True
 
 
 def _json_answer(reply: Reply, what: str) -> Any:

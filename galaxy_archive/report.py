@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from galaxy_archive.errors import ExitCode
+
+log = logging.getLogger(__name__)
 
 
 def human_bytes(count: float) -> str:
@@ -55,7 +58,9 @@ class SyncReport:
         return self.products.setdefault(product_id, ProductReport(product_id))
 
     def problem(self, message: str) -> None:
+        """Record a problem naming its object; it is logged at once (cron sees it in order)."""
         self.problems.append(message)
+        log.warning("%s", message)
 
     @property
     def exit_code(self) -> ExitCode:

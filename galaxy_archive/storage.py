@@ -7,6 +7,7 @@ fsynced and renamed into place (readers see the old file or the new one, never a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -68,26 +69,27 @@ class ArchiveStore:
         digest = hashlib.md5(usedforsecurity=False)
         size = 0
         try:
-            with open(temp, "wb") as out:
+            with _disk_errors(relative):
+                out = open(temp, "wb")  # noqa: SIM115 - closed below, also on errors
+            with out:
                 for piece in pieces:
                     digest.update(piece)
-                    out.write(piece)
+                    with _disk_errors(relative):
+                        out.write(piece)
                     size += len(piece)
                     if expected_size is not None and size > expected_size:
                         raise IntegrityError(
                             f"{relative}: body longer than the expected {expected_size} bytes"
                         )
                 _check_digest(relative, digest.hexdigest(), size, expected_md5, expected_size)
-                if check is not None:
+                with _disk_errors(relative):
                     out.flush()
-                    check(temp)
-                if self._fsync:
-                    out.flush()
-                    os.fsync(out.fileno())
-            os.replace(temp, final)
-        except OSError as exc:
-            _unlink_quietly(temp)
-            raise StorageError(f"{relative}: cannot write ({exc.strerror})") from exc
+                    if check is not None:
+                        check(temp)
+                    if self._fsync:
+                        os.fsync(out.fileno())
+            with _disk_errors(relative):
+                os.replace(temp, final)
         except BaseException:
             _unlink_quietly(temp)
             raise
@@ -120,6 +122,15 @@ class ArchiveStore:
             _unlink_quietly(temp)
             removed += 1
         return removed
+
+
+@contextlib.contextmanager
+def _disk_errors(relative: str) -> Iterator[None]:
+    """A failing disk (full, read-only, gone) is a StorageError naming the object."""
+    try:
+        yield
+    except OSError as exc:
+        raise StorageError(f"{relative}: cannot write ({exc.strerror or exc})") from exc
 
 
 def _check_digest(

@@ -34,7 +34,7 @@ from galaxy_archive.manifests import (
     parse_repository_v2,
 )
 from galaxy_archive.output import Progress
-from galaxy_archive.report import SyncReport
+from galaxy_archive.report import SyncReport, human_bytes
 from galaxy_archive.statedb import NewObject, StateDB
 from galaxy_archive.storage import ArchiveStore
 
@@ -107,6 +107,8 @@ class Syncer:
         product.builds_seen = len(listings)
         builds = self._select_builds(product_id, listings)
         product.builds_selected = len(builds)
+        log.info("product %s: %d builds listed, %d to mirror", product_id, len(listings),
+                 len(builds))
         self.db.conn.commit()
         repositories = self._fetch_repositories(product_id, builds)
         depots = self._fetch_depot_manifests(product_id, builds, repositories)
@@ -234,7 +236,7 @@ class Syncer:
                 product_id,
                 check=_check_with(read_repository, what),
             )
-        self._run(tasks.values())
+        self._run(list(tasks.values()))
         repositories: dict[str, RepositoryV2] = {}
         for build, md5 in wanted.values():
             what = f"repository manifest {md5} (build {build.build_id})"
@@ -308,7 +310,7 @@ class Syncer:
                     depot.product_id,
                     check=_check_with(read_depot, what),
                 )
-        self._run(tasks.values())
+        self._run(list(tasks.values()))
         return by_object
 
     def _index_depots(self, product_id: str, depots: dict[int, DepotRef]) -> None:
@@ -389,8 +391,11 @@ class Syncer:
 
     # --- results ---------------------------------------------------------------------------
 
-    def _run(self, tasks: Iterable[FetchTask], *, optional: set[int] | None = None) -> None:
+    def _run(self, tasks: Sequence[FetchTask], *, optional: set[int] | None = None) -> None:
         optional = optional or set()
+        if tasks:
+            size = sum(task.size or 0 for task in tasks)
+            log.info("fetching %d objects (%s)", len(tasks), human_bytes(size))
         last_commit = time.monotonic()
         for result in self.downloader.run(tasks):
             self._apply(result, is_optional=result.task.object_id in optional)

@@ -10,7 +10,7 @@ import hashlib
 import json
 import random
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +19,8 @@ DEFAULT_CHUNK_SIZE_BYTES = 10 * 1024 * 1024
 ZLIB_LEVEL = 6  # level 6 gives the usual "78 9C" header seen on GOG chunks
 # Below this much input, compressing in a thread pool costs more than it saves.
 _PARALLEL_THRESHOLD_BYTES = 8 * 1024 * 1024
+# random_bytes draws its data from a random pool of at most this size.
+_POOL_BYTES = 4 * 1024 * 1024
 
 JsonDict = dict[str, Any]
 
@@ -43,6 +45,16 @@ def zlib_json(obj: object, level: int = ZLIB_LEVEL) -> bytes:
     return zlib.compress(encode_json(obj), level)
 
 
+def parent_dirs(paths: Iterable[str], sep: str) -> list[str]:
+    """Every directory that contains one of ``paths``, sorted (parents before children)."""
+    dirs: set[str] = set()
+    for path in paths:
+        parts = path.strip(sep).split(sep)[:-1]
+        for i in range(1, len(parts) + 1):
+            dirs.add(sep.join(parts[:i]))
+    return sorted(dirs)
+
+
 def inflate(data: bytes) -> bytes:
     """Inflate a zlib stream (window bits 15), as clients do for meta and chunks."""
     return zlib.decompress(data, 15)
@@ -51,19 +63,25 @@ def inflate(data: bytes) -> bytes:
 def random_bytes(n: int, seed: int = 0) -> bytes:
     """``n`` pseudo-random bytes that deflate to roughly half their size, fast.
 
-    Every 32 KiB block is 16 KiB of random data followed by the same 16 KiB again. The repeat
-    sits inside deflate's 32 KiB window, so zlib finds it; the random half does not compress.
-    Generating 1 GiB takes about a second, which keeps benchmark worlds cheap.
+    Every 32 KiB block is a 16 KiB slice of a random pool, at a random offset, followed by the
+    same slice again. The repeat sits inside deflate's 32 KiB window, so zlib finds it; the first
+    half does not compress (deflate cannot see back to an earlier use of the pool). Only slicing
+    and one join per call, so 1 GiB takes a second or two; different seeds and offsets give
+    different data, so chunks of different files do not collide.
     """
     rng = random.Random(seed)
     half = 16 * 1024
-    out = bytearray()
-    while len(out) < n:
-        piece = rng.randbytes(half)
-        out += piece
-        out += piece
-    del out[n:]
-    return bytes(out)
+    pool = rng.randbytes(min(_POOL_BYTES, max(n, 2 * half)))
+    view = memoryview(pool)
+    pieces: list[memoryview] = []
+    size = 0
+    while size < n:
+        start = rng.randrange(len(pool) - half + 1) if len(pool) > half else 0
+        piece = view[start : start + half]
+        pieces += (piece, piece)
+        size += 2 * len(piece)
+    out = b"".join(pieces)
+    return out if len(out) == n else out[:n]
 
 
 @dataclass(frozen=True)
@@ -80,8 +98,10 @@ class FileSpec:
     flags: tuple[str, ...] = ()
 
     @classmethod
-    def big_last_chunk(cls, data: bytes, chunk_size: int, *, flags: tuple[str, ...] = ()) -> FileSpec:
-        """Chunks of ``chunk_size`` where the last one also takes the remainder (so it is bigger)."""
+    def big_last_chunk(
+        cls, data: bytes, chunk_size: int, *, flags: tuple[str, ...] = ()
+    ) -> FileSpec:
+        """Chunks of ``chunk_size``; the last one also takes the remainder (so it is bigger)."""
         count = max(1, len(data) // chunk_size)
         sizes = [chunk_size] * (count - 1)
         sizes.append(len(data) - chunk_size * (count - 1))
@@ -163,8 +183,10 @@ class Chunker:
         pieces: list[memoryview] = []
         counts: list[int] = []
         for spec in specs:
-            sizes = list(spec.chunk_sizes) if spec.chunk_sizes is not None else split_sizes(
-                len(spec.data), chunk_size
+            sizes = (
+                list(spec.chunk_sizes)
+                if spec.chunk_sizes is not None
+                else split_sizes(len(spec.data), chunk_size)
             )
             if sum(sizes) != len(spec.data):
                 raise ValueError("chunk_sizes must add up to the file length")

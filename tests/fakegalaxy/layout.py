@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os as _os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -132,14 +133,16 @@ def _add_v1(tree: dict[str, bytes], build: V1Build, include_dlc: bool) -> None:
         tree[f"v1/depots/{build.manifest_dir(pid)}/main.bin"] = blob
 
 
-def _add_patches(world: World, tree: dict[str, bytes], builds: list[Build], include_dlc: bool) -> None:
+def _add_patches(
+    world: World, tree: dict[str, bytes], builds: list[Build], include_dlc: bool
+) -> None:
     groups: dict[tuple[str, str, str | None], list[V2Build]] = {}
     for build in builds:
         if isinstance(build, V2Build):
             groups.setdefault((build.product_id, build.os, build.branch), []).append(build)
     for (product_id, _, _), members in groups.items():
         members.sort(key=lambda b: (b.date_published, int(b.build_id)))
-        for older, newer in zip(members, members[1:], strict=False):
+        for older, newer in itertools.pairwise(members):
             patch = world.patch(product_id, older.build_id, newer.build_id)
             if patch is None:
                 continue
@@ -159,11 +162,15 @@ def _add_dependencies(
     mode: Literal["referenced", "all"],
     versions: Literal["latest", "all"],
 ) -> None:
-    repositories = world.dependency_versions if versions == "all" else world.dependency_versions[-1:]
+    repositories = (
+        world.dependency_versions if versions == "all" else world.dependency_versions[-1:]
+    )
     if mode == "referenced" and not referenced:
         return
     for repository in repositories:
-        tree[f"v2/dependencies/meta/{galaxy_path(repository.manifest_hash)}"] = repository.manifest_bytes
+        tree[f"v2/dependencies/meta/{galaxy_path(repository.manifest_hash)}"] = (
+            repository.manifest_bytes
+        )
         for dep_id, depot in repository.depots.items():
             if mode == "referenced" and dep_id not in referenced:
                 continue

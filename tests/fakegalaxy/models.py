@@ -68,7 +68,7 @@ class Depot:
 
 @dataclass
 class V2Build:
-    """A generation-2 build: repository manifest, depots (with DLC and gog depots), offline depot."""
+    """A generation-2 build: repository manifest, depots (DLC and gog ones too), offline depot."""
 
     product_id: str
     os: str
@@ -132,7 +132,7 @@ class V1Depot:
 
 @dataclass
 class V1Build:
-    """A generation-1 build: ``repository.json``, depot manifests and one ``main.bin`` per product."""
+    """A generation-1 build: ``repository.json``, depot manifests, a ``main.bin`` per product."""
 
     product_id: str
     os: str

@@ -9,7 +9,8 @@ object the fake server serves, keyed the way the CDN keys them:
 * ``offline``: offline-depot chunks (served unsigned, never from the store);
 * ``patch_meta``, ``patch_store`` + ``patch_store_owners``: patch manifests and delta chunks;
 * ``dep_meta``, ``dep_store``: the dependency repository, its depot manifests and chunks;
-* ``v1_manifests`` (``"<pid>/<os>/<legacy>/<name>.json"``) and ``v1_blobs`` (``"<pid>/<os>/<legacy>"``).
+* ``v1_manifests`` (key ``"<pid>/<os>/<legacy>/<name>.json"``) and ``v1_blobs``
+  (key ``"<pid>/<os>/<legacy>"``).
 
 Nothing here touches the network or the disk except :meth:`World.export_cdn_tree`.
 """
@@ -18,10 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import random
-import uuid
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -37,13 +37,14 @@ from .content import (
     as_spec,
     encode_json,
     md5_hex,
+    parent_dirs,
     random_bytes,
     zlib_json,
 )
 from .models import (
     Build,
-    Depot,
     DependencyRepository,
+    Depot,
     LinkStyle,
     Patch,
     PatchDepot,
@@ -52,6 +53,7 @@ from .models import (
     V1Depot,
     V2Build,
 )
+from .v1 import make_v1_depot, v1_repository
 
 Namespace = Literal["store", "offline", "deps", "patches"]
 
@@ -70,16 +72,6 @@ def _stable_int(text: str) -> int:
     return zlib.crc32(text.encode("utf-8"))
 
 
-def _parent_dirs(paths: Iterable[str], sep: str) -> list[str]:
-    """Every directory that contains one of ``paths``, sorted (parents before children)."""
-    dirs: set[str] = set()
-    for path in paths:
-        parts = path.strip(sep).split(sep)[:-1]
-        for i in range(1, len(parts) + 1):
-            dirs.add(sep.join(parts[:i]))
-    return sorted(dirs)
-
-
 class World:
     """Everything a :class:`~tests.fakegalaxy.server.FakeGalaxy` serves.
 
@@ -89,7 +81,9 @@ class World:
     :param workers: threads used to compress big depots.
     """
 
-    def __init__(self, seed: int = 0, *, compress_level: int = ZLIB_LEVEL, workers: int = 4) -> None:
+    def __init__(
+        self, seed: int = 0, *, compress_level: int = ZLIB_LEVEL, workers: int = 4
+    ) -> None:
         self.seed = seed
         self.compress_level = compress_level
         self._rng = random.Random(seed)
@@ -119,7 +113,7 @@ class World:
         self._next_build_number = 48_000_000_000_000_000 + self._rng.randrange(10**15)
         self._next_v1_build_number = 3000 + self._rng.randrange(200)
         self._next_legacy_id = 37_000_000 + self._rng.randrange(10**6)
-        self._date = datetime(2019, 3, 1, tzinfo=timezone.utc) + timedelta(
+        self._date = datetime(2019, 3, 1, tzinfo=UTC) + timedelta(
             seconds=self._rng.randrange(30 * 86400)
         )
 
@@ -211,7 +205,7 @@ class World:
         small = dict(small_files or {})
         all_paths = list(specs) + list(small) + list(links or {})
         items: list[JsonDict] = [
-            {"path": d, "type": "DepotDirectory"} for d in _parent_dirs(all_paths, "\\")
+            {"path": d, "type": "DepotDirectory"} for d in parent_dirs(all_paths, "\\")
         ]
         chunk_lists = self._chunker.chunk_files(list(specs.values()), chunk_size)
         served: list[str] = []
@@ -219,7 +213,9 @@ class World:
         compressed_size = 0
         size = 0
 
-        def file_item(path: str, data: bytes, chunks: list[Chunk], flags: tuple[str, ...]) -> JsonDict:
+        def file_item(
+            path: str, data: bytes, chunks: list[Chunk], flags: tuple[str, ...]
+        ) -> JsonDict:
             item: JsonDict = {
                 "chunks": [c.record() for c in chunks],
                 "md5": md5_hex(data),
@@ -346,15 +342,23 @@ class World:
         for language, lang_files in (languages or {}).items():
             depots.append(
                 self._make_depot(
-                    product_id, [language], lang_files, namespace="store",
-                    chunk_size=chunk_size, with_sha256=is_osx,
+                    product_id,
+                    [language],
+                    lang_files,
+                    namespace="store",
+                    chunk_size=chunk_size,
+                    with_sha256=is_osx,
                 )
             )
         for dlc_id, dlc_files in (dlcs or {}).items():
             depots.append(
                 self._make_depot(
-                    dlc_id, ["*"], dlc_files, namespace="store",
-                    chunk_size=chunk_size, with_sha256=is_osx,
+                    dlc_id,
+                    ["*"],
+                    dlc_files,
+                    namespace="store",
+                    chunk_size=chunk_size,
+                    with_sha256=is_osx,
                 )
             )
         # One isGogDepot per product and language, as GOG does; identical contents give the
@@ -365,8 +369,13 @@ class World:
             for language in gog_languages:
                 depots.append(
                     self._make_depot(
-                        pid, [language], gog_files, namespace="store",
-                        chunk_size=chunk_size, with_sha256=is_osx, is_gog_depot=True,
+                        pid,
+                        [language],
+                        gog_files,
+                        namespace="store",
+                        chunk_size=chunk_size,
+                        with_sha256=is_osx,
+                        is_gog_depot=True,
                     )
                 )
         offline = self._make_depot(
@@ -488,62 +497,31 @@ class World:
         if legacy_build_id is None:
             self._next_legacy_id += self._rng.randrange(100_000, 2_000_000)
             legacy_build_id = self._next_legacy_id
-        system = "OSX" if os == "osx" else "Windows"
         redist_names = ["MSVC2010"] if redists is None else list(redists)
 
         depots: list[V1Depot] = []
         blobs: dict[str, bytes] = {}
         for pid, pid_files in [(product_id, files), *(dlcs or {}).items()]:
-            depot, blob = self._make_v1_depot(pid, os, pid_files, padding)
+            depot, blob = make_v1_depot(self._rng, self.products[pid], os, pid_files, padding)
             depots.append(depot)
             blobs[pid] = blob
 
-        repository: JsonDict = {
-            "product": {
-                "timestamp": legacy_build_id,
-                "depots": [
-                    {
-                        "languages": ["Neutral"],
-                        "size": str(sum(len(v) for v in d.files.values())),
-                        "gameIDs": [d.product_id],
-                        "systems": [system],
-                        "manifest": d.manifest_name,
-                    }
-                    for d in depots
-                ]
-                + [
-                    {
-                        "redist": name,
-                        "executable": f"__redist/{name}/setup.exe",
-                        "argument": "/q",
-                        "size": "0",
-                    }
-                    for name in redist_names
-                ],
-                "support_commands": [],
-                "installDirectory": product.install_directory,
-                "rootGameID": product_id,
-                "gameIDs": [
-                    {
-                        "dependencies": [] if pid == product_id else [product_id],
-                        "gameID": pid,
-                        "name": {"en": self.products[pid].name},
-                        "standalone": pid == product_id,
-                    }
-                    for pid in [product_id, *dlc_ids]
-                ],
-                "projectName": product.name,
-            },
-            "version": 1,
-        }
+        repository = v1_repository(
+            product,
+            [self.products[pid] for pid in dlc_ids],
+            legacy_build_id,
+            os,
+            depots,
+            redist_names,
+        )
         repository_bytes = encode_json(repository)
         root_dir = f"{product_id}/{os}/{legacy_build_id}"
         self.v1_manifests[f"{root_dir}/repository.json"] = repository_bytes
         for depot in depots:
             # DLC depot manifests live only under the DLC's own id (protocol.md 6.2).
-            self.v1_manifests[f"{depot.product_id}/{os}/{legacy_build_id}/{depot.manifest_name}"] = (
-                depot.manifest_bytes
-            )
+            self.v1_manifests[
+                f"{depot.product_id}/{os}/{legacy_build_id}/{depot.manifest_name}"
+            ] = depot.manifest_bytes
         for pid, blob in blobs.items():
             key = f"{pid}/{os}/{legacy_build_id}"
             self.v1_blobs[key] = blob
@@ -564,53 +542,6 @@ class World:
         )
         self.builds.append(build)
         return build
-
-    def _make_v1_depot(
-        self, product_id: str, os: str, files: Mapping[str, FileInput], padding: int
-    ) -> tuple[V1Depot, bytes]:
-        """One V1 depot manifest and its blob (files concatenated, optionally padded)."""
-        blob = bytearray()
-        records: list[JsonDict] = []
-        contents: dict[str, bytes] = {}
-        offsets: dict[str, int] = {}
-        v1_paths = {"/" + p.replace("\\", "/").lstrip("/"): as_spec(v) for p, v in files.items()}
-        for directory in _parent_dirs(v1_paths, "/"):
-            records.append({"directory": True, "path": "/" + directory})
-        for path, spec in v1_paths.items():
-            if padding and blob:
-                blob += self._rng.randbytes(padding)
-            record: JsonDict = {
-                "url": f"{product_id}/main.bin",
-                "size": len(spec.data),
-                "hash": md5_hex(spec.data),
-                "path": path,
-                "offset": len(blob),
-            }
-            if path.endswith(".exe") or "executable" in spec.flags:
-                record["executable"] = True
-            offsets[path] = len(blob)
-            contents[path] = spec.data
-            records.append(record)
-            blob += spec.data
-        if os == "osx" and v1_paths:
-            # A symlink record (no size, no offset), as in osx V1 depots.
-            first = next(iter(v1_paths))
-            directory, _, name = first.rpartition("/")
-            records.append({"path": f"{directory}/link-to-{name}", "target": name, "symlinkType": "file"})
-        manifest_name = f"{uuid.UUID(int=self._rng.getrandbits(128), version=4)}.json"
-        manifest: JsonDict = {
-            "version": 1,
-            "depot": {"name": self.products[product_id].name, "files": records},
-        }
-        depot = V1Depot(
-            product_id=product_id,
-            manifest_name=manifest_name,
-            manifest=manifest,
-            manifest_bytes=encode_json(manifest),
-            files=contents,
-            offsets=offsets,
-        )
-        return depot, bytes(blob)
 
     # ------------------------------------------------------------------ patches
 
@@ -634,7 +565,9 @@ class World:
             root = zlib.compress(b"{}")
             patch_id = md5_hex(root)
             self.patch_meta[patch_id] = root
-            patch = Patch(product_id, from_build.build_id, to_build.build_id, patch_id, root, [], True)
+            patch = Patch(
+                product_id, from_build.build_id, to_build.build_id, patch_id, root, [], True
+            )
             self.patches[(product_id, from_build.build_id, to_build.build_id)] = patch
             return patch
 
@@ -655,7 +588,9 @@ class World:
 
         patch_depots: list[PatchDepot] = []
         for (pid, langs), diffs in grouped.items():
-            chunk_lists = self._chunker.chunk_files([FileSpec(d) for d in diffs.values()], chunk_size)
+            chunk_lists = self._chunker.chunk_files(
+                [FileSpec(d) for d in diffs.values()], chunk_size
+            )
             items: list[JsonDict] = []
             chunks_used: list[str] = []
             compressed = 0
@@ -716,7 +651,9 @@ class World:
         root = zlib_json(root_manifest, self.compress_level)
         patch_id = md5_hex(root)
         self.patch_meta[patch_id] = root
-        patch = Patch(product_id, from_build.build_id, to_build.build_id, patch_id, root, patch_depots)
+        patch = Patch(
+            product_id, from_build.build_id, to_build.build_id, patch_id, root, patch_depots
+        )
         self.patches[(product_id, from_build.build_id, to_build.build_id)] = patch
         return patch
 
@@ -732,7 +669,7 @@ class World:
     ) -> DependencyRepository:
         """Publish a (new) version of the dependency repository; the newest one is served.
 
-        :param deps: dependencyId -> files (e.g. ``{"__redist\\\\DirectX\\\\DXSETUP.exe": b"..."}``).
+        :param deps: dependencyId -> files, e.g. ``{"__redist\\\\DirectX\\\\DXSETUP.exe": b"…"}``.
         :param executable_paths: dependencyId -> ``executable.path``; default: the first file's
             path with forward slashes. An empty string means "files for the game folder".
         """
@@ -740,7 +677,11 @@ class World:
         entries: list[JsonDict] = []
         for dep_id, dep_files in deps.items():
             depot = self._make_depot(
-                dep_id, ["*"], dep_files, namespace="deps", chunk_size=chunk_size,
+                dep_id,
+                ["*"],
+                dep_files,
+                namespace="deps",
+                chunk_size=chunk_size,
                 meta_store=self.dep_meta,
             )
             depots[dep_id] = depot
@@ -752,12 +693,17 @@ class World:
                 {
                     "compressedSize": depot.compressed_size,
                     "dependencyId": dep_id,
-                    "executable": {"arguments": _DEPENDENCY_ARGUMENTS.get(dep_id, "") if exe else "", "path": exe},
+                    "executable": {
+                        "arguments": _DEPENDENCY_ARGUMENTS.get(dep_id, "") if exe else "",
+                        "path": exe,
+                    },
                     "internal": False,
                     "languages": ["*"],
                     "manifest": depot.manifest_hash,
                     "readableName": dep_id,
-                    "signature": hashlib.sha256(f"{depot.manifest_hash}:{self.seed}".encode()).hexdigest(),
+                    "signature": hashlib.sha256(
+                        f"{depot.manifest_hash}:{self.seed}".encode()
+                    ).hexdigest(),
                     "size": depot.size,
                 }
             )

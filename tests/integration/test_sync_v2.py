@@ -1,0 +1,129 @@
+"""`sync` of generation-2 builds against the fake Galaxy (issue: V2 mirroring)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from tests.conftest import Archive
+from tests.fakegalaxy import FakeGalaxy, World, random_bytes
+
+PID = "1207658930"
+DLC = "1207658931"
+
+
+def two_build_world() -> World:
+    world = World(seed=3)
+    files = {
+        "bin\\game.exe": random_bytes(300_000, 1),
+        "data\\big.pak": random_bytes(900_000, 2),
+        "readme.txt": b"hello",
+        "empty.dat": b"",
+    }
+    small = {f"config\\f{i}.ini": f"setting={i}\n".encode() * (i + 1) for i in range(6)}
+    world.add_v2_build(PID, files=files, small_files=small, chunk_size=256 * 1024,
+                       dlcs={DLC: {"dlc\\extra.pak": random_bytes(200_000, 3)}},
+                       languages={"en-US": {"lang\\en.pak": random_bytes(50_000, 4)},
+                                  "de-DE": {"lang\\de.pak": random_bytes(50_000, 5)}},
+                       version_name="1.0")
+    files2 = {**files, "bin\\game.exe": random_bytes(300_000, 6)}
+    small2 = {path: data + b"v2\n" for path, data in small.items()}
+    world.add_v2_build(PID, files=files2, small_files=small2, chunk_size=256 * 1024,
+                       dlcs={DLC: {"dlc\\extra.pak": random_bytes(200_000, 3)}},
+                       absent_member_chunks=True, version_name="1.1")
+    world.add_v2_build(PID, "osx", files={"Game.app\\Contents\\game": random_bytes(100_000, 7)})
+    world.owned.update({int(PID), int(DLC)})
+    return world
+
+
+def v2_tree(world: World, **kw: object) -> dict[str, bytes]:
+    expected = world.expected_tree(generations=(2,), include_patches=False,
+                                   include_dependencies=False, **kw)  # type: ignore[arg-type]
+    return {k: v for k, v in expected.items() if k.startswith("v2/")}
+
+
+def test_sync_mirrors_every_v2_build_byte_for_byte(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = two_build_world()
+    archive = make_archive(serve(world))
+    result = archive.run("--json", "sync", PID, "--generation", "2")
+    assert result.exit_code == 0, result.output
+    assert archive.tree() == v2_tree(world)
+    report = json.loads(result.stdout)
+    assert report["failed"] == 0 and report["absent_upstream"] == 0
+    assert report["absent_optional"] > 0  # the second build's SFC members are not on the CDN
+    states = dict(archive.db_rows("SELECT build_id, state FROM builds WHERE generation = 2"))
+    assert set(states.values()) == {"complete"} and len(states) == 3
+
+
+def test_sync_second_run_fetches_nothing_again(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = two_build_world()
+    server = serve(world)
+    archive = make_archive(server)
+    assert archive.run("sync", PID, "--generation", "2").exit_code == 0
+    server.clear_requests()
+    result = archive.run("--json", "sync", PID, "--generation", "2")
+    assert result.exit_code == 0, result.output
+    assert server.count("/v2/store/") == 0
+    assert server.count("/v2/meta/") == 0 and server.count("/manifests/builds/") == 0
+    assert server.count("/secure_link") == 0
+    assert json.loads(result.stdout)["fetched"] == 0
+
+
+def test_sync_fetches_shared_chunks_once(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = two_build_world()
+    server = serve(world)
+    archive = make_archive(server)
+    assert archive.run("sync", PID, "--generation", "2").exit_code == 0
+    store_gets = [r.path for r in server.requests if "/v2/store/" in r.path and r.status == 200]
+    assert len(store_gets) == len(set(store_gets))
+    # one secure link per product, reused for every chunk
+    assert server.count("/secure_link", status=200) == 2
+
+
+def test_sync_records_products_provenance_and_sfc_membership(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = two_build_world()
+    archive = make_archive(serve(world))
+    assert archive.run("sync", PID, "--generation", "2").exit_code == 0
+    dlc_chunks = archive.db_rows(
+        "SELECT o.path, o.product_id, o.endpoint, o.source_url FROM objects o "
+        "JOIN object_products p ON p.object_id = o.id WHERE p.product_id = ?", DLC)
+    assert dlc_chunks
+    for _path, product, endpoint, source_url in dlc_chunks:
+        assert product == DLC and endpoint == "fastly"
+        assert f"/content-system/v2/store/{DLC}/" in source_url and "token" not in source_url
+    members = archive.db_rows("SELECT count(*) FROM sfc_members")[0][0]
+    assert members == 12  # 6 members in each of the two builds' neutral depots
+    absent = archive.db_rows("SELECT count(*) FROM objects WHERE state = 'absent_upstream'")
+    assert absent[0][0] > 0
+
+
+def test_sync_no_dlc_skips_dlc_depots(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = two_build_world()
+    archive = make_archive(serve(world))
+    assert archive.run("sync", PID, "--generation", "2", "--no-dlc").exit_code == 0
+    assert archive.tree() == v2_tree(world, include_dlc=False)
+
+
+def test_sync_dry_run_fetches_only_manifests(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = two_build_world()
+    server = serve(world)
+    archive = make_archive(server)
+    result = archive.run("--json", "sync", PID, "--generation", "2", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert server.count("/v2/store/") == 0
+    assert all(path.startswith("v2/meta/") for path in archive.tree())
+    plan = json.loads(result.stdout)["products"][0]
+    expected_chunks = {k: v for k, v in v2_tree(world).items() if not k.startswith("v2/meta/")}
+    assert plan["planned_bytes"] >= sum(len(v) for v in expected_chunks.values())

@@ -1,0 +1,94 @@
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from galaxy_archive import config
+from galaxy_archive.errors import ConfigError, ExitCode
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_config_example_parses_to_the_defaults() -> None:
+    with open(REPO / "archive.toml.example", "rb") as handle:
+        parsed = config.parse(tomllib.load(handle))
+    defaults = config.Config()
+    assert parsed.sync == defaults.sync
+    assert parsed.http == defaults.http
+    assert parsed.endpoints == defaults.endpoints
+    assert parsed.archive.root.name == "galaxy-archive"
+
+
+def test_config_example_documents_every_key() -> None:
+    text = (REPO / "archive.toml.example").read_text()
+    for section, (_cls, keys) in config._SCHEMA.items():
+        assert f"[{section}]" in text
+        for key in keys:
+            assert f"{key} =" in text or f"# {key} =" in text, f"{section}.{key} undocumented"
+
+
+@pytest.mark.parametrize(
+    ("doc", "named"),
+    [
+        ({"sync": {"wrokers": 4}}, "sync.wrokers"),
+        ({"sink": {}}, "[sink]"),
+        ({"sync": {"workers": "8"}}, "sync.workers"),
+        ({"sync": {"workers": True}}, "sync.workers"),
+        ({"sync": {"os": ["linux"]}}, "sync.os"),
+        ({"sync": {"generations": [3]}}, "sync.generations"),
+        ({"sync": {"dependencies": True}}, "sync.dependencies"),
+        ({"sync": {"patch_recheck": "soon"}}, "sync.patch_recheck"),
+        ({"http": {"timeout": "30"}}, "http.timeout"),
+        ({"endpoints": {"cdn": "ftp://x"}}, "endpoints.cdn"),
+        ({"sync": {"products": ["abc"]}}, "sync.products"),
+    ],
+)
+def test_config_rejects_bad_keys_naming_them(doc: dict, named: str) -> None:
+    with pytest.raises(ConfigError, match=named.replace("[", r"\[").replace("]", r"\]")) as info:
+        config.parse(doc)
+    assert info.value.exit_code == ExitCode.USAGE
+
+
+def test_config_values_are_converted() -> None:
+    parsed = config.parse(
+        {
+            "sync": {"products": [1207658930, "42"], "dependencies": False, "patch_recheck": "2h"},
+            "endpoints": {"cdn": "http://127.0.0.1:8080/"},
+        }
+    )
+    assert parsed.sync.products == ("1207658930", "42")
+    assert parsed.sync.dependencies == "none"
+    assert parsed.sync.patch_recheck_s == 7200
+    assert parsed.endpoints.cdn == "http://127.0.0.1:8080"
+    assert "127.0.0.1" in parsed.plain_http_hosts()
+    assert "cdn.gog.com" not in config.Config().plain_http_hosts()
+
+
+def test_config_load_applies_root_override_and_env_path(tmp_path: Path) -> None:
+    path = tmp_path / "a.toml"
+    path.write_text('[archive]\nroot = "/somewhere"\n')
+    assert config.load(path).root == Path("/somewhere")
+    assert config.load(path, root_override=tmp_path / "r").root == tmp_path / "r"
+    assert config.default_config_path({"GALAXY_ARCHIVE_CONFIG": str(path)}) == path
+    xdg = tmp_path / "xdg"
+    assert config.default_config_path({"XDG_CONFIG_HOME": str(xdg)}) is None
+    (xdg / "galaxy-archive").mkdir(parents=True)
+    (xdg / "galaxy-archive" / "archive.toml").write_text("")
+    assert config.default_config_path({"XDG_CONFIG_HOME": str(xdg)}) == (
+        xdg / "galaxy-archive" / "archive.toml"
+    )
+
+
+def test_config_load_reports_missing_and_invalid_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        config.load(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[sync\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        config.load(bad)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("45s", 45), ("30m", 1800),
+                                                ("2h", 7200), ("7d", 604800), ("1w", 604800)])
+def test_config_parse_duration(text: str, seconds: float) -> None:
+    assert config.parse_duration_s(text) == seconds

@@ -1,0 +1,59 @@
+from galaxy_archive.http_client import RateLimiter, build_retry, redact_url, scrub
+
+SIGNED = (
+    "https://gog-cdn-fastly.gog.com/token=nva=1717011195~dirs=4~token=SECRETTOKEN"
+    "/content-system/v2/store/2034949552/f1/d4/f1d41c76eb9639d2f8c1d3fd2057d7f1"
+)
+GCORE = (
+    "https://gog-cdn.gcdn.co/content-system/v2/store/1/de/fe/defe?wsSecret=SECRETTOKEN"
+    "&wsTime=6a6a5075&prefix=/content-system/v2/store/1/"
+)
+
+
+def test_http_redact_url_drops_tokens_and_queries() -> None:
+    assert "SECRETTOKEN" not in redact_url(SIGNED)
+    assert redact_url(SIGNED).endswith("/content-system/v2/store/2034949552/f1/d4/"
+                                       "f1d41c76eb9639d2f8c1d3fd2057d7f1")
+    assert "SECRETTOKEN" not in redact_url(GCORE)
+    assert "SECRETTOKEN" not in redact_url("https://user:SECRETTOKEN@host/x")
+
+
+def test_http_scrub_cleans_library_messages() -> None:
+    urllib3_warning = (
+        "Retrying (Retry(total=4)) after connection broken by 'X': "
+        "/token=nva=1~dirs=4~token=SECRETTOKEN/content-system/v2/store/1/aa/bb/c"
+    )
+    for text in (
+        urllib3_warning,
+        f"HTTPSConnectionPool(host='x', port=443): Max retries exceeded with url: {GCORE}",
+        f"GET {SIGNED} failed",
+        '"GET /products/1/os/windows/builds?generation=2&password=SECRETTOKEN HTTP/1.1" 200',
+        "/token?client_id=1&code=SECRETTOKEN&redirect_uri=x",
+    ):
+        assert "SECRETTOKEN" not in scrub(text), text
+    assert scrub("is the product owned?") == "is the product owned?"
+
+
+def test_http_retry_policy_covers_rate_limits_and_honours_retry_after() -> None:
+    retry = build_retry(5)
+    assert {429, 500, 502, 503, 504} <= set(retry.status_forcelist or ())
+    assert 404 not in (retry.status_forcelist or ()) and 403 not in (retry.status_forcelist or ())
+    assert retry.respect_retry_after_header
+    assert retry.parse_retry_after("99999999") == 300.0
+
+
+def test_http_rate_limiter_spreads_bytes_over_time() -> None:
+    clock = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += seconds
+
+    limiter = RateLimiter(1000, clock=lambda: clock[0], sleep=sleep)
+    for _ in range(10):
+        limiter.take(500)  # 5000 bytes at 1000 B/s, one second of burst allowed
+    assert 3.9 <= clock[0] <= 4.1
+    unlimited = RateLimiter(0, clock=lambda: 0.0, sleep=sleep)
+    unlimited.take(10**9)
+    assert len(slept) == len([s for s in slept if s > 0])

@@ -1,0 +1,80 @@
+import pytest
+
+from galaxy_archive.errors import ManifestError
+from galaxy_archive.links import parse_link
+
+# gog-samples.md 6a (gog-warp test) and 6b (gcore template, PLAYDEN / issue #5782)
+FASTLY = {
+    "endpoint_name": "fastly",
+    "url_format": "{base_url}/token=nva={expires_at}~dirs={dirs}~token={token}{path}",
+    "parameters": {"path": "/content-system/v2/store/2034949552", "dirs": "4", "token": "TOK",
+                   "base_url": "https://gog-cdn-fastly.gog.com", "expires_at": "1717011195"},
+    "priority": 998, "max_fails": 100, "supports_generation": [1, 2], "fallback_only": False,
+}
+GCORE = {
+    "endpoint_name": "gcore",
+    "url_format": "{base_url}/{path}?wsSecret={token}&wsTime={time}&prefix={prefix}",
+    "parameters": {"base_url": "https://gog-cdn.gcdn.co",
+                   "path": "content-system/v2/store/1432813160", "token": "SEC",
+                   "time": "6a6a5075", "prefix": "/content-system/v2/store/1432813160/"},
+    "priority": 1, "supports_generation": [2], "fallback_only": True,
+}
+NOW = 1717000000.0
+
+
+def test_links_fastly_url_matches_gog_warp_expectation() -> None:
+    link = parse_link({"product_id": 1, "urls": [FASTLY]}, "l", generation=2, now=NOW)
+    url = link.endpoints[0].build_url("f1/d4/f1d41c76eb9639d2f8c1d3fd2057d7f1")
+    assert url == (
+        "https://gog-cdn-fastly.gog.com/token=nva=1717011195~dirs=4~token=TOK"
+        "/content-system/v2/store/2034949552/f1/d4/f1d41c76eb9639d2f8c1d3fd2057d7f1"
+    )
+    assert link.expires_at == 1717011195
+
+
+def test_links_gcore_url_and_hex_expiry() -> None:
+    link = parse_link({"urls": [GCORE]}, "l", generation=2, now=NOW)
+    url = link.endpoints[0].build_url("de/fe/defe1a4f40e63e0c7ec37bf14fbaf937")
+    assert url == (
+        "https://gog-cdn.gcdn.co/content-system/v2/store/1432813160/de/fe/"
+        "defe1a4f40e63e0c7ec37bf14fbaf937?wsSecret=SEC&wsTime=6a6a5075"
+        "&prefix=/content-system/v2/store/1432813160/"
+    )
+    assert link.endpoints[0].expires_at() == 0x6A6A5075
+
+
+def test_links_order_fallbacks_last_then_priority_descending() -> None:
+    low = {**FASTLY, "endpoint_name": "low", "priority": 5}
+    link = parse_link({"urls": [GCORE, low, FASTLY]}, "l", generation=2, now=NOW)
+    assert [e.name for e in link.endpoints] == ["fastly", "low", "gcore"]
+    gen1 = parse_link({"urls": [GCORE, FASTLY]}, "l", generation=1, now=NOW)
+    assert [e.name for e in gen1.endpoints] == ["fastly"]
+
+
+def test_links_open_link_and_parameterless_endpoints_append_the_suffix() -> None:
+    doc = {"urls": [{"endpoint_name": "fastly",
+                     "url": "https://cdn.example/content-system/v2/dependencies/store"}]}
+    link = parse_link(doc, "open", generation=2, now=NOW)
+    assert link.endpoints[0].build_url("2c/5f/x") == (
+        "https://cdn.example/content-system/v2/dependencies/store/2c/5f/x"
+    )
+    assert link.expires_at == NOW + 3600
+
+
+def test_links_historical_single_url_answer() -> None:
+    doc = {"product_id": 1, "type": "x", "url": {"url": "https://cdn.example/secure/p"}}
+    link = parse_link(doc, "old", generation=2, now=NOW)
+    assert link.endpoints[0].build_url("main.bin") == "https://cdn.example/secure/p/main.bin"
+
+
+def test_links_short_lived_links_renew_halfway() -> None:
+    fast = {**FASTLY, "parameters": {**FASTLY["parameters"], "expires_at": str(int(NOW) + 4)}}
+    link = parse_link({"urls": [fast]}, "l", generation=2, now=NOW)
+    assert link.renew_at() == NOW + 2
+
+
+@pytest.mark.parametrize("doc", [[], {"urls": "x"}, {"urls": [{"endpoint_name": "x"}]},
+                                 {"urls": [{**GCORE}]}])
+def test_links_reject_unusable_answers(doc: object) -> None:
+    with pytest.raises(ManifestError):
+        parse_link(doc, "link", generation=1 if isinstance(doc, dict) else 2, now=NOW)

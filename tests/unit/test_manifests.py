@@ -1,0 +1,195 @@
+import json
+import zlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from galaxy_archive.errors import ManifestError
+from galaxy_archive.manifests import (
+    decode_meta,
+    inflate,
+    parse_builds_list,
+    parse_depot_manifest,
+    parse_repository_v2,
+)
+
+# gog-samples.md 1a (real, 2017)
+BUILDS_1A = {
+    "total_count": 2,
+    "count": 2,
+    "items": [
+        {"build_id": "48906206523382029", "product_id": "1207658930", "os": "windows",
+         "branch": None, "version_name": "3.5.0.26", "tags": [], "public": True,
+         "date_published": "2016-03-09T10:16:11+0000", "generation": 2,
+         "link": "https://cdn.gog.com/content-system/v2/meta/92/ab/92ab42631ff4742b309bb62c175e6306"},
+        {"build_id": "3161", "product_id": "1207658930", "os": "windows", "branch": None,
+         "version_name": "", "tags": [], "public": True,
+         "date_published": "2015-05-12T09:21:36+0000", "generation": 1,
+         "link": "https://cdn.gog.com/content-system/v1/manifests/1207658930/windows/37794096/repository.json",
+         "legacy_build_id": 37794096},
+    ],
+    "has_private_branches": False,
+}
+
+# gog-samples.md 1d (_version=2: urls[] instead of link)
+URLS_ITEM = {
+    "build_id": "58989493373906337", "product_id": "1423049311", "os": "windows",
+    "branch": None, "version_name": "2.31a", "tags": [], "public": True,
+    "date_published": "2025-09-16T13:04:39+0000", "generation": 2,
+    "urls": [
+        {"endpoint_name": "gcore", "url": "https://gcore.example/content-system/v2/meta/9d/40/9d406eaeb2d0421c9b61aff9a1aaf0db",
+         "priority": 1, "fallback_only": True, "supports_generation": [1, 2]},
+        {"endpoint_name": "fastly", "url": "https://fastly.example/content-system/v2/meta/9d/40/9d406eaeb2d0421c9b61aff9a1aaf0db",
+         "priority": 10, "fallback_only": False, "supports_generation": [1, 2]},
+    ],
+}
+
+# gog-samples.md 2a (real, 2017: no compressedSize, buildId or clientId)
+REPOSITORY_2A = {
+    "baseProductId": "1207658930",
+    "dependencies": ["MSVC2010", "MSVC2010_x64", "DirectX", "dotNet4"],
+    "depots": [
+        {"languages": ["*", "en"], "manifest": "79a1f5fd67f6d0cda22c51f1bd706b31",
+         "productId": "1207658930", "size": 492},
+        {"languages": ["en"], "manifest": "32eee2cc5e7da11f22de078eac90ba60",
+         "productId": "1207658930", "size": 24452205574},
+    ],
+    "installDirectory": "The Witcher 2",
+    "offlineDepot": {"languages": ["*"], "manifest": "d1e0f516a5ca1eae591c5969c5044f0f",
+                     "productId": "1207658930", "size": 3046},
+    "platform": "windows",
+    "products": [{"name": "The Witcher 2", "productId": "1207658930", "script": "x",
+                  "temp_arguments": "", "temp_executable": "x.exe"}],
+    "version": 2,
+}
+
+CHUNK = {"compressedMd5": "f149b52a4ce1d025bbae57e8f8f7f662", "compressedSize": 351,
+         "md5": "53318eac2bcdac67c84dfde40e58006d", "size": 1024}
+# gog-samples.md 3a and 3b combined: plain files, flags, an SFC with members.
+DEPOT = {
+    "depot": {
+        "items": [
+            {"chunks": [CHUNK], "md5": "7da354ae24cee72ee8ef64c42944f530",
+             "path": "CookedPC\\pack0.dzip", "type": "DepotFile"},
+            {"chunks": [], "flags": ["hidden"], "path": "empty.txt", "type": "DepotFile"},
+            {"type": "DepotDirectory", "path": "saves"},
+            {"type": "DepotLink", "path": "link", "target": "saves"},
+            {"path": "goggame-1.hashdb", "type": "DepotFile", "sfcRef": {"offset": 0, "size": 178},
+             "chunks": [{**CHUNK, "compressedMd5": "a" * 32}]},
+        ],
+        "smallFilesContainer": {"chunks": [{**CHUNK, "compressedMd5": "b" * 32}]},
+    },
+    "version": 2,
+}
+
+
+def test_manifests_parse_real_builds_list() -> None:
+    builds = parse_builds_list(BUILDS_1A, "list")
+    v2, v1 = builds.items
+    assert v2.repository_md5 == "92ab42631ff4742b309bb62c175e6306"
+    assert v2.generation == 2 and v2.legacy_build_id is None and v2.branch is None
+    assert v1.legacy_build_id == 37794096 and v1.generation == 1
+    assert not builds.is_truncated
+
+
+def test_manifests_builds_list_urls_variant_prefers_priority_over_fallback() -> None:
+    listing = parse_builds_list({"items": [URLS_ITEM], "total_count": 393}, "list")
+    item = listing.items[0]
+    assert item.manifest_urls[0].startswith("https://fastly.example/")
+    assert item.repository_md5 == "9d406eaeb2d0421c9b61aff9a1aaf0db"
+    assert listing.is_truncated
+
+
+def test_manifests_collector_links_give_the_hash() -> None:
+    item = {**BUILDS_1A["items"][0], "link": "https://downloadable-manifests-collector.gog.com/"
+            "manifests/builds/9d/40/9d406eaeb2d0421c9b61aff9a1aaf0db"}
+    listing = parse_builds_list({"items": [item]}, "list").items[0]
+    assert listing.repository_md5 == "9d406eaeb2d0421c9b61aff9a1aaf0db"
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {**BUILDS_1A["items"][0], "build_id": "../../x"},
+        {**BUILDS_1A["items"][0], "generation": "2"},
+        {**BUILDS_1A["items"][1], "legacy_build_id": None},
+        {k: v for k, v in BUILDS_1A["items"][0].items() if k != "link"},
+        "not an object",
+    ],
+)
+def test_manifests_builds_list_rejects_bad_items(item: object) -> None:
+    with pytest.raises(ManifestError, match="list"):
+        parse_builds_list({"items": [item]}, "list")
+
+
+def test_manifests_parse_old_repository_without_compressed_sizes() -> None:
+    repo = parse_repository_v2(REPOSITORY_2A, "repo")
+    assert repo.build_id is None
+    assert [d.compressed_size for d in repo.depots] == [0, 0]
+    assert repo.offline_depot is not None and repo.offline_depot.is_offline
+    assert repo.dependencies[0] == "MSVC2010"
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {**REPOSITORY_2A, "depots": "nope"},
+        {**REPOSITORY_2A, "depots": [{**REPOSITORY_2A["depots"][0], "manifest": "../../etc"}]},
+        {**REPOSITORY_2A, "depots": [{**REPOSITORY_2A["depots"][0], "size": "12"}]},
+        {**REPOSITORY_2A, "baseProductId": None},
+        [],
+    ],
+)
+def test_manifests_repository_wrong_types_name_the_object(broken: object) -> None:
+    with pytest.raises(ManifestError, match="repository 1234"):
+        parse_repository_v2(broken, "repository 1234")
+
+
+def test_manifests_depot_chunks_and_sfc_members() -> None:
+    depot = parse_depot_manifest(DEPOT, "depot")
+    required = {c.compressed_md5 for c in depot.chunks()}
+    assert required == {CHUNK["compressedMd5"], "b" * 32}
+    assert [c.compressed_md5 for c in depot.sfc_member_chunks()] == ["a" * 32]
+    assert str(depot.files[0].path) == "CookedPC/pack0.dzip"
+    assert depot.files[2].sfc_ref == (0, 178)
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"type": "DepotFile", "path": "..\\..\\evil", "chunks": []},
+        {"type": "DepotFile", "path": "/etc/passwd", "chunks": []},
+        {"type": "DepotFile", "path": "ok", "chunks": [{**CHUNK, "compressedMd5": "zz" * 16}]},
+        {"type": "DepotFile", "path": "ok", "chunks": [{**CHUNK, "size": -1}]},
+        {"type": "DepotFile", "path": "ok", "chunks": "many"},
+        {"type": "DepotLink", "path": "../up", "target": "x"},
+        {"type": "Mystery", "path": "x"},
+    ],
+)
+def test_manifests_depot_rejects_hostile_items(item: dict) -> None:
+    with pytest.raises(ManifestError, match="depot 42"):
+        parse_depot_manifest({"depot": {"items": [item]}}, "depot 42")
+
+
+def test_manifests_decode_meta_zlib_and_plain_json() -> None:
+    doc = {"a": 1}
+    assert decode_meta(zlib.compress(json.dumps(doc).encode()), "m") == doc
+    assert decode_meta(json.dumps(doc).encode(), "m") == doc
+    with pytest.raises(ManifestError, match="meta x: neither zlib nor JSON"):
+        decode_meta(b"\x00\x01garbage", "meta x")
+    with pytest.raises(ManifestError, match="invalid zlib|truncated"):
+        decode_meta(zlib.compress(b'{"a": 1}')[:-3] + b"\xff\xff\xff", "meta x")
+    with pytest.raises(ManifestError, match="trailing"):
+        decode_meta(zlib.compress(b"{}") + b"junk", "meta x")
+
+
+def test_manifests_inflate_refuses_bombs() -> None:
+    bomb = zlib.compress(b"\0" * 10_000_000)
+    with pytest.raises(ManifestError, match="more than"):
+        inflate(bomb, "bomb", limit=1_000_000)
+
+
+@given(st.binary(max_size=2000), st.integers(min_value=1, max_value=9))
+def test_manifests_inflate_round_trips(data: bytes, level: int) -> None:
+    assert inflate(zlib.compress(data, level), "x") == data

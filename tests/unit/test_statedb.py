@@ -1,0 +1,57 @@
+import sqlite3
+from pathlib import Path
+
+import pytest
+import sqlite_utils
+
+from galaxy_archive.errors import StorageError
+from galaxy_archive.layout import ObjectKind
+from galaxy_archive.statedb import NewObject, apply_migrations, default_migrations_dir, open_db
+
+REPO_MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def test_statedb_applies_migrations_once_in_order(tmp_path: Path) -> None:
+    db = sqlite_utils.Database(tmp_path / "a.db")
+    applied = apply_migrations(db, REPO_MIGRATIONS, 0.0)
+    assert applied == sorted(p.name for p in REPO_MIGRATIONS.glob("*.sql"))
+    assert apply_migrations(db, REPO_MIGRATIONS, 1.0) == []
+    assert "objects" in db.table_names()
+
+
+def test_statedb_failed_migration_leaves_no_trace(tmp_path: Path) -> None:
+    migrations = tmp_path / "m"
+    migrations.mkdir()
+    (migrations / "0001_ok.sql").write_text("CREATE TABLE a (x);")
+    (migrations / "0002_bad.sql").write_text("CREATE TABLE b (x); INSERT INTO nowhere VALUES (1);")
+    db = sqlite_utils.Database(tmp_path / "a.db")
+    with pytest.raises(StorageError, match="0002_bad.sql"):
+        apply_migrations(db, migrations, 0.0)
+    assert db.table_names() == ["_migrations", "a"]  # b rolled back with its record
+    names = [r[0] for r in db.execute("SELECT name FROM _migrations")]
+    assert names == ["0001_ok.sql"]
+
+
+def test_statedb_rejects_badly_named_migrations(tmp_path: Path) -> None:
+    (tmp_path / "1_x.sql").write_text("")
+    with pytest.raises(StorageError, match="invalid names"):
+        apply_migrations(sqlite_utils.Database(memory=True), tmp_path, 0.0)
+
+
+def test_statedb_default_migrations_dir_is_found() -> None:
+    assert (default_migrations_dir() / "0001_initial.sql").is_file()
+
+
+def test_statedb_objects_upsert_by_path_and_state_check(tmp_path: Path) -> None:
+    state = open_db(tmp_path / "s.db", now=0.0, migrations_dir=REPO_MIGRATIONS)
+    obj = NewObject(ObjectKind.STORE, "v2/store/aa/bb/" + "a" * 32, "a" * 32, 10)
+    first = state.ensure_objects([obj], 0.0)
+    again = state.ensure_objects([obj, obj], 5.0)
+    assert first == again
+    object_id = first[obj.path]
+    state.mark_verified(object_id, size=10, now=1.0, endpoint="fastly")
+    row = state.object_by_path(obj.path)
+    assert row is not None and row.state == "verified"
+    with pytest.raises(sqlite3.IntegrityError):
+        state.mark_problem(object_id, state="weird", error="x", now=2.0)
+    state.close()

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from galaxy_archive.errors import (
     GalaxyArchiveError,
@@ -54,7 +55,10 @@ class Plain:
     """Fetch from a fixed, unsigned URL (meta files, offline chunks)."""
 
     url: str
-    endpoint: str = "cdn"
+
+    @property
+    def endpoint(self) -> str:
+        return urlsplit(self.url).hostname or "cdn"
 
 
 Source = Signed | Plain
@@ -78,6 +82,7 @@ class FetchResult:
     task: FetchTask
     outcome: Outcome
     size: int = 0
+    md5: str | None = None  # measured while storing
     endpoint: str | None = None
     source_url: str | None = None  # redacted
     error: str | None = None
@@ -163,7 +168,7 @@ class Downloader:
                 if self._stop.is_set():
                     return FetchResult(task, Outcome.STOPPED)
                 try:
-                    size = self._download(task, candidate.url)
+                    size, md5 = self._download(task, candidate.url)
                 except _HttpStatus as status:
                     if status.status == 404:
                         continue
@@ -190,6 +195,7 @@ class Downloader:
                     task,
                     Outcome.FETCHED,
                     size=size,
+                    md5=md5,
                     endpoint=candidate.endpoint,
                     source_url=redact_url(candidate.url),
                 )
@@ -218,7 +224,7 @@ class Downloader:
                 candidates.append(_Candidate(url, endpoint.name, (source.request, link)))
         return candidates, error
 
-    def _download(self, task: FetchTask, url: str) -> int:
+    def _download(self, task: FetchTask, url: str) -> tuple[int, str]:
         with self._http.stream(url, what=task.what) as response:
             if response.status_code != 200:
                 raise _HttpStatus(response.status_code)
@@ -234,7 +240,7 @@ class Downloader:
                 expected_size=task.size,
                 check=task.check,
             )
-        return stored.size
+        return stored.size, stored.md5
 
     def _counted(self, pieces: Iterator[bytes]) -> Iterator[bytes]:
         for piece in pieces:
@@ -259,7 +265,7 @@ class Downloader:
                 task.check(path)
         except (OSError, GalaxyArchiveError):
             return None
-        return FetchResult(task, Outcome.ALREADY_PRESENT, size=size)
+        return FetchResult(task, Outcome.ALREADY_PRESENT, size=size, md5=md5)
 
 
 def describe_failure(result: FetchResult) -> str:

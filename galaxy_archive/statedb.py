@@ -276,6 +276,7 @@ class StateDB:
         *,
         size: int,
         now: float,
+        md5: str | None = None,
         product_id: str | None = None,
         endpoint: str | None = None,
         source_url: str | None = None,
@@ -283,11 +284,12 @@ class StateDB:
     ) -> None:
         stamp = iso(now)
         self.conn.execute(
-            "UPDATE objects SET state = 'verified', size = ?, error = NULL, verified_at = ?, "
+            "UPDATE objects SET state = 'verified', size = ?, md5 = coalesce(md5, ?), "
+            "error = NULL, verified_at = ?, "
             "updated_at = ?, fetched_at = CASE WHEN ? THEN ? ELSE fetched_at END, "
             "product_id = coalesce(?, product_id), endpoint = coalesce(?, endpoint), "
             "source_url = coalesce(?, source_url) WHERE id = ?",
-            (size, stamp, stamp, fetched, stamp, product_id, endpoint, source_url, object_id),
+            (size, md5, stamp, stamp, fetched, stamp, product_id, endpoint, source_url, object_id),
         )
 
     def mark_problem(self, object_id: int, *, state: str, error: str, now: float) -> None:

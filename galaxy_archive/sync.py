@@ -14,14 +14,13 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from galaxy_archive.app import App
-from galaxy_archive.downloader import Downloader, FetchResult, FetchTask, Outcome, Plain, Signed
+from galaxy_archive.downloader import Downloader, FetchResult, FetchTask, Outcome
 from galaxy_archive.errors import ManifestError, UpstreamError
-from galaxy_archive.galaxy_api import GalaxyApi, LinkRequest
+from galaxy_archive.galaxy_api import GalaxyApi
 from galaxy_archive.http_client import redact_url
-from galaxy_archive.layout import ObjectKind, cas_path, galaxy_path
+from galaxy_archive.layout import ObjectKind, cas_path
 from galaxy_archive.manifests import (
     BuildListing,
     DepotManifest,
@@ -35,6 +34,7 @@ from galaxy_archive.manifests import (
 )
 from galaxy_archive.output import Progress
 from galaxy_archive.report import SyncReport, human_bytes
+from galaxy_archive.sources import chunk_sources, meta_sources
 from galaxy_archive.statedb import NewObject, StateDB
 from galaxy_archive.storage import ArchiveStore
 
@@ -107,8 +107,9 @@ class Syncer:
         product.builds_seen = len(listings)
         builds = self._select_builds(product_id, listings)
         product.builds_selected = len(builds)
-        log.info("product %s: %d builds listed, %d to mirror", product_id, len(listings),
-                 len(builds))
+        log.info(
+            "product %s: %d builds listed, %d to mirror", product_id, len(listings), len(builds)
+        )
         self.db.conn.commit()
         repositories = self._fetch_repositories(product_id, builds)
         depots = self._fetch_depot_manifests(product_id, builds, repositories)
@@ -223,7 +224,6 @@ class Syncer:
             row = self.db.object_by_path(paths[md5])
             if row is not None and row.state == "verified":
                 continue
-            urls = list(dict.fromkeys([*build.manifest_urls, self.api.cdn_url("v2/meta", md5)]))
             what = f"repository manifest {md5} (build {build.build_id})"
             tasks[md5] = FetchTask(
                 object_id,
@@ -231,7 +231,7 @@ class Syncer:
                 paths[md5],
                 md5,
                 None,
-                tuple(Plain(url, _host_of(url)) for url in urls),
+                meta_sources(self.api, md5, *build.manifest_urls),
                 what,
                 product_id,
                 check=_check_with(read_repository, what),
@@ -305,7 +305,7 @@ class Syncer:
                     paths[depot.manifest],
                     depot.manifest,
                     None,
-                    (Plain(self.api.cdn_url("v2/meta", depot.manifest)),),
+                    meta_sources(self.api, depot.manifest),
                     what,
                     depot.product_id,
                     check=_check_with(read_depot, what),
@@ -374,19 +374,19 @@ class Syncer:
             product.planned_bytes += sum(row.size or 0 for row, _, _ in pending)
             return
         optional = {row.id for row, role, _ in pending if role == "sfc_member"}
-        tasks = []
-        for row, _role, depot_product in pending:
-            md5 = row.md5 or ""
-            signed = Signed(LinkRequest(depot_product), galaxy_path(md5))
-            sources: tuple[Plain | Signed, ...] = (signed,)
-            if row.kind is ObjectKind.OFFLINE:
-                # Offline-depot chunks are public under v2/offline (GROG); the signed store
-                # path is the fallback.
-                sources = (Plain(self.api.cdn_url("v2/offline", md5)), signed)
-            what = f"chunk {md5} (product {depot_product})"
-            tasks.append(
-                FetchTask(row.id, row.kind, row.path, md5, row.size, sources, what, depot_product)
+        tasks = [
+            FetchTask(
+                row.id,
+                row.kind,
+                row.path,
+                row.md5,
+                row.size,
+                chunk_sources(self.api, row.kind, row.md5 or "", depot_product),
+                f"chunk {row.md5} (product {depot_product})",
+                depot_product,
             )
+            for row, _role, depot_product in pending
+        ]
         self._run(tasks, optional=optional)
 
     # --- results ---------------------------------------------------------------------------
@@ -449,10 +449,6 @@ def _check_with(reader: Callable[[Path, str], object], what: str) -> Callable[[P
         reader(path, what)
 
     return check
-
-
-def _host_of(url: str) -> str:
-    return urlsplit(url).hostname or "cdn"
 
 
 def _build_row(listing: BuildListing) -> dict[str, object]:

@@ -1,0 +1,45 @@
+"""Where each kind of object is fetched from: the one place sync and `verify --repair` ask.
+
+Pure apart from the URL bases it reads from the GalaxyApi (the configured endpoints).
+"""
+
+from __future__ import annotations
+
+from galaxy_archive.downloader import Plain, Signed, Source
+from galaxy_archive.galaxy_api import GalaxyApi, LinkRequest
+from galaxy_archive.layout import ObjectKind, galaxy_path
+
+
+def chunk_sources(
+    api: GalaxyApi, kind: ObjectKind, md5: str, product_id: str
+) -> tuple[Source, ...]:
+    """A V2 chunk: signed under its product's store; offline chunks are public first."""
+    signed = Signed(LinkRequest(product_id), galaxy_path(md5))
+    if kind is ObjectKind.OFFLINE:
+        # Offline-depot chunks are public under v2/offline (GROG); the signed store path is
+        # the fallback.
+        return (Plain(api.cdn_url("v2/offline", md5)), signed)
+    return (signed,)
+
+
+def meta_sources(api: GalaxyApi, md5: str, *extra_urls: str) -> tuple[Source, ...]:
+    """A V2 manifest: the URLs GOG named (builds list), then the configured CDN's v2/meta."""
+    urls = dict.fromkeys([*extra_urls, api.cdn_url("v2/meta", md5)])
+    return tuple(Plain(url) for url in urls)
+
+
+def sources_for(
+    api: GalaxyApi, kind: ObjectKind, md5: str, product_id: str | None
+) -> tuple[Source, ...]:
+    """Sources for an object known only by its DB row (kind, md5, product it came under).
+
+    Kinds added later (patches, dependencies, V1) register their rules here too, so that
+    `verify --repair` fetches exactly as sync does.
+    """
+    if kind is ObjectKind.META:
+        return meta_sources(api, md5)
+    if kind in (ObjectKind.STORE, ObjectKind.OFFLINE):
+        if product_id is None:
+            return ()
+        return chunk_sources(api, kind, md5, product_id)
+    return ()

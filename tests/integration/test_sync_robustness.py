@@ -1,4 +1,4 @@
-"""Faults, hostile input, kill -9 and secrets: the promises that make sync safe to run unattended."""
+"""Faults, hostile input, kill -9 and secrets: what makes sync safe to run unattended."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import time
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +15,15 @@ import pytest
 
 from galaxy_archive.storage import TEMP_SUFFIX
 from tests.conftest import Archive
-from tests.fakegalaxy import FakeGalaxy, V2Build, World, md5_hex, random_bytes, zlib_json
+from tests.fakegalaxy import (
+    FakeGalaxy,
+    V2Build,
+    World,
+    galaxy_path,
+    md5_hex,
+    random_bytes,
+    zlib_json,
+)
 
 PID = "1207658930"
 OTHER = "1423049311"
@@ -38,7 +45,7 @@ def medium_world(size: int = 3_000_000) -> World:
 
 
 def temp_files(root: Path) -> list[Path]:
-    return [p for p in root.rglob(f"*{TEMP_SUFFIX}")]
+    return list(root.rglob(f"*{TEMP_SUFFIX}"))
 
 
 def test_sync_survives_faults_and_expiring_links(
@@ -134,8 +141,7 @@ def test_sync_hostile_depot_manifest_is_named_and_contained(
     assert result.exit_code == 1, result.output
     assert f"depot manifest {manifest_md5}" in result.output
     assert not any(p.name == "evil.txt" for p in tmp_path.rglob("*"))
-    assert not (archive.root / "v2/meta" / manifest_md5[:2] / manifest_md5[2:4]).exists() or \
-        not (archive.root / "v2/meta" / manifest_md5[:2] / manifest_md5[2:4] / manifest_md5).exists()
+    assert not (archive.root / "v2/meta" / galaxy_path(manifest_md5)).exists()
     good = v2_tree(world, products=[PID])
     assert {k: v for k, v in archive.tree().items() if k in good} == good
     states = dict(archive.db_rows("SELECT product_id, state FROM builds WHERE generation = 2"))

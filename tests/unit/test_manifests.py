@@ -178,7 +178,7 @@ def test_manifests_decode_meta_zlib_and_plain_json() -> None:
     assert decode_meta(json.dumps(doc).encode(), "m") == doc
     with pytest.raises(ManifestError, match="meta x: neither zlib nor JSON"):
         decode_meta(b"\x00\x01garbage", "meta x")
-    with pytest.raises(ManifestError, match="invalid zlib|truncated"):
+    with pytest.raises(ManifestError, match=r"invalid zlib|truncated"):
         decode_meta(zlib.compress(b'{"a": 1}')[:-3] + b"\xff\xff\xff", "meta x")
     with pytest.raises(ManifestError, match="trailing"):
         decode_meta(zlib.compress(b"{}") + b"junk", "meta x")

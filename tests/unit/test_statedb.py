@@ -25,7 +25,7 @@ def test_statedb_failed_migration_leaves_no_trace(tmp_path: Path) -> None:
     (migrations / "0001_ok.sql").write_text("CREATE TABLE a (x);")
     (migrations / "0002_bad.sql").write_text("CREATE TABLE b (x); INSERT INTO nowhere VALUES (1);")
     db = sqlite_utils.Database(tmp_path / "a.db")
-    with pytest.raises(StorageError, match="0002_bad.sql"):
+    with pytest.raises(StorageError, match=r"0002_bad\.sql"):
         apply_migrations(db, migrations, 0.0)
     assert db.table_names() == ["_migrations", "a"]  # b rolled back with its record
     names = [r[0] for r in db.execute("SELECT name FROM _migrations")]

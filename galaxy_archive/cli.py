@@ -195,6 +195,7 @@ def sync(
         password=password,
         include_dlc=sync_config.dlc and not no_dlc,
         is_dry_run=dry_run,
+        v1_range_size=sync_config.v1_range_size,
     )
     progress = Progress(is_enabled=None if not app.is_json else False)
     report = run_sync(

@@ -217,12 +217,13 @@ class ExtentChecker:
     """
 
     def __init__(self, extents: Iterable[Extent]) -> None:
-        unique: dict[tuple[int, int, str], Extent] = {}
+        self._twins: dict[tuple[int, int, str], list[Extent]] = {}
         for extent in extents:
             if extent.size <= 0:
                 raise ValueError(f"{extent.path}: an extent must hold bytes")
-            unique.setdefault((extent.offset, extent.size, extent.md5), extent)
-        self._waiting = sorted(unique.values(), key=lambda e: (e.offset, e.end), reverse=True)
+            self._twins.setdefault((extent.offset, extent.size, extent.md5), []).append(extent)
+        firsts = [twins[0] for twins in self._twins.values()]
+        self._waiting = sorted(firsts, key=lambda e: (e.offset, e.end), reverse=True)
         self._active: list[_Active] = []
         self.position = 0
         self.bad: list[Extent] = []
@@ -256,13 +257,18 @@ class ExtentChecker:
         """The extents whose bytes did not match, and those the fed bytes did not reach."""
         unreached = [a.extent for a in self._active] + list(reversed(self._waiting))
         self._active, self._waiting = [], []
-        self.bad.extend(unreached)
+        for extent in unreached:
+            self.bad.extend(self._twins_of(extent))
         return self.bad
 
     def _settle(self, extent: Extent, md5: str) -> None:
-        self.checked += 1
+        twins = self._twins_of(extent)
+        self.checked += len(twins)
         if md5 != extent.md5:
-            self.bad.append(extent)
+            self.bad.extend(twins)
+
+    def _twins_of(self, extent: Extent) -> list[Extent]:
+        return self._twins[(extent.offset, extent.size, extent.md5)]
 
 
 def extents_end(extents: Sequence[Extent]) -> int:

@@ -201,21 +201,19 @@ def save_blob_progress(
     )
 
 
-def pending_v1_blobs(db: StateDB, product_id: str, build_ids: Sequence[str]) -> list[BlobRecord]:
-    """Blobs the builds' depot manifests point into that are not verified yet."""
+def pending_v1_blobs(db: StateDB, manifest_object_ids: Sequence[int]) -> list[BlobRecord]:
+    """Blobs the given depot manifests point into that are not verified yet."""
     ids: list[int] = []
-    for start in range(0, len(build_ids), 400):
-        batch = list(build_ids[start : start + 400])
+    for start in range(0, len(manifest_object_ids), 400):
+        batch = list(manifest_object_ids[start : start + 400])
         marks = ",".join("?" * len(batch))
         ids += [
             row[0]
             for row in db.conn.execute(
-                "SELECT DISTINCT o.id FROM v1_depots d "
-                "JOIN v1_extents e ON e.manifest_object_id = d.manifest_object_id "
-                "JOIN objects o ON o.id = e.blob_object_id "
-                f"WHERE d.product_id = ? AND d.build_id IN ({marks}) AND o.state != 'verified' "
+                "SELECT DISTINCT o.id FROM v1_extents e JOIN objects o ON o.id = e.blob_object_id "
+                f"WHERE e.manifest_object_id IN ({marks}) AND o.state != 'verified' "
                 "ORDER BY o.path",
-                [product_id, *batch],
+                batch,
             )
         ]
     records = [blob_record(db, object_id) for object_id in dict.fromkeys(ids)]

@@ -146,10 +146,11 @@ class V1Phases:
         repositories = self._fetch_repositories(product_id, builds)
         manifests = self._fetch_depot_manifests(product_id, repositories)
         self._index_depot_manifests(product_id, manifests)
-        build_ids = [b.build_id for b in builds]
-        self._fetch_blobs(product_id, build_ids)
+        # Only the blobs of the depots selected now (--no-dlc is honoured even for depots an
+        # earlier run recorded); a build is complete once all it has recorded are here.
+        self._fetch_blobs(product_id, [m.object_id for m in manifests])
         if not self.options.is_dry_run:
-            update_v1_build_states(self.db, product_id, build_ids, self.clock())
+            update_v1_build_states(self.db, product_id, [b.build_id for b in builds], self.clock())
         self.db.conn.commit()
 
     # --- repository.json -------------------------------------------------------------------
@@ -336,8 +337,8 @@ class V1Phases:
 
     # --- blobs -----------------------------------------------------------------------------
 
-    def _fetch_blobs(self, product_id: str, build_ids: Sequence[str]) -> None:
-        pending = pending_v1_blobs(self.db, product_id, build_ids)
+    def _fetch_blobs(self, product_id: str, manifest_ids: Sequence[int]) -> None:
+        pending = pending_v1_blobs(self.db, manifest_ids)
         if self.options.is_dry_run:
             product = self.report.product(product_id)
             product.planned_objects += len(pending)

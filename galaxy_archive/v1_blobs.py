@@ -166,9 +166,21 @@ class BlobFetcher:
         self._on_bytes = on_bytes
 
     def fetch(
-        self, job: BlobJob, *, known_total: int | None = None, done: Sequence[ByteRange] = ()
+        self,
+        job: BlobJob,
+        *,
+        known_total: int | None = None,
+        done: Sequence[ByteRange] = (),
+        recorded_md5: str | None = None,
     ) -> FetchResult:
-        """Fetch, resume or adopt `job`'s blob; `known_total` and `done`: a previous run's."""
+        """Fetch, resume or adopt `job`'s blob.
+
+        :param known_total: the blob size a previous run saw, and `done` the ranges it wrote;
+            they are resumed when the CDN still announces that size.
+        :param recorded_md5: the MD5 recorded when the blob was last stored, if any: a file
+            found at the final path is adopted only if it has it (bytes outside every file
+            record have no hash of their own).
+        """
         task = job.task()
         try:
             probe = self._probe(job)
@@ -179,7 +191,7 @@ class BlobFetcher:
                     f"{job.what}: the CDN's blob is {probe.total} bytes, shorter than its file "
                     f"records need ({job.min_size})"
                 )
-            adopted = self._adopt(job, probe.total)
+            adopted = self._adopt(job, probe.total, recorded_md5)
             if adopted is not None:
                 self._save(probe.total, None, ())
                 return FetchResult(task, Outcome.ALREADY_PRESENT, size=probe.total, md5=adopted)
@@ -251,9 +263,9 @@ class BlobFetcher:
 
     # --- an existing final file ------------------------------------------------------------
 
-    def _adopt(self, job: BlobJob, total: int) -> str | None:
-        """A file already at the final path with the right size and every record matching
-        (e.g. renamed just before a kill -9): its MD5, and nothing is downloaded."""
+    def _adopt(self, job: BlobJob, total: int, recorded_md5: str | None) -> str | None:
+        """A file already at the final path with the right size, every record matching and
+        the recorded MD5 if there is one (e.g. renamed just before a kill -9): its MD5."""
         final = self._store.path(job.path)
         try:
             fd = os.open(final, os.O_RDONLY)
@@ -268,7 +280,11 @@ class BlobFetcher:
             md5, bad = _hash_trailing(fd, total, job.extents, frontier, lambda: None)
         finally:
             os.close(fd)
-        return md5 if not bad else None
+        if bad or recorded_md5 not in (None, md5):
+            return None
+        partial = final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
+        partial.unlink(missing_ok=True)  # an older download's leftovers are not needed now
+        return md5
 
     # --- download, check, rename -----------------------------------------------------------
 
@@ -500,38 +516,37 @@ class _Frontier:
 
 
 class _Hasher(threading.Thread):
-    """Reads the blob from offset 0 up to the frontier, in blocks, into `consume`."""
+    """Reads the blob from offset 0 up to the frontier, block by block, and hashes each block
+    twice at once: the whole blob's MD5 in a helper thread, the file records' MD5s here.
+    hashlib releases the GIL, so the two digests use two cores; one read serves both."""
 
-    def __init__(
-        self,
-        fd: int,
-        total: int,
-        frontier: _Frontier,
-        consume: Callable[[int, memoryview], None],
-    ) -> None:
+    def __init__(self, fd: int, total: int, frontier: _Frontier, extents: Sequence[Extent]):
         super().__init__(name="blob-hash", daemon=True)
         self._fd = fd
         self._total = total
         self._frontier = frontier
-        self._consume = consume
+        self.whole = hashlib.md5(usedforsecurity=False)
+        self.checker = ExtentChecker(extents)
         self.error: OSError | None = None
 
     def run(self) -> None:
-        buffer = bytearray(HASH_BLOCK_BYTES)
-        view = memoryview(buffer)
+        view = memoryview(bytearray(HASH_BLOCK_BYTES))
         position = 0
         try:
-            while position < self._total:
-                limit = self._frontier.wait_beyond(position)
-                if limit is None:
-                    return
-                while position < limit:
-                    wanted = view[: min(HASH_BLOCK_BYTES, limit - position)]
-                    count = os.preadv(self._fd, [wanted], position)
-                    if count <= 0:
-                        raise OSError(f"the file ends at {position} bytes")
-                    self._consume(position, view[:count])
-                    position += count
+            with ThreadPoolExecutor(1, thread_name_prefix="blob-md5") as helper:
+                while position < self._total:
+                    limit = self._frontier.wait_beyond(position)
+                    if limit is None:
+                        return
+                    while position < limit:
+                        count = _read_at(
+                            self._fd, view[: min(len(view), limit - position)], position
+                        )
+                        block = view[:count]
+                        whole = helper.submit(self.whole.update, block)
+                        self.checker.feed(position, block)
+                        whole.result()
+                        position += count
         except OSError as exc:
             self.error = exc
             self._frontier.cancel()
@@ -544,29 +559,33 @@ def _hash_trailing(
     frontier: _Frontier,
     produce: Callable[[], None],
 ) -> tuple[str, list[Extent]]:
-    """Run `produce` (which advances `frontier`) while two threads hash the blob behind it:
-    the whole-blob MD5 and every extent's. hashlib releases the GIL, so they use two cores."""
-    whole = hashlib.md5(usedforsecurity=False)
-    checker = ExtentChecker(extents)
-    hashers = [
-        _Hasher(fd, total, frontier, lambda _offset, data: whole.update(data)),
-        _Hasher(fd, total, frontier, checker.feed),
-    ]
-    for hasher in hashers:
-        hasher.start()
+    """Run `produce` (which advances `frontier`) while the blob is hashed behind it; return
+    the whole blob's MD5 and the extents whose bytes do not match."""
+    hasher = _Hasher(fd, total, frontier, extents)
+    hasher.start()
     try:
         produce()
         frontier.advance(total)
-        for hasher in hashers:
-            hasher.join()
+        hasher.join()
     finally:
         frontier.cancel()
-        for hasher in hashers:
-            hasher.join()
-    for hasher in hashers:
-        if hasher.error is not None:
-            raise StorageError(f"cannot read back a blob being checked ({hasher.error})")
-    return whole.hexdigest(), checker.finish()
+        hasher.join()
+    if hasher.error is not None:
+        raise StorageError(f"cannot read back a blob being checked ({hasher.error})")
+    return hasher.whole.hexdigest(), hasher.checker.finish()
+
+
+def _read_at(fd: int, view: memoryview, offset: int) -> int:
+    """Fill `view` from `offset` (without allocating when the platform allows)."""
+    if hasattr(os, "preadv"):
+        count = os.preadv(fd, [view], offset)
+    else:  # pragma: no cover - macOS before 11
+        data = os.pread(fd, len(view), offset)
+        view[: len(data)] = data
+        count = len(data)
+    if count <= 0:
+        raise OSError(f"the file ends at {offset} bytes")
+    return count
 
 
 # --- small helpers -------------------------------------------------------------------------

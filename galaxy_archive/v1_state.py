@@ -28,6 +28,7 @@ class BlobRecord:
     min_size: int
     total_size: int | None
     range_size: int | None
+    md5: str | None  # the whole blob's, once it has been stored
     done: tuple[ByteRange, ...]
 
 
@@ -148,7 +149,7 @@ def ensure_blobs(db: StateDB, blobs: Iterable[NewBlob], now: float) -> None:
 def blob_record(db: StateDB, object_id: int) -> BlobRecord | None:
     row = db.conn.execute(
         "SELECT o.id, o.path, b.product_id, b.os, b.legacy_build_id, b.name, b.min_size, "
-        "b.total_size, b.range_size FROM v1_blobs b JOIN objects o ON o.id = b.object_id "
+        "b.total_size, b.range_size, o.md5 FROM v1_blobs b JOIN objects o ON o.id = b.object_id "
         "WHERE b.object_id = ?",
         (object_id,),
     ).fetchone()
@@ -162,9 +163,9 @@ def blob_record(db: StateDB, object_id: int) -> BlobRecord | None:
             (object_id,),
         )
     )
-    object_id, path, product_id, os_name, legacy, name, min_size, total_size, range_size = row
+    object_id, path, product_id, os_name, legacy, name, min_size, total, range_size, md5 = row
     return BlobRecord(
-        object_id, path, product_id, os_name, legacy, name, min_size, total_size, range_size, done
+        object_id, path, product_id, os_name, legacy, name, min_size, total, range_size, md5, done
     )
 
 

@@ -115,7 +115,9 @@ def download_blob(
         sleep=sleep,
         on_bytes=on_bytes,
     )
-    return fetcher.fetch(job, known_total=record.total_size, done=record.done)
+    return fetcher.fetch(
+        job, known_total=record.total_size, done=record.done, recorded_md5=record.md5
+    )
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import mmap
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +22,7 @@ from galaxy_archive.downloader import Outcome
 from galaxy_archive.link_cache import LinkCache
 from galaxy_archive.storage import PARTIAL_SUFFIX
 from galaxy_archive.v1_sync import download_blob
-from tests.conftest import MIGRATIONS, Archive
+from tests.conftest import MIGRATIONS, REPO, Archive
 from tests.fakegalaxy import FakeGalaxy, V1Build, World, md5_hex, random_bytes
 
 PID = "1207658930"
@@ -313,28 +317,97 @@ def test_sync_v1_renews_a_link_that_expires_mid_blob(
 def test_download_blob_serves_verify_repair(
     serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
 ) -> None:
-    world = v1_world()
+    world = v1_world(padding=13)
     server = serve(world)
     archive = ranged_archive(make_archive, server)
     assert archive.run("sync", PID, "--generation", "1", "--os", "windows").exit_code == 0
     build = windows_build(world)
-    lost = archive.root / blob_path(build, DLC)
-    lost.unlink()
     app = App(config=load(archive.config_path), migrations_dir=MIGRATIONS)
     http = app.http(2)
     links = LinkCache(app.api(http).link)
     db = app.open_db()
-    try:
-        row = db.object_by_path(blob_path(build, DLC))
+
+    def repair(product_id: str) -> Outcome:
+        row = db.object_by_path(blob_path(build, product_id))
         assert row is not None
         result = download_blob(db, app.store(), http, links, row.id, workers=2,
                                range_size=RANGE_SIZE)
-        assert result.outcome is Outcome.FETCHED, result.error
-        assert result.md5 == md5_hex(build.blobs[DLC]) and result.size == len(build.blobs[DLC])
-        assert lost.read_bytes() == build.blobs[DLC]
+        assert result.error is None
+        assert result.md5 == md5_hex(build.blobs[product_id])
+        assert (archive.root / blob_path(build, product_id)).read_bytes() == build.blobs[product_id]
+        return result.outcome
+
+    try:
+        (archive.root / blob_path(build, DLC)).unlink()
+        assert repair(DLC) is Outcome.FETCHED
         before = server.count("main.bin", method="GET")
-        again = download_blob(db, app.store(), http, links, row.id, workers=2)
-        assert again.outcome is Outcome.ALREADY_PRESENT  # adopted after a HEAD, not fetched
+        assert repair(DLC) is Outcome.ALREADY_PRESENT  # adopted after a HEAD, not fetched
         assert server.count("main.bin", method="GET") == before
+        # A flipped byte between two files has no file MD5 to catch it, but the blob's MD5
+        # recorded at sync does: such a file is not adopted but fetched again.
+        stored = archive.root / blob_path(build)
+        gap = len(build.depots[0].files["/bin/game.exe"]) + 5
+        damaged = bytearray(stored.read_bytes())
+        damaged[gap] ^= 0xFF
+        stored.write_bytes(bytes(damaged))
+        assert repair(PID) is Outcome.FETCHED
     finally:
         db.close()
+
+
+# Runs a command and writes its peak RSS (KiB) to a file: measured from a small parent, since a
+# child forked from the test process would count the test's own memory as its own before exec.
+_PEAK_RSS_LAUNCHER = (
+    "import os, subprocess, sys\n"
+    "child = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL)\n"
+    "_, status, usage = os.wait4(child.pid, 0)\n"
+    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
+
+
+@pytest.mark.slow
+def test_sync_v1_two_gigabyte_blob_with_flat_memory(
+    tmp_path: Path, serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    part_size, parts = 64 * 1024 * 1024, 32  # 2 GiB
+    world = World(seed=9)
+    build = world.add_v1_build(PID, files={"placeholder": b"x"}, redists=[])
+    # The served blob is a file the fake maps, not bytes held by this process: 32 copies of
+    # one random 64 MiB part, so one MD5 serves every file record.
+    part = random_bytes(part_size, 5)
+    served = tmp_path / "served-main.bin"
+    with open(served, "wb") as out:
+        for _ in range(parts):
+            out.write(part)
+    records = [{"url": f"{PID}/main.bin", "path": f"/data/part{i:02}.bin", "size": part_size,
+                "offset": i * part_size, "hash": md5_hex(part)} for i in range(parts)]
+    del part
+    manifest_key = f"{build.manifest_dir()}/{build.depots[0].manifest_name}"
+    world.v1_manifests[manifest_key] = json.dumps({"depot": {"files": records}}).encode()
+    with open(served, "rb") as handle, mmap.mmap(handle.fileno(), 0, prot=mmap.PROT_READ) as blob:
+        world.v1_blobs[build.manifest_dir()] = blob  # type: ignore[assignment]
+        archive = make_archive(serve(world))
+        peak_file = tmp_path / "peak-rss"
+        command = [sys.executable, "-c", _PEAK_RSS_LAUNCHER, str(peak_file), sys.executable,
+                   "-m", "galaxy_archive", "--config", str(archive.config_path),
+                   "sync", PID, "--generation", "1"]  # fmt: skip
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300,
+                                check=False)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        peak_mib = int(peak_file.read_text()) / 1024
+        print(f"sync of a 2 GiB blob: peak RSS {peak_mib:.0f} MiB")
+        assert peak_mib < 200, f"peak RSS {peak_mib:.0f} MiB"
+        stored = archive.root / blob_path(build)
+        assert stored.stat().st_size == parts * part_size
+        md5 = archive.db_rows("SELECT md5 FROM objects WHERE path = ?", blob_path(build))[0][0]
+        assert md5 == _md5_of_file(served)
+        world.v1_blobs.clear()  # the fake's views of the map go before the map closes
+
+
+def _md5_of_file(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        while block := handle.read(8 * 1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()

@@ -6,6 +6,7 @@ import hashlib
 import json
 import mmap
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -411,3 +412,30 @@ def _md5_of_file(path: Path) -> str:
         while block := handle.read(8 * 1024 * 1024):
             digest.update(block)
     return digest.hexdigest()
+
+
+def test_sync_v1_never_leaks_signed_urls(
+    tmp_path: Path, serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = v1_world(dlc=True)
+    server = serve(world)
+    archive = ranged_archive(make_archive, server)
+    log_file = tmp_path / "sync.log"
+    archive.write_config(log={"file": str(log_file)})
+    server.endpoints = ["gcore", "fastly"]  # query-string tokens too
+    server.faults.configure(rate=0.2, kinds=["503", "reset", "short_206"], paths="main.bin",
+                            seed=3)
+    server.faults.always(f"/{DLC}/", "wrong_content_range")  # a failure, reported in detail
+    result = archive.run_process("-vv", "--json", "sync", PID, "--generation", "1")
+    assert result.returncode == 1
+    assert f"V1 blob {blob_path(windows_build(world), DLC)}" in result.stderr
+    secrets = set()
+    for request in server.requests:
+        secrets.update(v for k, v in request.query.items() if k == "wsSecret")
+        secrets.update(re.findall(r"token=([0-9a-f]{16,})", request.path))
+    assert len(secrets) >= 2
+    haystacks = {"stdout": result.stdout, "stderr": result.stderr,
+                 "log": log_file.read_text(), "db": archive.db_dump()}
+    for name, text in haystacks.items():
+        for secret in secrets:
+            assert secret not in text, f"a signed URL leaked into {name}"

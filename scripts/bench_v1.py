@@ -6,14 +6,18 @@ CDN tree and serves it with nginx on 127.0.0.1 (a rewrite drops the secure link'
 ``/token=…`` segment); the content-system API stays on the fake Galaxy server, whose secure
 links point at nginx. Then, on the same disk and in the same run, it times:
 
-* ``disk``: a sequential write of the same size in 8 MiB blocks, then fsync;
-* ``aria2c``: ``aria2c -x 8 -s 8`` on the blob's URL (and, for reference, its file fsynced);
-* ``ours``: ``galaxy-archive sync <pid> --generation 1`` into a fresh archive: HEAD, parallel
-  ranges, every file record's MD5 and the whole blob's MD5 checked, fsync, rename;
+* ``disk``: the blob's bytes written sequentially in 8 MiB blocks, then fsync;
+* ``aria2c``: ``aria2c -x 8 -s 8`` on the blob's URL (and, for reference, with its file
+  fsynced afterwards, the durability ours has);
+* ``ours``: the whole ``galaxy-archive sync <pid> --generation 1`` command into a fresh
+  archive (start-up, API, manifests, then the blob: HEAD, parallel ranges, every file record's
+  MD5 and the whole blob's MD5 checked, fsync, rename);
 
-and prints the throughputs, the ratios ours/aria2c and ours/disk, and the client's peak RSS.
+and prints the throughputs, the ratios ours/aria2c and ours/disk (times of the reference over
+ours: above 1 means ours is faster), CPU seconds, and the client's peak RSS. With --runs N the
+three are repeated N times, in a rotating order, and the medians are printed too.
 
-    python scripts/bench_v1.py [--size-mib 1024] [--runs 1] [--dir /path/on/the/disk]
+    python scripts/bench_v1.py [--size-mib 1024] [--runs 3] [--dir /path/on/the/disk]
 
 Needs nginx (Debian's nginx-light) and aria2c on PATH.
 """
@@ -21,7 +25,6 @@ Needs nginx (Debian's nginx-light) and aria2c on PATH.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import socket
@@ -30,13 +33,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the fake server lives in tests/fakegalaxy
 
-from tests.fakegalaxy import FakeGalaxy, V1Build, World, random_bytes  # noqa: E402
+from tests.fakegalaxy import FakeGalaxy, V1Build, World, md5_hex, random_bytes  # noqa: E402
 
 PID = "1207658930"
 MIB = 1024 * 1024
@@ -68,10 +72,22 @@ http {{
 }}
 """
 
+# Runs a command and writes "peak-RSS-KiB user-s system-s" of it to a file. The client is
+# started by this small process, not by the benchmark: a child forked from a process holding
+# the whole world in memory would count that memory as its own until it execs.
+LAUNCHER = (
+    "import os, subprocess, sys\n"
+    "child = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL)\n"
+    "_, status, usage = os.wait4(child.pid, 0)\n"
+    "open(sys.argv[1], 'w').write(f'{usage.ru_maxrss} {usage.ru_utime} {usage.ru_stime}')\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
+
 
 @dataclass
 class Timing:
     seconds: float
+    cpu_s: float | None = None
     peak_rss_mib: float | None = None
 
     def rate(self, size: int) -> float:
@@ -112,66 +128,65 @@ def start_nginx(scratch: Path, www: Path) -> tuple[subprocess.Popen[bytes], str]
     raise SystemExit("nginx did not start; see " + str(scratch / "nginx-error.log"))
 
 
-def time_disk(target: Path, size: int) -> Timing:
-    block = os.urandom(BLOCK_BYTES)
+def run_measured(command: list[str], scratch: Path) -> Timing:
+    """Wall time, CPU seconds and peak RSS of a command (via LAUNCHER)."""
+    report = scratch / "usage"
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, str(report), *command],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        check=False,
+    )
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"{command[0]} exited {result.returncode}")
+    rss, user, system = report.read_text().split()
+    return Timing(seconds, float(user) + float(system), int(rss) / 1024)
+
+
+def time_disk(target: Path, blob: bytes) -> Timing:
+    """The disk's sequential, fsynced write rate for these bytes (not a repeated block, which
+    a virtual disk might deduplicate)."""
+    view = memoryview(blob)
     start = time.perf_counter()
     with open(target, "wb", buffering=0) as out:
-        written = 0
-        while written < size:
-            written += out.write(block[: min(BLOCK_BYTES, size - written)])
+        for offset in range(0, len(view), BLOCK_BYTES):
+            out.write(view[offset : offset + BLOCK_BYTES])
         os.fsync(out.fileno())
     seconds = time.perf_counter() - start
     target.unlink()
     return Timing(seconds)
 
 
-def time_aria2c(url: str, directory: Path) -> tuple[Timing, Timing]:
-    """aria2c alone, and aria2c plus an fsync of what it wrote (the same durability as ours)."""
-    directory.mkdir(exist_ok=True)
+def time_aria2c(url: str, scratch: Path) -> tuple[Timing, Timing]:
+    """aria2c alone, and aria2c plus an fsync of what it wrote."""
+    directory = scratch / "aria2c"
+    directory.mkdir()
     command = ["aria2c", "-q", "-x", "8", "-s", "8", "--allow-overwrite=true",
                "-d", str(directory), "-o", "main.bin", url]  # fmt: skip
+    alone = run_measured(command, scratch)
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdin=subprocess.DEVNULL)
-    alone = time.perf_counter() - start
     with open(directory / "main.bin", "rb") as handle:
         os.fsync(handle.fileno())
-    synced = time.perf_counter() - start
+    synced = Timing(alone.seconds + time.perf_counter() - start, alone.cpu_s)
     shutil.rmtree(directory)
-    return Timing(alone), Timing(synced)
-
-
-# Runs a command and writes its peak RSS (KiB) to a file. The client is started by this small
-# process, not by the benchmark itself: a child forked from a process holding the whole world
-# in memory would count that memory as its own until it execs.
-PEAK_RSS_LAUNCHER = (
-    "import os, subprocess, sys\n"
-    "child = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL)\n"
-    "_, status, usage = os.wait4(child.pid, 0)\n"
-    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
-    "sys.exit(os.waitstatus_to_exitcode(status))\n"
-)
+    return alone, synced
 
 
 def time_ours(config: Path, scratch: Path) -> Timing:
-    peak_file = scratch / "peak-rss"
-    command = [sys.executable, "-c", PEAK_RSS_LAUNCHER, str(peak_file),
-               sys.executable, "-m", "galaxy_archive", "--config", str(config),
+    command = [sys.executable, "-m", "galaxy_archive", "--config", str(config),
                "sync", PID, "--generation", "1", "--os", "windows"]  # fmt: skip
-    start = time.perf_counter()
-    result = subprocess.run(command, cwd=REPO, stdin=subprocess.DEVNULL, check=False)
-    seconds = time.perf_counter() - start
-    if result.returncode != 0:
-        raise SystemExit(f"galaxy-archive sync exited {result.returncode}")
-    return Timing(seconds, int(peak_file.read_text()) / 1024)
+    return run_measured(command, scratch)
 
 
 def write_config(
-    scratch: Path, run: int, server: FakeGalaxy, cdn: str, args: argparse.Namespace
+    scratch: Path, name: str, server: FakeGalaxy, cdn: str, args: argparse.Namespace
 ) -> Path:
-    root = scratch / f"archive-{run}"
-    config = scratch / f"archive-{run}.toml"
+    config = scratch / f"{name}.toml"
     config.write_text(
-        f'[archive]\nroot = "{root}"\n'
+        f'[archive]\nroot = "{scratch / name}"\n'
         f'[auth]\ntoken_file = "{scratch / "token.json"}"\n'
         f"[sync]\nworkers = {args.workers}\nv1_range_size = {args.range_mib * MIB}\n"
         "[http]\ntimeout = 60\n"
@@ -182,12 +197,24 @@ def write_config(
     return config
 
 
-def md5_of(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as handle:
-        while block := handle.read(BLOCK_BYTES):
-            digest.update(block)
-    return digest.hexdigest()
+@dataclass
+class Run:
+    disk: Timing
+    aria: Timing
+    aria_synced: Timing
+    ours: Timing
+
+    def line(self, number: int, size: int) -> str:
+        return (
+            f"run {number}: disk {self.disk.rate(size):.0f} MiB/s, "
+            f"aria2c {self.aria.rate(size):.0f} MiB/s ({self.aria.cpu_s:.1f} CPU s; "
+            f"+fsync {self.aria_synced.rate(size):.0f} MiB/s), "
+            f"ours {self.ours.rate(size):.0f} MiB/s ({self.ours.cpu_s:.1f} CPU s, "
+            f"peak RSS {self.ours.peak_rss_mib:.0f} MiB); "
+            f"ours/aria2c {self.aria.seconds / self.ours.seconds:.2f}, "
+            f"ours/(aria2c+fsync) {self.aria_synced.seconds / self.ours.seconds:.2f}, "
+            f"ours/disk {self.disk.seconds / self.ours.seconds:.2f}"
+        )
 
 
 def main() -> int:
@@ -209,45 +236,47 @@ def main() -> int:
     try:
         print(f"building a {args.size_mib} MiB main.bin ({args.files} files)...", flush=True)
         world, build = build_world(args.size_mib * MIB, args.files)
-        size = len(build.blobs[PID])
-        expected_md5 = world.v1_blob_md5[build.manifest_dir()]
+        blob = build.blobs[PID]
+        size = len(blob)
         world.export_cdn_tree(scratch / "www")
         nginx, cdn = start_nginx(scratch, scratch / "www")
         blob_url = f"{cdn}/content-system/v1/depots/{build.manifest_dir()}/main.bin"
         with FakeGalaxy(world, cdn_base_url=cdn) as server:
-            server.endpoints = ["fastly"]
-            login = write_config(scratch, 0, server, cdn, args)
+            server.endpoints = ["fastly"]  # every secure link points at nginx
+            login = write_config(scratch, "login", server, cdn, args)
             subprocess.run([sys.executable, "-m", "galaxy_archive", "--config", str(login),
                             "login", "--code", "bench"], cwd=REPO, check=True,
                            stdin=subprocess.DEVNULL, capture_output=True)  # fmt: skip
-            results = []
-            for run in range(1, args.runs + 1):
-                os.sync()
-                disk = time_disk(scratch / "disk-test.bin", size)
-                os.sync()
-                aria, aria_synced = time_aria2c(blob_url, scratch / "aria2c")
-                os.sync()
-                config = write_config(scratch, run, server, cdn, args)
-                ours = time_ours(config, scratch)
-                stored = scratch / f"archive-{run}" / f"v1/depots/{build.manifest_dir()}/main.bin"
-                if md5_of(stored) != expected_md5:
+            print(f"load average before: {os.getloadavg()[0]:.2f} (on {os.cpu_count()} CPUs)")
+            runs = []
+            for number in range(1, args.runs + 1):
+                timings: dict[str, object] = {}
+                archive = f"archive-{number}"
+                steps: list[tuple[str, Callable[[], object]]] = [
+                    ("disk", lambda: time_disk(scratch / "disk-test.bin", blob)),
+                    ("aria", lambda: time_aria2c(blob_url, scratch)),
+                    ("ours", lambda: time_ours(
+                        write_config(scratch, archive, server, cdn, args), scratch)),  # noqa: B023
+                ]  # fmt: skip
+                shift = (number - 1) % len(steps)  # rotate, so no tool always goes first
+                for name, step in steps[shift:] + steps[:shift]:
+                    os.sync()
+                    timings[name] = step()
+                stored = scratch / archive / f"v1/depots/{build.manifest_dir()}/main.bin"
+                if md5_hex(stored.read_bytes()) != md5_hex(blob):
                     raise SystemExit("the archived blob is not the served one")
-                shutil.rmtree(scratch / f"archive-{run}")
-                results.append((disk, aria, aria_synced, ours))
-                print(
-                    f"run {run}: disk {disk.rate(size):.0f} MiB/s, "
-                    f"aria2c {aria.rate(size):.0f} MiB/s "
-                    f"(+fsync {aria_synced.rate(size):.0f}), "
-                    f"ours {ours.rate(size):.0f} MiB/s, peak RSS {ours.peak_rss_mib:.0f} MiB; "
-                    f"ours/aria2c {aria.seconds / ours.seconds:.2f}, "
-                    f"ours/(aria2c+fsync) {aria_synced.seconds / ours.seconds:.2f}, "
-                    f"ours/disk {disk.seconds / ours.seconds:.2f}",
-                    flush=True,
-                )
+                shutil.rmtree(scratch / archive)
+                aria, aria_synced = timings["aria"]  # type: ignore[misc]
+                run = Run(timings["disk"], aria, aria_synced, timings["ours"])  # type: ignore[arg-type]
+                runs.append(run)
+                print(run.line(number, size), flush=True)
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
         if args.runs > 1:
-            vs_aria = statistics.median(a.seconds / o.seconds for _, a, _, o in results)
-            vs_disk = statistics.median(d.seconds / o.seconds for d, _, _, o in results)
-            print(f"median of {args.runs} runs: ours/aria2c {vs_aria:.2f}, ours/disk {vs_disk:.2f}")
+            vs_aria = statistics.median(r.aria.seconds / r.ours.seconds for r in runs)
+            vs_disk = statistics.median(r.disk.seconds / r.ours.seconds for r in runs)
+            rss = max(r.ours.peak_rss_mib or 0 for r in runs)
+            print(f"median of {args.runs} runs: ours/aria2c {vs_aria:.2f}, ours/disk "
+                  f"{vs_disk:.2f}; client peak RSS at most {rss:.0f} MiB")  # fmt: skip
     finally:
         if nginx is not None:
             nginx.terminate()

@@ -507,6 +507,10 @@ class _Frontier:
             self._is_cancelled = True
             self._condition.notify_all()
 
+    @property
+    def is_cancelled(self) -> bool:
+        return self._is_cancelled
+
     def wait_beyond(self, position: int) -> int | None:
         """Block until the frontier passes `position`; None once cancelled."""
         with self._condition:
@@ -538,7 +542,7 @@ class _Hasher(threading.Thread):
                     limit = self._frontier.wait_beyond(position)
                     if limit is None:
                         return
-                    while position < limit:
+                    while position < limit and not self._frontier.is_cancelled:
                         count = _read_at(
                             self._fd, view[: min(len(view), limit - position)], position
                         )

@@ -164,6 +164,7 @@ class BlobFetcher:
         self._stop = stop or threading.Event()
         self._sleep = sleep
         self._on_bytes = on_bytes
+        self._write_lock = threading.Lock()
 
     def fetch(
         self,
@@ -464,7 +465,10 @@ class BlobFetcher:
                     raise _Cancelled
                 if position + len(data) > piece.end:
                     raise RangeViolation(f"{what}: the body is longer than the range")
-                _write_at(fd, data, position, job.path)
+                # One writer at a time: the kernel serialises writes to one file anyway, and
+                # writers queued on its inode lock spin on the CPU; on this lock they sleep.
+                with self._write_lock:
+                    _write_at(fd, data, position, job.path)
                 position += len(data)
                 if self._on_bytes is not None:
                     self._on_bytes(len(data))

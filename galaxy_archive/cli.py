@@ -20,6 +20,7 @@ from galaxy_archive import __version__
 from galaxy_archive.app import App
 from galaxy_archive.auth import code_from_redirect
 from galaxy_archive.config import GENERATIONS, OPERATING_SYSTEMS, default_config_path, load
+from galaxy_archive.dependencies import DependencyMode
 from galaxy_archive.errors import ConfigError, ExitCode, GalaxyArchiveError
 from galaxy_archive.http_client import scrub
 from galaxy_archive.output import Progress, print_json, setup_logging
@@ -155,6 +156,10 @@ def logout(ctx: click.Context) -> ExitCode:
 )
 @click.option("--build", "build_ids", multiple=True, help="Only these build ids (repeatable).")
 @click.option("--no-dlc", is_flag=True, help="Skip DLC depots.")
+@click.option("--no-patches", is_flag=True, help="Skip patches between builds (sync.patches).")
+@click.option(
+    "--no-dependencies", is_flag=True, help="Skip dependencies (sync.dependencies = false)."
+)
 @click.option("--branch", help="Only builds of this branch.")
 @click.option("--password", help="Password that unlocks private branches.")
 @click.option(
@@ -170,6 +175,8 @@ def sync(
     generations: tuple[str, ...],
     build_ids: tuple[str, ...],
     no_dlc: bool,
+    no_patches: bool,
+    no_dependencies: bool,
     branch: str | None,
     password: str | None,
     workers: int | None,
@@ -195,6 +202,9 @@ def sync(
         password=password,
         include_dlc=sync_config.dlc and not no_dlc,
         is_dry_run=dry_run,
+        include_patches=sync_config.patches and not no_patches,
+        patch_recheck_s=sync_config.patch_recheck_s,
+        dependencies=DependencyMode("none" if no_dependencies else sync_config.dependencies),
     )
     progress = Progress(is_enabled=None if not app.is_json else False)
     report = run_sync(

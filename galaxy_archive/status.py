@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from galaxy_archive.dependency_sync import DependencyRecords
+from galaxy_archive.patch_sync import PatchRecords
 from galaxy_archive.report import human_bytes
 from galaxy_archive.statedb import StateDB
 
@@ -43,6 +45,8 @@ def collect_status(db: StateDB, product_ids: list[str] | None = None) -> dict[st
         "bytes_stored": stored,
         "last_sync": db.last_run("sync"),
         "last_verify": db.last_run("verify"),
+        "patches": PatchRecords(db).summary(product_ids),
+        "dependencies": DependencyRecords(db).summary(),
     }
 
 
@@ -65,6 +69,7 @@ def format_status(doc: dict[str, Any]) -> str:
         ", ".join(f"{state} {v['count']}" for state, v in sorted(doc["objects"].items())) or "none"
     )
     lines.append(f"objects: {states}; {human_bytes(doc['bytes_stored'])} stored")
+    lines.extend(_patch_and_dependency_lines(doc))
     last_sync = doc["last_sync"]
     lines.append(
         "last sync: "
@@ -80,3 +85,19 @@ def format_status(doc: dict[str, Any]) -> str:
         )
     )
     return "\n".join(lines)
+
+
+def _patch_and_dependency_lines(doc: dict[str, Any]) -> list[str]:
+    patches, dependencies = doc["patches"], doc["dependencies"]
+    outcomes = ", ".join(f"{k} {v}" for k, v in patches["by_outcome"].items()) or "none asked"
+    lines = [f"patches: {patches['pairs']} pairs ({outcomes}), {patches['complete']} complete"]
+    if dependencies["repository_versions"]:
+        lines.append(
+            f"dependencies: repository {dependencies['latest_build_id']} "
+            f"({dependencies['repository_versions']} versions), "
+            f"{dependencies['depots_archived']} depots archived of "
+            f"{dependencies['dependencies']} dependencies"
+        )
+    else:
+        lines.append("dependencies: none recorded")
+    return lines

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from galaxy_archive.app import App
+from galaxy_archive.dependencies import DependencyMode
+from galaxy_archive.dependency_sync import DependencyPhase
 from galaxy_archive.downloader import Downloader, FetchResult, FetchTask, Outcome
 from galaxy_archive.errors import ManifestError, UpstreamError
 from galaxy_archive.galaxy_api import GalaxyApi
@@ -33,6 +35,7 @@ from galaxy_archive.manifests import (
     parse_repository_v2,
 )
 from galaxy_archive.output import Progress
+from galaxy_archive.patch_sync import PatchPhase
 from galaxy_archive.report import SyncReport, human_bytes
 from galaxy_archive.sources import chunk_sources, meta_sources
 from galaxy_archive.statedb import NewObject, StateDB
@@ -51,6 +54,9 @@ class SyncOptions:
     password: str | None = None
     include_dlc: bool = True
     is_dry_run: bool = False
+    include_patches: bool = True
+    patch_recheck_s: float = 7 * 86400
+    dependencies: DependencyMode = DependencyMode.REFERENCED
 
 
 def read_repository(path: Path, what: str) -> RepositoryV2:
@@ -82,12 +88,16 @@ class Syncer:
         # (depot manifest, product) pairs first recorded this run: their chunks are linked
         # to the product once the manifest is indexed.
         self._new_depot_links: list[tuple[int, str]] = []
+        # Dependency ids the generation-2 builds of this run name (their repositories).
+        self.referenced_dependencies: set[str] = set()
         self.on_result: Callable[[FetchResult], None] = lambda _result: None
 
     def sync_products(self, product_ids: Iterable[str]) -> SyncReport:
+        synced: list[str] = []
         for product_id in product_ids:
             if self.report.is_interrupted:
                 break
+            synced.append(product_id)
             error = None
             try:
                 self._sync_product(product_id)
@@ -97,7 +107,17 @@ class Syncer:
                 self.report.product(product_id).error = error
             self.db.conn.commit()
             self.db.touch_product(product_id, self.clock(), error)
+        if not self.report.is_interrupted:
+            self._sync_dependencies(synced)
         return self.report
+
+    def _sync_dependencies(self, product_ids: Sequence[str]) -> None:
+        """The dependency repository is global: once per run, after every product."""
+        try:
+            DependencyPhase(self).run(product_ids, self.referenced_dependencies)
+        except (ManifestError, UpstreamError) as exc:
+            self.report.problem(f"dependencies: {exc}")
+        self.db.conn.commit()
 
     # --- one product -----------------------------------------------------------------------
 
@@ -124,6 +144,11 @@ class Syncer:
                 for b in self.db.builds(product_id)
                 if b["build_id"] in {x.build_id for x in builds} and b["state"] == "complete"
             )
+        for repository in repositories.values():
+            self.referenced_dependencies.update(repository.dependencies)
+        options = self.options
+        if options.include_patches and 2 in options.generations and not self.report.is_interrupted:
+            PatchPhase(self).run(product_id)
 
     def _refresh_builds(self, product_id: str) -> dict[str, BuildListing]:
         """Query every builds list (each OS, both generations), record it, merge by build id.
@@ -390,6 +415,10 @@ class Syncer:
         self._run(tasks, optional=optional)
 
     # --- results ---------------------------------------------------------------------------
+
+    def fetch(self, tasks: Sequence[FetchTask], *, optional: set[int] | None = None) -> None:
+        """Fetch and record a batch (for the patch and dependency phases)."""
+        self._run(tasks, optional=optional)
 
     def _run(self, tasks: Sequence[FetchTask], *, optional: set[int] | None = None) -> None:
         optional = optional or set()

@@ -27,6 +27,7 @@ from benchlib import (
     run_timed,
     write_config,
 )
+
 from tests.fakegalaxy import FakeGalaxy, World, galaxy_path, random_bytes
 
 PID = "1207658930"
@@ -76,9 +77,20 @@ def bench_throughput(workdir: Path, wire_bytes: int) -> None:
         listing.write_text("".join(f"{url}\n  out={h}\n" for url, h in urls))
         aria_dir = workdir / "aria2-out"
         aria = run_timed(
-            ["aria2c", "-j", "8", "-i", str(listing), "-d", str(aria_dir),
-             "--allow-overwrite=true", "--auto-file-renaming=false",
-             "--file-allocation=none", "--console-log-level=error", "--summary-interval=0"],
+            [
+                "aria2c",
+                "-j",
+                "8",
+                "-i",
+                str(listing),
+                "-d",
+                str(aria_dir),
+                "--allow-overwrite=true",
+                "--auto-file-renaming=false",
+                "--file-allocation=none",
+                "--console-log-level=error",
+                "--summary-interval=0",
+            ],
             stdout=subprocess.DEVNULL,
         )
         assert aria.returncode == 0, "aria2c failed"
@@ -86,16 +98,22 @@ def bench_throughput(workdir: Path, wire_bytes: int) -> None:
 
         config = workdir / "archive.toml"
         write_config(config, workdir / "archive", fake, workers=8)
-        subprocess.run(galaxy_archive(config, "login", "--code", "bench"), check=True,
-                       capture_output=True, cwd=REPO)
+        subprocess.run(
+            galaxy_archive(config, "login", "--code", "bench"),
+            check=True,
+            capture_output=True,
+            cwd=REPO,
+        )
         ours = run_timed(galaxy_archive(config, "-q", "sync", PID, "--generation", "2"))
         assert ours.returncode == 0, "galaxy-archive sync failed"
     ours_rate = mib_per_s(chunk_bytes, ours.seconds)
     aria_rate = mib_per_s(chunk_bytes, aria.seconds)
     print(f"chunks: {len(urls)} objects, {chunk_bytes / MIB:.0f} MiB on the wire")
     print(f"aria2c -j 8:     {aria.seconds:6.2f} s  {aria_rate:7.1f} MiB/s")
-    print(f"galaxy-archive:  {ours.seconds:6.2f} s  {ours_rate:7.1f} MiB/s "
-          f"(fsync per object, manifests and lists included)")
+    print(
+        f"galaxy-archive:  {ours.seconds:6.2f} s  {ours_rate:7.1f} MiB/s "
+        f"(fsync per object, manifests and lists included)"
+    )
     print(f"RATIO sync/aria2c throughput: {ours_rate / aria_rate:.2f}  (target >= 1.00)")
     print(f"peak RSS of sync: {ours.peak_rss_bytes / MIB:.0f} MiB  (target < 200 MiB)")
     shutil.rmtree(workdir / "archive")
@@ -107,21 +125,31 @@ def bench_noop(workdir: Path, count: int) -> None:
     world = small_chunk_world(count)
     cdn = workdir / "cdn-small"
     world.export_cdn_tree(cdn)
-    with Nginx(cdn, workdir / "nginx-small") as nginx, \
-            FakeGalaxy(world, cdn_base_url=nginx.url) as fake:
+    with (
+        Nginx(cdn, workdir / "nginx-small") as nginx,
+        FakeGalaxy(world, cdn_base_url=nginx.url) as fake,
+    ):
         fake.endpoints = ["fastly"]
         config = workdir / "small.toml"
         write_config(config, workdir / "small-archive", fake, workers=8)
-        subprocess.run(galaxy_archive(config, "login", "--code", "bench"), check=True,
-                       capture_output=True, cwd=REPO)
+        subprocess.run(
+            galaxy_archive(config, "login", "--code", "bench"),
+            check=True,
+            capture_output=True,
+            cwd=REPO,
+        )
         first = run_timed(galaxy_archive(config, "-q", "sync", "1423049311"))
         assert first.returncode == 0, "first sync failed"
         again = run_timed(galaxy_archive(config, "-q", "sync", "1423049311"))
         assert again.returncode == 0, "no-op sync failed"
-    print(f"first sync of {count} chunks: {first.seconds:.1f} s, "
-          f"peak RSS {first.peak_rss_bytes / MIB:.0f} MiB")
-    print(f"no-op re-sync: {again.seconds:.2f} s (target < 5 s; RATIO to target "
-          f"{again.seconds / 5:.2f}), peak RSS {again.peak_rss_bytes / MIB:.0f} MiB")
+    print(
+        f"first sync of {count} chunks: {first.seconds:.1f} s, "
+        f"peak RSS {first.peak_rss_bytes / MIB:.0f} MiB"
+    )
+    print(
+        f"no-op re-sync: {again.seconds:.2f} s (target < 5 s; RATIO to target "
+        f"{again.seconds / 5:.2f}), peak RSS {again.peak_rss_bytes / MIB:.0f} MiB"
+    )
 
 
 def main() -> None:

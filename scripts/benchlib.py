@@ -6,7 +6,6 @@ data, never absolute numbers; they are developer tools and the package never imp
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess

@@ -455,6 +455,11 @@ def _object_row(row: Sequence[Any]) -> ObjectRow:
     )
 
 
+def object_row(row: Sequence[Any]) -> ObjectRow:
+    """An ObjectRow from the columns id, kind, path, md5, size, state, product_id (in order)."""
+    return _object_row(row)
+
+
 def open_db(path: Path, *, now: float, migrations_dir: Path | None = None) -> StateDB:
     """Open (creating) the DB, switch to WAL and apply pending migrations."""
     try:

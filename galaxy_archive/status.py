@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from galaxy_archive.dependency_sync import DependencyRecords
-from galaxy_archive.patch_sync import PatchRecords
+from galaxy_archive.dependency_records import DependencyRecords
+from galaxy_archive.patch_records import PatchRecords
 from galaxy_archive.report import human_bytes
 from galaxy_archive.statedb import StateDB
 

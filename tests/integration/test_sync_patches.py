@@ -59,8 +59,8 @@ def patched_world() -> tuple[World, list[V2Build]]:
 
 
 def v2_tree(world: World, **kw: object) -> dict[str, bytes]:
-    expected = world.expected_tree(generations=(2,), include_dependencies=False,
-                                   **kw)  # type: ignore[arg-type]
+    kw.setdefault("include_dependencies", False)
+    expected = world.expected_tree(generations=(2,), **kw)  # type: ignore[arg-type]
     return {k: v for k, v in expected.items() if k.startswith("v2/")}
 
 
@@ -370,3 +370,34 @@ def test_sync_archives_a_real_xdelta3_patch_that_applies(
     out_md5 = hashlib.md5((tmp_path / "out").read_bytes()).hexdigest()
     assert out_md5 == diff.md5_target == md5_hex(target)
     assert diff.md5_source == md5_hex(source)
+
+
+def test_sync_patches_and_dependencies_survive_faults_without_leaking_secrets(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world, builds = patched_world()
+    world.set_dependencies("59705672826648994", {
+        "MSVC2019": {"__redist\\MSVC2019\\VC_redist.x64.exe": random_bytes(80_000, 30)}},
+        chunk_size=16 * 1024)
+    server = serve(world, link_ttl_s=3600)
+    archive = make_archive(server)
+    server.faults.configure(rate=0.05, kinds=["500", "503", "reset", "truncate", "short"], seed=4)
+    server.faults.once(f"/products/{PID}/patches", "truncate")  # a JSON answer cut off
+    server.faults.once("/dependencies/repository", "reset")
+    patch = world.patch(PID, builds[0].build_id, builds[1].build_id)
+    assert patch is not None
+    server.faults.once(patch.depots[0].chunks[0], "corrupt")  # a delta chunk with a bad byte
+    server.faults.once("/v2/dependencies/store/", "corrupt")
+    result = archive.run("--json", "sync", PID, "--generation", "2")
+    assert result.exit_code == 0, result.output
+    injected = {(f.kind, f.path.rsplit("/", 1)[-1]) for f in server.faults.injected}
+    assert {("truncate", "patches"), ("reset", "repository"),
+            ("corrupt", patch.depots[0].chunks[0])} <= injected
+    assert archive.tree() == v2_tree(world, include_dependencies="referenced")
+    secrets = {q["wsSecret"] for q in (r.query for r in server.requests) if "wsSecret" in q}
+    for request in server.requests:
+        if request.path.startswith("/token="):
+            secrets.add(request.path.split("~token=")[1].split("/")[0])
+    assert len(secrets) >= 2
+    dump = archive.db_dump()
+    assert not any(secret in dump or secret in result.output for secret in secrets)

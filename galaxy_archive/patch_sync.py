@@ -175,11 +175,17 @@ class PatchPhase:
             )
         self.syncer.fetch(list(tasks.values()))
 
-    def _root_check(self, pair: PatchPair, patch_id: str, what: str) -> _RootCheck:
-        def remember(message: str) -> None:
-            self._invalid_roots[patch_id] = message
+    def _root_check(self, pair: PatchPair, patch_id: str, what: str) -> Callable[[Path], None]:
+        """The downloader's check of a root: it must parse; why it did not is remembered."""
 
-        return _RootCheck(pair, what, remember)
+        def check(path: Path) -> None:
+            try:
+                parse_root_for(path.read_bytes(), pair, what)
+            except ManifestError as exc:
+                self._invalid_roots[patch_id] = str(exc)
+                raise
+
+        return check
 
     def _read_root(self, item: _Active) -> None:
         """Decide what the (stored) root means: empty, unsupported, invalid or a patch."""
@@ -191,11 +197,14 @@ class PatchPhase:
         if invalid is None and row is not None and row.state == "verified":
             try:
                 item.root = parse_root_for(self.store.path(path).read_bytes(), pair, what)
-            except (ManifestError, OSError) as exc:
+            except ManifestError as exc:
+                invalid = str(exc)
+            except OSError as exc:
                 invalid = f"{what}: {exc}"
+            if invalid is not None:
                 self.report.problem(invalid)
+        # (A root the downloader's check refused was reported by the downloader.)
         if invalid is not None:
-            # The downloader already reported it (the check refused the bytes).
             self.records.set_result(pair, PatchOutcome.INVALID, None, invalid)
             self.report.count_patch(str(PatchOutcome.INVALID))
             return
@@ -379,22 +388,6 @@ def parse_root_for(body: bytes, pair: PatchPair, what: str) -> PatchRoot:
     if mismatch is not None:
         raise ManifestError(f"{what}: {mismatch}")
     return root
-
-
-class _RootCheck:
-    """The downloader's check for a root: parse it; remember why it was refused."""
-
-    def __init__(self, pair: PatchPair, what: str, on_invalid: Callable[[str], None]) -> None:
-        self.pair = pair
-        self.what = what
-        self.on_invalid = on_invalid
-
-    def __call__(self, path: Path) -> None:
-        try:
-            parse_root_for(path.read_bytes(), self.pair, self.what)
-        except ManifestError as exc:
-            self.on_invalid(str(exc))
-            raise
 
 
 def _checker(reader: Callable[[Path, str], object], what: str) -> Callable[[Path], None]:

@@ -254,6 +254,25 @@ def test_sync_records_invalid_and_unsupported_patch_roots_and_goes_on(
     assert states == {"complete"}  # the run went on
 
 
+def test_sync_pairs_run_over_every_recorded_build_listed_or_not(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world, builds = patched_world()
+    world.add_patch(PID, builds[0], builds[2])  # the pair a list without builds[1] would make
+    server = serve(world)
+    archive = make_archive(server)
+    assert archive.run("sync", PID, "--generation", "2").exit_code == 0
+    world.delist(builds[1].build_id)  # GOG stops listing the middle build
+    server.clear_requests()
+    result = archive.run("sync", PID, "--generation", "2")
+    assert result.exit_code == 0, result.output
+    assert index_requests(server) == []  # both pairs were answered already
+    assert archive.tree() == v2_tree(world, include_delisted=True)
+    pairs = archive.db_rows("SELECT from_build_id, to_build_id FROM patches WHERE branch IS NULL")
+    assert sorted(pairs) == sorted([(builds[0].build_id, builds[1].build_id),
+                                    (builds[1].build_id, builds[2].build_id)])
+
+
 def test_sync_no_patches_option_and_config(
     serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
 ) -> None:
@@ -274,11 +293,17 @@ def test_sync_no_dlc_skips_dlc_patch_depots(
     serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
 ) -> None:
     world, _ = patched_world()
-    archive = make_archive(serve(world))
+    server = serve(world)
+    archive = make_archive(server)
     result = archive.run("sync", PID, "--generation", "2", "--no-dlc")
     assert result.exit_code == 0, result.output
     assert archive.tree() == v2_tree(world, include_dlc=False)
     assert archive.db_rows("SELECT DISTINCT depot_product_id FROM patch_depots") == [(PID,)]
+    # with the DLC later: its patch depots are added, the index is not asked again
+    server.clear_requests()
+    assert archive.run("sync", PID, "--generation", "2").exit_code == 0
+    assert index_requests(server) == []
+    assert archive.tree() == v2_tree(world)
 
 
 def test_sync_patches_follow_the_build_and_os_filters(

@@ -94,9 +94,9 @@ def _patch_and_dependency_lines(doc: dict[str, Any]) -> list[str]:
     if dependencies["repository_versions"]:
         lines.append(
             f"dependencies: repository {dependencies['latest_build_id']} "
-            f"({dependencies['repository_versions']} versions), "
+            f"({dependencies['repository_versions']} versions seen), "
             f"{dependencies['depots_archived']} depots archived of "
-            f"{dependencies['dependencies']} dependencies"
+            f"{dependencies['dependencies']} dependencies listed"
         )
     else:
         lines.append("dependencies: none recorded")

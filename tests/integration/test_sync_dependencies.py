@@ -249,6 +249,6 @@ def test_status_shows_patches_and_dependencies(
                                    "dependencies": 5, "depots_archived": 3}
     text = archive.run("status").output
     assert "patches: 1 pairs (patch 1), 1 complete" in text
-    assert "dependencies: repository 59705672826648994 (1 versions), 3 depots archived of 5 " \
-        "dependencies" in text
+    assert "dependencies: repository 59705672826648994 (1 versions seen), 3 depots archived " \
+        "of 5 dependencies listed" in text
     assert json.loads(archive.run("--json", "status", OTHER).stdout)["patches"]["pairs"] == 0

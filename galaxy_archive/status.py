@@ -110,7 +110,7 @@ def format_status(doc: dict[str, Any]) -> str:
             branch = build["branch"] or "default"
             lines.append(
                 f"  {build['build_id']:>17} {build['os']:<7} gen{build['generation']} "
-                f"{branch:<10} {build['version_name'] or '-':<16} {build['state']:<10} {listed} "
+                f"{branch:<10} {build['version_name'] or '-':<16} {build['state']:<10} {listed:<8} "
                 f"seen {build['first_seen'][:10]}..{build['last_seen'][:10]} "
                 f"{build['objects_verified']}/{build['objects_needed']} objects"
             )

@@ -63,6 +63,7 @@ class App:
         return Authenticator(
             http,
             auth_url=self.config.endpoints.auth,
+            client=self.config.auth,
             store=TokenStore(self.config.auth.token_file),
             clock=self.clock,
         )

@@ -124,7 +124,7 @@ def login(ctx: click.Context, code: str | None, redirect_url: str | None) -> Exi
 
     Open the printed URL, log in, then pass the address the browser lands on:
 
-      galaxy-archive login --redirect-url 'https://embed.gog.com/on_login_success?origin=client&code=…'
+      galaxy-archive login --redirect-url 'https://…/on_login_success?origin=client&code=…'
     """
     app = _app(ctx)
     auth = app.authenticator(app.http(1))

@@ -28,6 +28,20 @@ def meta_sources(api: GalaxyApi, md5: str, *extra_urls: str) -> tuple[Source, ..
     return tuple(Plain(url) for url in urls)
 
 
+def sibling_meta_urls(build_links: tuple[str, ...], md5: str) -> list[str]:
+    """The same meta file next to the build's repository manifest, on the CDN GOG named.
+
+    GOGDB derives depot-manifest URLs from the build link's base; for collector links
+    (protocol.md 2.3) there is no such base and only the configured CDN is asked.
+    """
+    marker = "/content-system/v2/meta/"
+    return [
+        f"{link[: link.index(marker)]}{marker}{galaxy_path(md5)}"
+        for link in build_links
+        if marker in link
+    ]
+
+
 def sources_for(
     api: GalaxyApi, kind: ObjectKind, md5: str, product_id: str | None
 ) -> tuple[Source, ...]:

@@ -37,7 +37,7 @@ from galaxy_archive.manifests import (
 )
 from galaxy_archive.output import Progress
 from galaxy_archive.report import SyncReport, human_bytes
-from galaxy_archive.sources import chunk_sources, meta_sources
+from galaxy_archive.sources import chunk_sources, meta_sources, sibling_meta_urls
 from galaxy_archive.statedb import NewObject, StateDB
 from galaxy_archive.storage import ArchiveStore
 
@@ -322,6 +322,7 @@ class Syncer:
         )
         by_object: dict[int, DepotRef] = {}
         tasks: dict[int, FetchTask] = {}
+        links = {build.build_id: build.manifest_urls for build in builds}
         for build_id, depots in per_build.items():
             for depot in depots:
                 object_id = ids[paths[depot.manifest]]
@@ -340,7 +341,11 @@ class Syncer:
                     paths[depot.manifest],
                     depot.manifest,
                     None,
-                    meta_sources(self.api, depot.manifest),
+                    meta_sources(
+                        self.api,
+                        depot.manifest,
+                        *sibling_meta_urls(links[build_id], depot.manifest),
+                    ),
                     what,
                     depot.product_id,
                     check=_check_with(read_depot, what),

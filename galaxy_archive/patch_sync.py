@@ -115,6 +115,8 @@ class PatchPhase:
         now = self.syncer.clock()
         active: list[_Active] = []
         for pair in pairs:
+            if self.syncer.stop.is_set():  # stopping: ask nothing more; the next run goes on
+                break
             row = rows.get(pair_key(pair))
             if row is None or is_due(
                 row.outcome, row.asked_at_s, now, self.options.patch_recheck_s

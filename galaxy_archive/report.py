@@ -28,6 +28,7 @@ class ProductReport:
     error: str | None = None
     planned_objects: int = 0
     planned_bytes: int = 0
+    dlc_of: str | None = None  # a DLC: mirrored with this base product's builds
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -38,6 +39,7 @@ class ProductReport:
             "planned_objects": self.planned_objects,
             "planned_bytes": self.planned_bytes,
             "error": self.error,
+            "dlc_of": self.dlc_of,
         }
 
 

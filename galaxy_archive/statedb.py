@@ -164,6 +164,22 @@ class StateDB:
                 (iso(now), error, product_id),
             )
 
+    def set_dlc_of(self, product_id: str, base_product_id: str) -> None:
+        """Record that `product_id` is a DLC mirrored with `base_product_id`'s builds."""
+        with self.conn:
+            self.conn.execute(
+                "UPDATE products SET dlc_of = ? WHERE product_id = ?",
+                (base_product_id, product_id),
+            )
+
+    def known_dlc(self) -> dict[str, str]:
+        """DLC id -> base product id, as recorded by earlier runs."""
+        return dict(
+            self.conn.execute(
+                "SELECT product_id, dlc_of FROM products WHERE dlc_of IS NOT NULL"
+            ).fetchall()
+        )
+
     def record_builds_list(
         self,
         product_id: str,

@@ -27,6 +27,17 @@ log = logging.getLogger(__name__)
 MAX_HOLDER_BYTES = 4096  # the holder note is tiny; never read a huge or hostile file whole
 
 
+def process_is_alive(pid: int) -> bool:
+    """Whether a process with this PID exists (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def lock_path(root: Path) -> Path:
     return root / LOCK_NAME
 

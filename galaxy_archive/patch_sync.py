@@ -339,8 +339,9 @@ class PatchPhase:
                 for c in manifest.chunks()
             }
             ids = self.db.ensure_objects(list(chunks.values()), now)
+            # Indexed and linked to the depot's product in one transaction.
             self.db.index_manifest(object_id, [(i, "chunk") for i in ids.values()], [], now)
-            self.db.link_depot_products(object_id, depot_product)
+            self.db.add_object_products((i, depot_product) for i in ids.values())
         self.db.conn.commit()
 
     def _fetch_chunks(self, product_id: str, pairs: Sequence[PatchPair]) -> None:

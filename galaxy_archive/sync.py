@@ -20,12 +20,18 @@ from galaxy_archive.app import App
 from galaxy_archive.dependencies import DependencyMode
 from galaxy_archive.dependency_sync import DependencyPhase
 from galaxy_archive.downloader import Downloader, FetchResult, FetchTask, Outcome
-from galaxy_archive.errors import ManifestError, UpstreamError
+from galaxy_archive.errors import (
+    ExitCode,
+    GalaxyArchiveError,
+    ManifestError,
+    StorageError,
+    UpstreamError,
+)
 from galaxy_archive.galaxy_api import GalaxyApi
-from galaxy_archive.http_client import redact_url
+from galaxy_archive.http_client import HttpClient, redact_url, scrub
 from galaxy_archive.layout import ObjectKind, cas_path
 from galaxy_archive.library import dlc_bases, plan_products
-from galaxy_archive.lock import archive_lock
+from galaxy_archive.lock import archive_lock, process_is_alive
 from galaxy_archive.manifests import (
     BuildListing,
     DepotManifest,
@@ -101,9 +107,6 @@ class Syncer:
         self.report = SyncReport(is_dry_run=options.is_dry_run)
         # product id -> the other product ids its repository manifests list (its DLC).
         self.named_products: dict[str, set[str]] = {}
-        # (depot manifest, product) pairs first recorded this run: their chunks are linked
-        # to the product once the manifest is indexed.
-        self._new_depot_links: list[tuple[int, str]] = []
         # For the dependency phase (once per run, after every product): the products synced
         # and the dependency ids their generation-2 builds name (repository manifests).
         self.synced_products: list[str] = []
@@ -118,7 +121,7 @@ class Syncer:
             error = None
             try:
                 self._sync_product(product_id)
-            except (ManifestError, UpstreamError) as exc:
+            except (ManifestError, UpstreamError, StorageError) as exc:
                 error = str(exc)
                 self.report.problem(f"product {product_id}: {exc}")
                 self.report.product(product_id).error = error
@@ -141,9 +144,8 @@ class Syncer:
         self.db.conn.commit()
 
     def _check_stop(self) -> None:
-        """Leave the product if the run is stopping. Called only between steps that leave
-        nothing pending in memory (the depot links `_fetch_depot_manifests` collects are
-        applied by `_index_depots`), so what is committed is always consistent."""
+        """Leave the product if the run is stopping: between steps, so that what is committed
+        is consistent (the DB is the todo list: the next run resumes from it)."""
         if self.stop.is_set():
             self.db.conn.commit()
             raise _Stopping
@@ -353,8 +355,7 @@ class Syncer:
             for depot in depots:
                 object_id = ids[paths[depot.manifest]]
                 by_object.setdefault(object_id, depot)
-                if self.db.record_build_depot(product_id, build_id, object_id, _depot_row(depot)):
-                    self._new_depot_links.append((object_id, depot.product_id))
+                self.db.record_build_depot(product_id, build_id, object_id, _depot_row(depot))
                 if object_id in tasks:
                     continue
                 row = self.db.object_by_path(paths[depot.manifest])
@@ -395,9 +396,7 @@ class Syncer:
                 self.report.problem(f"{what}: {exc}")
                 continue
             self._index_depot(object_id, depot, manifest)
-        for object_id, depot_product in self._new_depot_links:
-            self.db.link_depot_products(object_id, depot_product)
-        self._new_depot_links.clear()
+        self.db.link_depot_products(product_id)
         self.db.conn.commit()
 
     def _index_depot(self, object_id: int, depot: DepotRef, manifest: DepotManifest) -> None:
@@ -604,31 +603,53 @@ def _locked_sync(
     api.auth.access_token()  # not logged in: exit 3 before touching the DB
     db = app.open_db()
     try:
-        run_id, had_crash = db.start_run("sync", app.pid, app.clock())
+        run_id, had_crash = db.start_run("sync", app.pid, app.clock(), is_alive=process_is_alive)
         if had_crash:
             removed = app.store().sweep_temp_files()
             log.info("previous run did not finish; removed %d temporary files", removed)
-            db.close_stale_runs(run_id, app.clock())
-        downloader = app.downloader(http, api, workers, on_bytes=progress.add_bytes)
-        syncer = Syncer(
-            api=api,
-            db=db,
-            store=app.store(),
-            downloader=downloader,
-            options=options,
-            clock=app.clock,
-            stop=app.stop,
-            disk_free=app.disk_free,
-        )
-        syncer.on_result = lambda _result: progress.add_object()
-        report = _sync_library(syncer, product_ids, include_owned)
-        syncer.sync_dependencies()
+        try:
+            report = _sync_with(
+                app, http, api, db, options, workers, progress, product_ids, include_owned
+            )
+        except BaseException as exc:  # the run record says how it ended, whatever happened
+            code = exc.exit_code if isinstance(exc, GalaxyArchiveError) else ExitCode.INTERRUPTED
+            db.conn.rollback()
+            db.end_run(run_id, int(code), {"error": scrub(str(exc))}, app.clock())
+            raise
         db.end_run(run_id, int(report.exit_code), report.to_json(), app.clock())
         log.info("sync ended (exit %d): %s", report.exit_code, report.summary_line())
         return report
     finally:
         progress.close()
         db.close()
+
+
+def _sync_with(
+    app: App,
+    http: HttpClient,
+    api: GalaxyApi,
+    db: StateDB,
+    options: SyncOptions,
+    workers: int,
+    progress: Progress,
+    product_ids: Sequence[str],
+    include_owned: bool,
+) -> SyncReport:
+    downloader = app.downloader(http, api, workers, on_bytes=progress.add_bytes)
+    syncer = Syncer(
+        api=api,
+        db=db,
+        store=app.store(),
+        downloader=downloader,
+        options=options,
+        clock=app.clock,
+        stop=app.stop,
+        disk_free=app.disk_free,
+    )
+    syncer.on_result = lambda _result: progress.add_object()
+    report = _sync_library(syncer, product_ids, include_owned)
+    syncer.sync_dependencies()
+    return report
 
 
 def _sync_library(syncer: Syncer, product_ids: Sequence[str], include_owned: bool) -> SyncReport:

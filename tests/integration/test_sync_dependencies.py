@@ -252,3 +252,15 @@ def test_status_shows_patches_and_dependencies(
     assert "dependencies: repository 59705672826648994 (1 versions seen), 3 depots archived " \
         "of 5 dependencies listed" in text
     assert json.loads(archive.run("--json", "status", OTHER).stdout)["patches"]["pairs"] == 0
+
+
+def test_sync_asks_the_dependency_repository_once_for_the_whole_library(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = dependency_world()
+    server = serve(world)
+    archive = make_archive(server)
+    result = archive.run("sync", "--owned", "--generation", "2")
+    assert result.exit_code == 0, result.output
+    assert server.count("/dependencies/repository") == 1
+    assert archive.tree() == tree_of(world, generations=(2,))

@@ -16,15 +16,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from galaxy_archive.config import AuthSection
 from galaxy_archive.errors import AuthError, UpstreamError
 from galaxy_archive.http_client import HttpClient
 
-# The public Galaxy client (protocol.md 1.1); every tool uses this pair.
-GALAXY_CLIENT_ID = "46899977096215655"
-GALAXY_CLIENT_SECRET = "9d85c43b1482497dbbce61f6e4aa173a433796eeae2ca8c5f6129f2dc4de46d9"
-# Registered with that client: any other value is refused (redirect_uri_mismatch), so it is an
-# identifier of the client, not an endpoint we contact, and does not follow [endpoints].embed.
-GALAXY_REDIRECT_URI = "https://embed.gog.com/on_login_success?origin=client"
 REFRESH_MARGIN_S = 300.0  # refresh five minutes before expiry
 NOT_LOGGED_IN = "not logged in: run `galaxy-archive login` first"
 
@@ -117,6 +112,7 @@ class Authenticator:
         http: HttpClient,
         *,
         auth_url: str,
+        client: AuthSection,
         store: TokenStore,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -126,12 +122,13 @@ class Authenticator:
         self._clock = clock
         self._lock = threading.Lock()
         self._tokens: Tokens | None = None
-        self.redirect_uri = GALAXY_REDIRECT_URI
+        self._client = client
+        self.redirect_uri = client.redirect_uri
 
     def login_url(self) -> str:
         query = urlencode(
             {
-                "client_id": GALAXY_CLIENT_ID,
+                "client_id": self._client.client_id,
                 "redirect_uri": self.redirect_uri,
                 "response_type": "code",
                 "layout": "client2",
@@ -187,7 +184,11 @@ class Authenticator:
 
     def _token_request(self, params: dict[str, str], what: str) -> Tokens:
         query = urlencode(
-            {"client_id": GALAXY_CLIENT_ID, "client_secret": GALAXY_CLIENT_SECRET, **params}
+            {
+                "client_id": self._client.client_id,
+                "client_secret": self._client.client_secret,
+                **params,
+            }
         )
         reply = self._http.get(f"{self._auth_url}/token?{query}", what=what)
         if 400 <= reply.status < 500:

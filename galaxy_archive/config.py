@@ -75,6 +75,11 @@ class Endpoints:
 @dataclass(frozen=True)
 class AuthSection:
     token_file: Path = Path("~/.config/galaxy-archive/token.json")
+    # The public Galaxy OAuth client every tool uses (protocol.md 1.1). The redirect URI is
+    # registered with the client (any other is refused), so it does not follow [endpoints].
+    client_id: str = "46899977096215655"
+    client_secret: str = "9d85c43b1482497dbbce61f6e4aa173a433796eeae2ca8c5f6129f2dc4de46d9"
+    redirect_uri: str = "https://embed.gog.com/on_login_success?origin=client"
 
 
 @dataclass(frozen=True)
@@ -228,7 +233,15 @@ _SCHEMA: dict[str, tuple[type, dict[str, tuple[str, _Converter]]]] = {
         Endpoints,
         {name: (name, _endpoint_url) for name in ("auth", "embed", "content_system", "cdn")},
     ),
-    "auth": (AuthSection, {"token_file": ("token_file", _path)}),
+    "auth": (
+        AuthSection,
+        {
+            "token_file": ("token_file", _path),
+            "client_id": ("client_id", lambda k, v: _expect(k, v, str, "a string")),
+            "client_secret": ("client_secret", lambda k, v: _expect(k, v, str, "a string")),
+            "redirect_uri": ("redirect_uri", _endpoint_url),
+        },
+    ),
     "log": (LogSection, {"file": ("file", _path)}),
 }
 

@@ -22,7 +22,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -371,15 +371,18 @@ class BlobFetcher:
                     for future in finished:
                         try:
                             done.add(future.result())
-                        except _Cancelled:
+                        except (_Cancelled, CancelledError):
                             pass
                         except BaseException as exc:  # raised below, once the rest settle
                             failure = failure or exc
                             cancel.set()
                     frontier.advance(done.prefix_end())
                     if failure is None and self._stop.is_set():
+                        # The run is stopping: the ranges in flight are finished and kept,
+                        # none is started (a second signal interrupts and drops them).
                         failure = _Stopped()
-                        cancel.set()
+                        for future in pending:
+                            future.cancel()
                     if time.monotonic() - last_commit >= COMMIT_EVERY_S:
                         self._commit(fd, job, total, done)
                         last_commit = time.monotonic()

@@ -40,7 +40,7 @@ from galaxy_archive.v1_manifests import (
     read_depot_manifest_v1,
     read_repository_v1,
 )
-from galaxy_archive.v1_ranges import ByteRange
+from galaxy_archive.v1_ranges import ByteRange, RangeSet
 from galaxy_archive.v1_state import (
     NewBlob,
     blob_extents,
@@ -145,12 +145,14 @@ class V1Phases:
         self.clock = syncer.clock
 
     def mirror(self, product_id: str, builds: Sequence[BuildListing]) -> None:
+        """Mirror the builds, then record their states (stopping cleanly between steps)."""
         repositories = self._fetch_repositories(product_id, builds)
         manifests = self._fetch_depot_manifests(product_id, repositories)
         self._index_depot_manifests(product_id, manifests)
         # Only the blobs of the depots selected now (--no-dlc is honoured even for depots an
         # earlier run recorded); a build is complete once all it has recorded are here.
-        self._fetch_blobs(product_id, [m.object_id for m in manifests])
+        if not self.syncer.stop.is_set():
+            self._fetch_blobs(product_id, [m.object_id for m in manifests])
         if not self.options.is_dry_run:
             update_v1_build_states(self.db, product_id, [b.build_id for b in builds], self.clock())
         self.db.conn.commit()
@@ -168,7 +170,7 @@ class V1Phases:
                     product_id, build.os, _legacy(build), REPOSITORY_NAME
                 )
             except ManifestError as exc:
-                self.syncer._build_problem(product_id, build.build_id, str(exc))
+                self._build_problem(product_id, build.build_id, str(exc))
         ids = self.db.ensure_objects(
             [
                 NewObject(ObjectKind.V1_MANIFEST, p, None, product_id=product_id)
@@ -206,7 +208,7 @@ class V1Phases:
                     check=_parses(read_repository_v1, what),
                 )
             )
-        self.syncer._run(tasks)
+        self.syncer.fetch(tasks)
         repositories: dict[str, tuple[BuildListing, RepositoryV1]] = {}
         for build in builds:
             if build.build_id not in paths:
@@ -214,15 +216,18 @@ class V1Phases:
             path = paths[build.build_id]
             what = f"V1 repository {path} (build {build.build_id})"
             if not self._is_verified(path):
-                self.syncer._build_problem(product_id, build.build_id, f"{what} is not available")
+                self._build_problem(product_id, build.build_id, f"{what} is not available")
                 continue
             try:
                 repository = read_repository_v1(_read_manifest(self.store.path(path), what), what)
             except (ManifestError, OSError) as exc:
-                self.syncer._build_problem(product_id, build.build_id, f"{what}: {exc}")
+                self._build_problem(product_id, build.build_id, f"{what}: {exc}")
                 continue
             record_v1_redists(self.db, product_id, build.build_id, repository.redists)
             repositories[build.build_id] = (build, repository)
+            # A DLC is listed in its base game's repository (the owned-library logic needs it).
+            named = self.syncer.named_products.setdefault(product_id, set())
+            named.update(p for p in repository.product_ids if p != product_id)
         return repositories
 
     # --- depot manifests -------------------------------------------------------------------
@@ -284,7 +289,7 @@ class V1Phases:
             )
             if row is not None:
                 mark_indexed(self.db, row.id, self.clock())
-        self.syncer._run(tasks)
+        self.syncer.fetch(tasks)
         return list(manifests.values())
 
     def _index_depot_manifests(self, product_id: str, manifests: Sequence[_DepotManifest]) -> None:
@@ -298,7 +303,7 @@ class V1Phases:
                 parsed = read_depot_manifest_v1(raw, what)
                 self._index(product_id, manifest, parsed)
             except (ManifestError, OSError) as exc:
-                self.syncer._build_problem(product_id, manifest.build.build_id, f"{what}: {exc}")
+                self._build_problem(product_id, manifest.build.build_id, f"{what}: {exc}")
         self.db.conn.commit()
 
     def _index(self, product_id: str, manifest: _DepotManifest, parsed: DepotManifestV1) -> None:
@@ -346,10 +351,12 @@ class V1Phases:
             product.planned_objects += len(pending)
             product.planned_bytes += sum(b.total_size or b.min_size for b in pending)
             return
+        missing = sum((b.total_size or b.min_size) - RangeSet(b.done).covered for b in pending)
+        if not self.syncer._has_room_for(product_id, missing):
+            return
         downloader = self.syncer.downloader
         for blob in pending:
-            if downloader.stop.is_set():
-                self.report.is_interrupted = True
+            if self.syncer.stop.is_set():
                 return
             log.info(
                 "fetching %s (%s) by ranges",
@@ -369,15 +376,18 @@ class V1Phases:
                 on_bytes=downloader.on_bytes,
                 clock=self.clock,
             )
-            self.syncer._apply(result, is_optional=False)
+            self.syncer.record(result)
             if result.md5 is not None:
                 # Not content-addressed: the MD5 measured now is the truth, even if the CDN's
                 # blob changed since an earlier download.
                 set_measured_md5(self.db, blob.object_id, result.md5)
-            self.syncer.on_result(result)
             self.db.conn.commit()
             if result.outcome is Outcome.STOPPED:
                 return
+
+    def _build_problem(self, product_id: str, build_id: str, message: str) -> None:
+        self.report.problem(f"build {build_id} of product {product_id}: {message}")
+        self.db.set_build_error(product_id, build_id, message)
 
     def _is_verified(self, path: str) -> bool:
         row = self.db.object_by_path(path)

@@ -281,6 +281,34 @@ def test_sync_v1_killed_mid_blob_resumes_with_the_missing_ranges_only(
     assert blob_bytes_sent(server) < 1.5 * blob_size
 
 
+def test_sync_v1_sigterm_mid_blob_keeps_the_ranges_done_and_exits_130(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = v1_world(3_000_000, dlc=False)
+    build = windows_build(world)
+    blob_size = len(build.blobs[PID])
+    server = serve(world)
+    archive = ranged_archive(make_archive, server)
+    archive.write_config(http={"limit_rate": 800_000})
+    process = archive.popen("--json", "sync", PID, "--generation", "1", "--os", "windows")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _recorded_bytes(archive) < blob_size // 5:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert json.loads(stdout)["interrupted"] is True
+    assert not (archive.root / blob_path(build)).exists()
+    kept = _recorded_bytes(archive)
+    assert blob_size // 5 <= kept < blob_size  # the ranges in flight were finished and kept
+    first_run = blob_bytes_sent(server)
+    archive.write_config(http={"limit_rate": 0})
+    result = archive.run_process("sync", PID, "--generation", "1", "--os", "windows")
+    assert result.returncode == 0, result.stderr
+    assert archive.tree() == v1_tree(world, os=["windows"])
+    assert blob_bytes_sent(server) - first_run <= blob_size - kept + RANGE_SIZE
+
+
 def _recorded_bytes(archive: Archive) -> int:
     """Bytes of the blob the client has recorded as written (its DB, read while it runs)."""
     try:

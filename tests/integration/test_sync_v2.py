@@ -127,3 +127,59 @@ def test_sync_dry_run_fetches_only_manifests(
     plan = json.loads(result.stdout)["products"][0]
     expected_chunks = {k: v for k, v in v2_tree(world).items() if not k.startswith("v2/meta/")}
     assert plan["planned_bytes"] >= sum(len(v) for v in expected_chunks.values())
+
+
+def test_sync_records_raw_builds_lists_and_keeps_first_seen(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = two_build_world()
+    server = serve(world)
+    archive = make_archive(server)
+    assert archive.run("sync", PID, "--generation", "2", "--os", "windows").exit_code == 0
+    fetches = archive.db_rows(
+        "SELECT f.os, f.generation, f.status, b.body FROM build_list_fetches f "
+        "JOIN json_bodies b ON b.md5 = f.body_md5")
+    assert {(os_name, gen) for os_name, gen, _, _ in fetches} == {("windows", 1), ("windows", 2)}
+    for _os, generation, status, body in fetches:
+        assert status == 200
+        listed = json.loads(body)
+        assert generation == 1 or len(listed["items"]) == 2
+    first = dict(archive.db_rows("SELECT build_id, first_seen FROM builds"))
+    world.delist(next(iter(first)))
+    assert archive.run("sync", PID, "--generation", "2", "--os", "windows").exit_code == 0
+    rows = archive.db_rows("SELECT build_id, first_seen, is_listed FROM builds")
+    assert {b: f for b, f, _ in rows} == first  # first_seen kept, nothing dropped
+    assert sorted(listed for _, _, listed in rows) == [0, 1]
+    assert archive.db_rows("SELECT count(*) FROM build_list_fetches")[0][0] == 4
+
+
+def test_sync_private_branch_needs_its_password(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = World(seed=5)
+    world.add_v2_build(PID, files={"a.bin": random_bytes(10_000, 1)})
+    beta = world.add_v2_build(PID, files={"a.bin": random_bytes(10_000, 2)}, branch="beta",
+                              private_password="s3cret")
+    archive = make_archive(serve(world))
+    assert archive.run("sync", PID, "--generation", "2").exit_code == 0
+    assert beta.build_id not in {r[0] for r in archive.db_rows("SELECT build_id FROM builds")}
+    result = archive.run("sync", PID, "--generation", "2", "--branch", "beta",
+                         "--password", "s3cret")
+    assert result.exit_code == 0, result.output
+    rows = archive.db_rows("SELECT build_id, branch, state FROM builds")
+    assert (beta.build_id, "beta", "complete") in rows
+    assert "s3cret" not in archive.db_dump()
+
+
+def test_sync_follows_collector_links_for_repository_manifests(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = World(seed=6)
+    world.add_v2_build(PID, files={"a.bin": random_bytes(20_000, 1)}, link_style="collector")
+    server = serve(world)
+    server.collector_manifests_on_cdn = False  # only the collector host has it
+    archive = make_archive(server)
+    result = archive.run("sync", PID, "--generation", "2")
+    assert result.exit_code == 0, result.output
+    assert archive.tree() == v2_tree(world)
+    assert server.count("/manifests/builds/", role="collector", status=200) == 1

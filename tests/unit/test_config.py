@@ -92,3 +92,12 @@ def test_config_load_reports_missing_and_invalid_files(tmp_path: Path) -> None:
                                                 ("2h", 7200), ("7d", 604800), ("1w", 604800)])
 def test_config_parse_duration(text: str, seconds: float) -> None:
     assert config.parse_duration_s(text) == seconds
+
+
+def test_config_no_gog_host_outside_the_defaults() -> None:
+    """Every URL comes from [endpoints] (or the OAuth client in [auth]): nothing hard-coded."""
+    package = REPO / "galaxy_archive"
+    for source in package.rglob("*.py"):
+        if source.name == "config.py":
+            continue
+        assert "gog.com" not in source.read_text(), f"{source.name} names a GOG host"

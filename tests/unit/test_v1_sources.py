@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from galaxy_archive.auth import Authenticator, TokenStore
-from galaxy_archive.config import Endpoints
+from galaxy_archive.config import AuthSection, Endpoints
 from galaxy_archive.downloader import Plain, Signed
 from galaxy_archive.galaxy_api import GalaxyApi, LinkRequest
 from galaxy_archive.http_client import HttpClient
@@ -28,7 +28,8 @@ GOG_LINK = f"{GOG_HOST}/content-system/v1/manifests/{ROOT}/windows/37794096/repo
 @pytest.fixture
 def api(tmp_path: Path) -> GalaxyApi:
     http = HttpClient(requests.Session(), timeout_s=1)
-    auth = Authenticator(http, auth_url="https://auth.example", store=TokenStore(tmp_path / "t"))
+    auth = Authenticator(http, auth_url="https://auth.example", client=AuthSection(),
+                         store=TokenStore(tmp_path / "t"))
     return GalaxyApi(http, Endpoints(cdn=CDN), auth)
 
 

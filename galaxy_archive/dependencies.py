@@ -19,7 +19,7 @@ from galaxy_archive.errors import ManifestError
 from galaxy_archive.layout import check_id, check_md5
 
 # manifests' typed field readers, shared on purpose so every JSON field is checked alike.
-from galaxy_archive.manifests import _field, _size, _strings
+from galaxy_archive.manifests import json_field, json_size, json_strings
 
 # Real ids: ISI, DirectX, MSVC2017_x64, dotNet4, DOSBox074, ScummVM (protocol.md §8).
 _DEPENDENCY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
@@ -68,18 +68,18 @@ def check_dependency_id(value: object, what: str) -> str:
 
 
 def parse_repository_answer(doc: Any, what: str) -> RepositoryAnswer:
-    url = _field(doc, "repository_manifest", str, what)
+    url = json_field(doc, "repository_manifest", str, what)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ManifestError(f"{what}: repository_manifest {url[:120]!r} is not an http(s) URL")
     match = _LINK_HASH_RE.search(parts.path)
     if match is None:
         raise ManifestError(f"{what}: repository_manifest does not end in a manifest id")
-    generation = _field(doc, "generation", int, what, None)
+    generation = json_field(doc, "generation", int, what, None)
     return RepositoryAnswer(
         manifest_url=url,
         manifest_md5=check_md5(match.group(1), f"{what} repository_manifest"),
-        build_id=check_id(_field(doc, "build_id", (str, int), what), f"{what} build_id"),
+        build_id=check_id(json_field(doc, "build_id", (str, int), what), f"{what} build_id"),
         generation=generation,
     )
 
@@ -88,27 +88,27 @@ def parse_dependency_manifest(doc: Any, what: str) -> tuple[DependencyDepot, ...
     """The repository manifest: `{"depots": [{dependencyId, manifest, ...}]}`."""
     return tuple(
         _parse_dependency(entry, f"{what} depots[{i}]")
-        for i, entry in enumerate(_field(doc, "depots", list, what))
+        for i, entry in enumerate(json_field(doc, "depots", list, what))
     )
 
 
 def _parse_dependency(entry: Any, what: str) -> DependencyDepot:
     dependency_id = check_dependency_id(
-        _field(entry, "dependencyId", str, what), f"{what} dependencyId"
+        json_field(entry, "dependencyId", str, what), f"{what} dependencyId"
     )
     what = f"{what} ({dependency_id})"
-    executable = _field(entry, "executable", dict, what, {})
-    signature = _field(entry, "signature", str, what, None)
+    executable = json_field(entry, "executable", dict, what, {})
+    signature = json_field(entry, "signature", str, what, None)
     return DependencyDepot(
         dependency_id=dependency_id,
-        manifest=check_md5(_field(entry, "manifest", str, what), f"{what} manifest"),
-        readable_name=_field(entry, "readableName", str, what, ""),
-        executable_path=_field(executable, "path", str, f"{what} executable", ""),
-        executable_arguments=_field(executable, "arguments", str, f"{what} executable", ""),
-        is_internal=_field(entry, "internal", bool, what, False),
-        languages=_strings(entry, "languages", what),
-        size=_size(entry, "size", what, 0),
-        compressed_size=_size(entry, "compressedSize", what, 0),
+        manifest=check_md5(json_field(entry, "manifest", str, what), f"{what} manifest"),
+        readable_name=json_field(entry, "readableName", str, what, ""),
+        executable_path=json_field(executable, "path", str, f"{what} executable", ""),
+        executable_arguments=json_field(executable, "arguments", str, f"{what} executable", ""),
+        is_internal=json_field(entry, "internal", bool, what, False),
+        languages=json_strings(entry, "languages", what),
+        size=json_size(entry, "size", what, 0),
+        compressed_size=json_size(entry, "compressedSize", what, 0),
         signature=signature,
         item=entry,
     )

@@ -42,7 +42,7 @@ def inflate(body: bytes, what: str, *, limit: int = MAX_MANIFEST_BYTES) -> bytes
     return data
 
 
-def _looks_like_zlib(body: bytes) -> bool:
+def looks_like_zlib(body: bytes) -> bool:
     # RFC 1950: CM=8 in the low nibble, and the 16-bit header is a multiple of 31.
     return len(body) >= 2 and body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
 
@@ -57,7 +57,7 @@ def decode_json(body: bytes, what: str) -> Any:
 
 def decode_meta(body: bytes, what: str) -> Any:
     """V2 meta: zlib JSON, with the plain-JSON fallback every client has (protocol.md 3.1)."""
-    if _looks_like_zlib(body):
+    if looks_like_zlib(body):
         return decode_json(inflate(body, what), what)
     if body.lstrip()[:1] in (b"{", b"["):
         return decode_json(body, what)
@@ -67,7 +67,9 @@ def decode_meta(body: bytes, what: str) -> Any:
 # --- typed field access --------------------------------------------------------------------
 
 
-def _field(obj: Any, key: str, kind: type | tuple[type, ...], what: str, default: Any = ...) -> Any:
+def json_field(
+    obj: Any, key: str, kind: type | tuple[type, ...], what: str, default: Any = ...
+) -> Any:
     if not isinstance(obj, dict):
         raise ManifestError(f"{what}: expected a JSON object, got {type(obj).__name__}")
     if key not in obj or obj[key] is None:
@@ -84,15 +86,15 @@ def _field(obj: Any, key: str, kind: type | tuple[type, ...], what: str, default
     return value
 
 
-def _size(obj: Any, key: str, what: str, default: Any = ...) -> int:
-    value = _field(obj, key, int, what, default)
+def json_size(obj: Any, key: str, what: str, default: Any = ...) -> int:
+    value = json_field(obj, key, int, what, default)
     if value < 0:
         raise ManifestError(f"{what}: field {key!r} is negative")
     return int(value)
 
 
-def _strings(obj: Any, key: str, what: str) -> tuple[str, ...]:
-    values = _field(obj, key, list, what, [])
+def json_strings(obj: Any, key: str, what: str) -> tuple[str, ...]:
+    values = json_field(obj, key, list, what, [])
     if not all(isinstance(v, str) for v in values):
         raise ManifestError(f"{what}: field {key!r} should be a list of strings")
     return tuple(values)
@@ -141,38 +143,38 @@ class BuildsList:
 
 
 def parse_builds_list(doc: Any, what: str) -> BuildsList:
-    items_raw = _field(doc, "items", list, what, [])
+    items_raw = json_field(doc, "items", list, what, [])
     items = tuple(_parse_build_item(item, f"{what} items[{i}]") for i, item in enumerate(items_raw))
-    total = _size(doc, "total_count", what, len(items))
+    total = json_size(doc, "total_count", what, len(items))
     return BuildsList(
         total_count=total,
         items=items,
-        has_private_branches=bool(_field(doc, "has_private_branches", bool, what, False)),
+        has_private_branches=bool(json_field(doc, "has_private_branches", bool, what, False)),
     )
 
 
 def _parse_build_item(item: Any, what: str) -> BuildListing:
-    build_id = check_id(_field(item, "build_id", (str, int), what), f"{what} build_id")
+    build_id = check_id(json_field(item, "build_id", (str, int), what), f"{what} build_id")
     what = f"{what} (build {build_id})"
-    generation = _field(item, "generation", int, what)
+    generation = json_field(item, "generation", int, what)
     if generation not in (1, 2):
         raise ManifestError(f"{what}: unknown generation {generation!r}")
-    legacy = _field(item, "legacy_build_id", (int, str), what, None)
+    legacy = json_field(item, "legacy_build_id", (int, str), what, None)
     if generation == 1:
         if legacy is None:
             raise ManifestError(f"{what}: generation 1 build without legacy_build_id")
         legacy = int(check_id(legacy, f"{what} legacy_build_id"))
-    branch = _field(item, "branch", str, what, None)
+    branch = json_field(item, "branch", str, what, None)
     return BuildListing(
         build_id=build_id,
-        product_id=check_id(_field(item, "product_id", (str, int), what), f"{what} product_id"),
-        os=_field(item, "os", str, what),
+        product_id=check_id(json_field(item, "product_id", (str, int), what), f"{what} product_id"),
+        os=json_field(item, "os", str, what),
         generation=generation,
         branch=branch or None,
-        version_name=_field(item, "version_name", str, what, ""),
-        date_published=_field(item, "date_published", str, what, ""),
-        public=_field(item, "public", bool, what, True),
-        tags=_strings(item, "tags", what),
+        version_name=json_field(item, "version_name", str, what, ""),
+        date_published=json_field(item, "date_published", str, what, ""),
+        public=json_field(item, "public", bool, what, True),
+        tags=json_strings(item, "tags", what),
         manifest_urls=_manifest_urls(item, what),
         legacy_build_id=legacy if generation == 1 else None,
         item=item,
@@ -181,10 +183,10 @@ def _parse_build_item(item: Any, what: str) -> BuildListing:
 
 def _manifest_urls(item: dict[str, Any], what: str) -> tuple[str, ...]:
     """`link` (classic) or `urls[]` (_version=2), best endpoint first (protocol.md 2.3, 5.4)."""
-    link = _field(item, "link", str, what, None)
+    link = json_field(item, "link", str, what, None)
     if link:
         return (link,)
-    entries = _field(item, "urls", list, what, [])
+    entries = json_field(item, "urls", list, what, [])
     ranked = sorted(
         (e for e in entries if isinstance(e, dict) and isinstance(e.get("url"), str)),
         key=lambda e: (bool(e.get("fallback_only")), -_as_number(e.get("priority"))),
@@ -225,43 +227,45 @@ class RepositoryV2:
     dependencies: tuple[str, ...]
 
 
-def _parse_depot_ref(obj: Any, what: str, *, is_offline: bool = False) -> DepotRef:
+def parse_depot_ref(obj: Any, what: str, *, is_offline: bool = False) -> DepotRef:
     return DepotRef(
-        product_id=check_id(_field(obj, "productId", (str, int), what), f"{what} productId"),
-        manifest=check_md5(_field(obj, "manifest", str, what), f"{what} manifest"),
-        languages=_strings(obj, "languages", what),
-        size=_size(obj, "size", what, 0),
-        compressed_size=_size(obj, "compressedSize", what, 0),
-        is_gog_depot=bool(_field(obj, "isGogDepot", bool, what, False)),
+        product_id=check_id(json_field(obj, "productId", (str, int), what), f"{what} productId"),
+        manifest=check_md5(json_field(obj, "manifest", str, what), f"{what} manifest"),
+        languages=json_strings(obj, "languages", what),
+        size=json_size(obj, "size", what, 0),
+        compressed_size=json_size(obj, "compressedSize", what, 0),
+        is_gog_depot=bool(json_field(obj, "isGogDepot", bool, what, False)),
         is_offline=is_offline,
     )
 
 
 def parse_repository_v2(doc: Any, what: str) -> RepositoryV2:
     depots = tuple(
-        _parse_depot_ref(d, f"{what} depots[{i}]")
-        for i, d in enumerate(_field(doc, "depots", list, what))
+        parse_depot_ref(d, f"{what} depots[{i}]")
+        for i, d in enumerate(json_field(doc, "depots", list, what))
     )
-    offline_raw = _field(doc, "offlineDepot", dict, what, None)
+    offline_raw = json_field(doc, "offlineDepot", dict, what, None)
     offline = (
-        _parse_depot_ref(offline_raw, f"{what} offlineDepot", is_offline=True)
+        parse_depot_ref(offline_raw, f"{what} offlineDepot", is_offline=True)
         if offline_raw is not None
         else None
     )
-    products = _field(doc, "products", list, what, [])
+    products = json_field(doc, "products", list, what, [])
     product_ids = tuple(
-        check_id(_field(p, "productId", (str, int), f"{what} products[{i}]"), f"{what} productId")
+        check_id(
+            json_field(p, "productId", (str, int), f"{what} products[{i}]"), f"{what} productId"
+        )
         for i, p in enumerate(products)
     )
-    build_id = _field(doc, "buildId", (str, int), what, None)
+    build_id = json_field(doc, "buildId", (str, int), what, None)
     return RepositoryV2(
-        base_product_id=check_id(_field(doc, "baseProductId", (str, int), what), what),
+        base_product_id=check_id(json_field(doc, "baseProductId", (str, int), what), what),
         build_id=str(build_id) if build_id is not None else None,
-        platform=_field(doc, "platform", str, what, ""),
+        platform=json_field(doc, "platform", str, what, ""),
         depots=depots,
         offline_depot=offline,
         product_ids=product_ids,
-        dependencies=_strings(doc, "dependencies", what),
+        dependencies=json_strings(doc, "dependencies", what),
     )
 
 
@@ -313,51 +317,56 @@ class DepotManifest:
 
 def _parse_chunk(obj: Any, what: str) -> ChunkRef:
     return ChunkRef(
-        compressed_md5=check_md5(_field(obj, "compressedMd5", str, what), f"{what} compressedMd5"),
-        compressed_size=_size(obj, "compressedSize", what),
-        md5=check_md5(_field(obj, "md5", str, what), f"{what} md5"),
-        size=_size(obj, "size", what),
+        compressed_md5=check_md5(
+            json_field(obj, "compressedMd5", str, what), f"{what} compressedMd5"
+        ),
+        compressed_size=json_size(obj, "compressedSize", what),
+        md5=check_md5(json_field(obj, "md5", str, what), f"{what} md5"),
+        size=json_size(obj, "size", what),
     )
 
 
 def _parse_chunks(obj: Any, what: str) -> tuple[ChunkRef, ...]:
     return tuple(
         _parse_chunk(c, f"{what} chunks[{i}]")
-        for i, c in enumerate(_field(obj, "chunks", list, what, []))
+        for i, c in enumerate(json_field(obj, "chunks", list, what, []))
     )
 
 
 def _optional_md5(obj: Any, key: str, what: str) -> str | None:
-    value = _field(obj, key, str, what, None)
+    value = json_field(obj, key, str, what, None)
     return check_md5(value, f"{what} {key}") if value else None
 
 
 def parse_depot_manifest(doc: Any, what: str) -> DepotManifest:
-    depot = _field(doc, "depot", dict, what)
+    depot = json_field(doc, "depot", dict, what)
     files: list[DepotFile] = []
     diffs: list[DepotDiff] = []
-    for i, item in enumerate(_field(depot, "items", list, what, [])):
+    for i, item in enumerate(json_field(depot, "items", list, what, [])):
         where = f"{what} items[{i}]"
-        kind = _field(item, "type", str, where, "DepotFile")
+        kind = json_field(item, "type", str, where, "DepotFile")
         if kind == "DepotFile":
             files.append(_parse_file(item, where))
         elif kind == "DepotDiff":
             diffs.append(_parse_diff(item, where))
         elif kind in ("DepotDirectory", "DepotLink"):
-            safe_relative_path(_field(item, "path", str, where), where)
+            safe_relative_path(json_field(item, "path", str, where), where)
         else:
             raise ManifestError(f"{where}: unknown item type {kind!r}")
-    sfc = _field(depot, "smallFilesContainer", dict, what, None)
+    sfc = json_field(depot, "smallFilesContainer", dict, what, None)
     sfc_chunks = _parse_chunks(sfc, f"{what} smallFilesContainer") if sfc is not None else ()
     return DepotManifest(files=tuple(files), diffs=tuple(diffs), sfc_chunks=sfc_chunks)
 
 
 def _parse_file(item: Any, what: str) -> DepotFile:
-    path = safe_relative_path(_field(item, "path", str, what), what)
-    sfc = _field(item, "sfcRef", dict, what, None)
+    path = safe_relative_path(json_field(item, "path", str, what), what)
+    sfc = json_field(item, "sfcRef", dict, what, None)
     sfc_ref = None
     if sfc is not None:
-        sfc_ref = (_size(sfc, "offset", f"{what} sfcRef"), _size(sfc, "size", f"{what} sfcRef"))
+        sfc_ref = (
+            json_size(sfc, "offset", f"{what} sfcRef"),
+            json_size(sfc, "size", f"{what} sfcRef"),
+        )
     return DepotFile(
         path=path,
         chunks=_parse_chunks(item, what),
@@ -368,9 +377,9 @@ def _parse_file(item: Any, what: str) -> DepotFile:
 
 def _parse_diff(item: Any, what: str) -> DepotDiff:
     return DepotDiff(
-        path_source=safe_relative_path(_field(item, "path_source", str, what), what),
-        path_target=safe_relative_path(_field(item, "path_target", str, what), what),
-        md5_source=check_md5(_field(item, "md5_source", str, what), f"{what} md5_source"),
-        md5_target=check_md5(_field(item, "md5_target", str, what), f"{what} md5_target"),
+        path_source=safe_relative_path(json_field(item, "path_source", str, what), what),
+        path_target=safe_relative_path(json_field(item, "path_target", str, what), what),
+        md5_source=check_md5(json_field(item, "md5_source", str, what), f"{what} md5_source"),
+        md5_target=check_md5(json_field(item, "md5_target", str, what), f"{what} md5_target"),
         chunks=_parse_chunks(item, what),
     )

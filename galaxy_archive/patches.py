@@ -21,11 +21,11 @@ from galaxy_archive.layout import check_id, check_md5
 # manifests' typed field readers, shared on purpose so every JSON field is checked alike.
 from galaxy_archive.manifests import (
     DepotRef,
-    _field,
-    _looks_like_zlib,
-    _parse_depot_ref,
     decode_json,
     inflate,
+    json_field,
+    looks_like_zlib,
+    parse_depot_ref,
 )
 
 SUPPORTED_ALGORITHM = "xdelta3"  # every client refuses anything else (protocol.md 7.2)
@@ -143,9 +143,9 @@ def parse_patch_index(status: int, body: bytes, pair: PatchPair) -> PatchIndexAn
 def _patch_reference(doc: Any, pair: PatchPair, what: str) -> tuple[str, str | None]:
     if isinstance(doc, dict) and doc.get("error"):
         raise ManifestError(f"{what}: error {str(doc['error'])[:80]!r} with HTTP 200")
-    raw_id = _field(doc, "id", str, what, None)
+    raw_id = json_field(doc, "id", str, what, None)
     patch_id = check_md5(raw_id, f"{what} id") if raw_id is not None else None
-    link = _field(doc, "link", str, what, None)
+    link = json_field(doc, "link", str, what, None)
     link_id = None
     if link is not None:
         parts = urlsplit(link)
@@ -165,7 +165,7 @@ def _patch_reference(doc: Any, pair: PatchPair, what: str) -> tuple[str, str | N
         (("to_build_id", "to"), pair.to_build_id),
     ):
         for key in keys:
-            value = _field(doc, key, (str, int), what, None)
+            value = json_field(doc, key, (str, int), what, None)
             if value is not None and check_id(value, f"{what} {key}") != expected:
                 raise ManifestError(f"{what}: {key} is {value}, not {expected}")
     return patch_id, link
@@ -198,7 +198,7 @@ def read_patch_root(body: bytes, what: str) -> PatchRoot:
     An empty body, an empty zlib stream and `{}` are GOG's empty patch (WARP: "most likely an
     empty patch"; GALAXYDL), not errors. Anything else must be a well-formed root.
     """
-    text = inflate(body, what) if _looks_like_zlib(body) else body
+    text = inflate(body, what) if looks_like_zlib(body) else body
     if not text.strip():
         return PatchRoot(algorithm=None)
     if text.lstrip()[:1] != b"{":
@@ -210,14 +210,16 @@ def read_patch_root(body: bytes, what: str) -> PatchRoot:
 
 
 def parse_patch_root(doc: Any, what: str) -> PatchRoot:
-    algorithm = _field(doc, "algorithm", str, what)
+    algorithm = json_field(doc, "algorithm", str, what)
     depots = tuple(
-        _parse_depot_ref(d, f"{what} depots[{i}]")
-        for i, d in enumerate(_field(doc, "depots", list, what))
+        parse_depot_ref(d, f"{what} depots[{i}]")
+        for i, d in enumerate(json_field(doc, "depots", list, what))
     )
-    products = _field(doc, "products", list, what, [])
+    products = json_field(doc, "products", list, what, [])
     product_ids = tuple(
-        check_id(_field(p, "productId", (str, int), f"{what} products[{i}]"), f"{what} productId")
+        check_id(
+            json_field(p, "productId", (str, int), f"{what} products[{i}]"), f"{what} productId"
+        )
         for i, p in enumerate(products)
     )
     return PatchRoot(
@@ -231,7 +233,7 @@ def parse_patch_root(doc: Any, what: str) -> PatchRoot:
 
 
 def _optional_id(doc: Any, key: str, what: str) -> str | None:
-    value = _field(doc, key, (str, int), what, None)
+    value = json_field(doc, key, (str, int), what, None)
     return check_id(value, f"{what} {key}") if value is not None else None
 
 

@@ -9,7 +9,7 @@ archive go to v2/dependencies/meta, their chunks to v2/dependencies/store throug
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,7 @@ from galaxy_archive.downloader import FetchTask
 from galaxy_archive.errors import ManifestError, UpstreamError
 from galaxy_archive.layout import ObjectKind, cas_path
 from galaxy_archive.manifests import DepotManifest, decode_json, decode_meta, parse_depot_manifest
+from galaxy_archive.phase import Phase, chunk_references, parse_check
 from galaxy_archive.sources import dependency_chunk_sources, dependency_meta_sources
 from galaxy_archive.statedb import NewObject
 
@@ -43,25 +44,11 @@ def read_dependency_depot(path: Path, what: str) -> DepotManifest:
     return parse_depot_manifest(decode_meta(path.read_bytes(), what), what)
 
 
-def _checker(reader: Callable[[Path, str], object], what: str) -> Callable[[Path], None]:
-    """A downloader check: the bytes must parse (else they never reach the tree)."""
-
-    def check(path: Path) -> None:
-        reader(path, what)
-
-    return check
-
-
-class DependencyPhase:
+class DependencyPhase(Phase):
     """Archive the dependency repository and the dependencies to keep; once per run."""
 
     def __init__(self, syncer: Syncer) -> None:
-        self.syncer = syncer
-        self.api = syncer.api
-        self.db = syncer.db
-        self.store = syncer.store
-        self.options = syncer.options
-        self.report = syncer.report
+        super().__init__(syncer)
         self.records = DependencyRecords(syncer.db)
 
     def run(self, product_ids: Sequence[str], v2_names: Collection[str]) -> None:
@@ -132,7 +119,7 @@ class DependencyPhase:
                         None,
                         dependency_meta_sources(self.api, answer.manifest_md5, answer.manifest_url),
                         what,
-                        check=_checker(read_dependency_manifest, what),
+                        check=parse_check(read_dependency_manifest, what),
                     )
                 ]
             )
@@ -172,7 +159,7 @@ class DependencyPhase:
                     None,
                     dependency_meta_sources(self.api, row.md5),
                     what,
-                    check=_checker(read_dependency_depot, what),
+                    check=parse_check(read_dependency_depot, what),
                 )
             )
         self.syncer.fetch(tasks)
@@ -190,26 +177,9 @@ class DependencyPhase:
                 self.report.problem(f"{what}: {exc}")
                 continue
             # The same roles as game depots: small-files members are optional (4.3).
-            roles: dict[str, tuple[str, NewObject]] = {}
-            for role, refs in (
-                ("sfc_member", manifest.sfc_member_chunks()),
-                ("chunk", manifest.chunks()),
-                ("sfc", manifest.sfc_chunks),
-            ):
-                for c in refs:
-                    roles[c.compressed_md5] = (
-                        role,
-                        NewObject(
-                            ObjectKind.DEP_STORE,
-                            cas_path(ObjectKind.DEP_STORE, c.compressed_md5),
-                            c.compressed_md5,
-                            c.compressed_size,
-                            c.md5,
-                            c.size,
-                        ),
-                    )
-            ids = self.db.ensure_objects([obj for _, obj in roles.values()], now)
-            references = [(ids[obj.path], role) for role, obj in roles.values()]
+            roles = chunk_references(manifest, ObjectKind.DEP_STORE)
+            ids = self.db.ensure_objects([obj for _, obj in roles], now)
+            references = [(ids[obj.path], role) for role, obj in roles]
             self.db.index_manifest(row.id, references, [], now)
         self.db.conn.commit()
 

@@ -37,6 +37,7 @@ from galaxy_archive.patches import (
     root_mismatch,
     select_patch_depots,
 )
+from galaxy_archive.phase import Phase, chunk_references, parse_check
 from galaxy_archive.sources import patch_chunk_sources, patch_meta_sources
 from galaxy_archive.statedb import NewObject
 
@@ -60,16 +61,11 @@ class _Active:
     is_blocked: bool = False  # its depots could not be chosen this run
 
 
-class PatchPhase:
+class PatchPhase(Phase):
     """Archive the patches of one product's pairs; one instance per product and run."""
 
     def __init__(self, syncer: Syncer) -> None:
-        self.syncer = syncer
-        self.api = syncer.api
-        self.db = syncer.db
-        self.store = syncer.store
-        self.options = syncer.options
-        self.report = syncer.report
+        super().__init__(syncer)
         self.records = PatchRecords(syncer.db)
         # Roots whose bytes matched their id but are no valid patch root (set by the check,
         # from worker threads: one dict assignment each).
@@ -271,7 +267,7 @@ class PatchPhase:
                     patch_meta_sources(self.api, depot.manifest),
                     what,
                     depot.product_id,
-                    check=_checker(read_patch_depot, what),
+                    check=parse_check(read_patch_depot, what),
                 )
             item.depots = tuple(chosen)
         self.syncer.fetch(list(tasks.values()))
@@ -326,21 +322,11 @@ class PatchPhase:
             except (ManifestError, OSError) as exc:
                 self.report.problem(f"{what}: {exc}")
                 continue
-            chunks = {
-                c.compressed_md5: NewObject(
-                    ObjectKind.PATCH_STORE,
-                    cas_path(ObjectKind.PATCH_STORE, c.compressed_md5),
-                    c.compressed_md5,
-                    c.compressed_size,
-                    c.md5,
-                    c.size,
-                    depot_product,
-                )
-                for c in manifest.chunks()
-            }
-            ids = self.db.ensure_objects(list(chunks.values()), now)
+            roles = chunk_references(manifest, ObjectKind.PATCH_STORE, depot_product)
+            ids = self.db.ensure_objects([obj for _, obj in roles], now)
             # Indexed and linked to the depot's product in one transaction.
-            self.db.index_manifest(object_id, [(i, "chunk") for i in ids.values()], [], now)
+            references = [(ids[obj.path], role) for role, obj in roles]
+            self.db.index_manifest(object_id, references, [], now)
             self.db.add_object_products((i, depot_product) for i in ids.values())
         self.db.conn.commit()
 
@@ -391,12 +377,3 @@ def parse_root_for(body: bytes, pair: PatchPair, what: str) -> PatchRoot:
     if mismatch is not None:
         raise ManifestError(f"{what}: {mismatch}")
     return root
-
-
-def _checker(reader: Callable[[Path, str], object], what: str) -> Callable[[Path], None]:
-    """A downloader check: the bytes must parse (else they never reach the tree)."""
-
-    def check(path: Path) -> None:
-        reader(path, what)
-
-    return check

@@ -45,6 +45,7 @@ from galaxy_archive.manifests import (
 )
 from galaxy_archive.output import Progress
 from galaxy_archive.patch_sync import PatchPhase
+from galaxy_archive.phase import chunk_references, parse_check
 from galaxy_archive.report import SyncReport, human_bytes
 from galaxy_archive.sources import chunk_sources, meta_sources, sibling_meta_urls
 from galaxy_archive.statedb import NewObject, StateDB
@@ -302,7 +303,7 @@ class Syncer:
                 meta_sources(self.api, md5, *build.manifest_urls),
                 what,
                 product_id,
-                check=_check_with(read_repository, what),
+                check=parse_check(read_repository, what),
             )
         self._run(list(tasks.values()))
         self._check_stop()  # manifests not fetched because we stop are no problem to report
@@ -385,7 +386,7 @@ class Syncer:
                     ),
                     what,
                     depot.product_id,
-                    check=_check_with(read_depot, what),
+                    check=parse_check(read_depot, what),
                 )
         self._run(list(tasks.values()))
         return by_object
@@ -411,27 +412,9 @@ class Syncer:
 
     def _index_depot(self, object_id: int, depot: DepotRef, manifest: DepotManifest) -> None:
         kind = ObjectKind.OFFLINE if depot.is_offline else ObjectKind.STORE
-        roles: dict[str, tuple[str, NewObject]] = {}
-        for role, chunks in (
-            ("sfc_member", manifest.sfc_member_chunks()),
-            ("chunk", manifest.chunks()),
-            ("sfc", manifest.sfc_chunks),
-        ):
-            for chunk in chunks:
-                roles[chunk.compressed_md5] = (
-                    role,
-                    NewObject(
-                        kind,
-                        cas_path(kind, chunk.compressed_md5),
-                        chunk.compressed_md5,
-                        chunk.compressed_size,
-                        chunk.md5,
-                        chunk.size,
-                        depot.product_id,
-                    ),
-                )
-        ids = self.db.ensure_objects([obj for _, obj in roles.values()], self.clock())
-        references = [(ids[obj.path], role) for role, obj in roles.values()]
+        roles = chunk_references(manifest, kind, depot.product_id)
+        ids = self.db.ensure_objects([obj for _, obj in roles], self.clock())
+        references = [(ids[obj.path], role) for role, obj in roles]
         members = [
             (str(f.path), f.sfc_ref[0], f.sfc_ref[1], f.md5)
             for f in manifest.files
@@ -551,13 +534,6 @@ class Syncer:
     def _build_problem(self, product_id: str, build_id: str, message: str) -> None:
         self.report.problem(f"build {build_id} of product {product_id}: {message}")
         self.db.set_build_error(product_id, build_id, message)
-
-
-def _check_with(reader: Callable[[Path, str], object], what: str) -> Callable[[Path], None]:
-    def check(path: Path) -> None:
-        reader(path, what)
-
-    return check
 
 
 def _build_row(listing: BuildListing) -> dict[str, object]:

@@ -24,6 +24,7 @@ from galaxy_archive.http_client import HttpClient
 from galaxy_archive.layout import ObjectKind, split_v1_path, v1_blob_path, v1_manifest_path
 from galaxy_archive.link_cache import LinkCache
 from galaxy_archive.manifests import MAX_MANIFEST_BYTES, BuildListing
+from galaxy_archive.phase import Phase
 from galaxy_archive.report import human_bytes
 from galaxy_archive.sources import v1_manifest_sources
 from galaxy_archive.statedb import NewObject, StateDB
@@ -57,7 +58,7 @@ from galaxy_archive.v1_state import (
 )
 
 if TYPE_CHECKING:
-    from galaxy_archive.sync import Syncer
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -128,21 +129,12 @@ class _DepotManifest:
     depot: V1DepotRef
 
 
-class V1Phases:
+class V1Phases(Phase):
     """The generation-1 phases of one product's sync, run by the Syncer after the V2 ones.
 
     Uses the Syncer's API, DB, store, downloader and report, and records results through it,
     so V1 objects are counted, reported and marked exactly like V2 ones.
     """
-
-    def __init__(self, syncer: Syncer) -> None:
-        self.syncer = syncer
-        self.api = syncer.api
-        self.db = syncer.db
-        self.store = syncer.store
-        self.options = syncer.options
-        self.report = syncer.report
-        self.clock = syncer.clock
 
     def mirror(self, product_id: str, builds: Sequence[BuildListing]) -> None:
         """Mirror the builds, then record their states (stopping cleanly between steps)."""

@@ -1,0 +1,316 @@
+"""`verify`: prove that every stored byte is right, in time-boxed slices if need be.
+
+The main thread plans (a snapshot of the objects due, oldest first), hands each object to a
+pool of checker threads, and writes every result to the DB as it comes back, committing about
+once a second: a killed verify keeps what it proved. Then, over the whole archive only, it walks
+the tree for files the DB does not know and leftover temp files, and updates the state of the
+builds whose objects changed. No network unless --repair (see repair.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+
+from galaxy_archive.app import App
+from galaxy_archive.errors import ConfigError
+from galaxy_archive.object_checks import (
+    CheckItem,
+    CheckResult,
+    Extent,
+    ObjectChecker,
+    Verdict,
+)
+from galaxy_archive.output import Progress
+from galaxy_archive.repair import Repairer
+from galaxy_archive.statedb import StateDB
+from galaxy_archive.storage import TEMP_SUFFIX, TREE_TOPS
+from galaxy_archive.verify_plan import Budget, Check, VerifyLevel, VerifyOptions, checks_for
+from galaxy_archive.verify_records import BuildRef, PlanRow, VerifyRecords
+from galaxy_archive.verify_report import ObjectProblem, VerifyReport
+
+log = logging.getLogger(__name__)
+COMMIT_EVERY_S = 1.0
+IN_FLIGHT_PER_WORKER = 2  # enough to keep every worker busy while the main thread records
+
+
+class Verifier:
+    def __init__(
+        self,
+        *,
+        db: StateDB,
+        root: Path,
+        options: VerifyOptions,
+        clock: Callable[[], float],
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.db = db
+        self.records = VerifyRecords(db)
+        self.checker = ObjectChecker(root)
+        self.options = options
+        self.clock = clock
+        self.progress = progress or Progress(is_enabled=False)
+        self.stop = stop or threading.Event()
+        self.budget = Budget(clock, options.time_budget_s)
+        self.report = VerifyReport(level=str(options.level), is_repair=options.is_repair)
+        self.to_repair: list[tuple[ObjectProblem, PlanRow]] = []
+        self._touched: dict[int, str] = {}  # objects whose state changed: id -> path
+        self._has_extents = self.records.has_table("v1_extents")
+        self._last_flush = clock()
+
+    # --- objects ---------------------------------------------------------------------------
+
+    def check_objects(self) -> None:
+        """Check every planned object until done, the budget is spent or the run is stopped."""
+        report = self.report
+        report.planned = self.records.make_plan(self.options, self.clock())
+        report.absent_upstream = self.records.absent_upstream_count(self.options.product_ids)
+        report.not_fetched = self.records.not_fetched_count(self.options.product_ids)
+        self.progress.set_total(report.planned)
+        started = 0
+        try:
+            if self.options.level is VerifyLevel.QUICK:
+                started = self._check_serially(self._due_rows())
+            else:
+                started = self._check_in_parallel(self._due_rows())
+        finally:
+            report.left = report.planned - started
+            self.records.flush()
+
+    def _due_rows(self) -> Iterator[PlanRow]:
+        """Planned rows until the budget is spent or the run is asked to stop."""
+        for row in self.records.plan_rows():
+            if self.stop.is_set():
+                self.report.is_interrupted = True
+                return
+            if self.budget.check():
+                self.report.is_budget_spent = True
+                return
+            yield row
+
+    def _check_serially(self, rows: Iterable[PlanRow]) -> int:
+        """--quick: a stat per object is faster in one thread than handing it to another."""
+        started = 0
+        try:
+            for row in rows:
+                started += 1
+                self._record(row, self.checker.check(self._item(row)))
+        except KeyboardInterrupt:
+            self.report.is_interrupted = True
+        return started
+
+    def _check_in_parallel(self, rows: Iterable[PlanRow]) -> int:
+        started = 0
+        workers = self.options.worker_count
+        in_flight: dict[Future[CheckResult], PlanRow] = {}
+        with ThreadPoolExecutor(workers, thread_name_prefix="verify") as pool:
+            try:
+                for row in rows:
+                    while len(in_flight) >= workers * IN_FLIGHT_PER_WORKER:
+                        self._collect(in_flight, wait(in_flight, return_when=FIRST_COMPLETED)[0])
+                    in_flight[pool.submit(self.checker.check, self._item(row))] = row
+                    started += 1
+            except KeyboardInterrupt:
+                self.report.is_interrupted = True
+                for future in in_flight:
+                    if future.cancel():
+                        started -= 1
+            # What was started is finished and recorded: it is proved work.
+            self._collect(in_flight, [f for f in list(in_flight) if not f.cancelled()])
+        return started
+
+    def _collect(
+        self, in_flight: dict[Future[CheckResult], PlanRow], done: Iterable[Future[CheckResult]]
+    ) -> None:
+        for future in done:
+            self._record(in_flight.pop(future), future.result())
+
+    def _item(self, row: PlanRow) -> CheckItem:
+        checks = checks_for(row.kind, self.options.level)
+        extents: tuple[Extent, ...] = ()
+        if Check.EXTENTS in checks:
+            if self._has_extents:
+                extents = self.records.extents_of(row.object_id)
+            else:
+                checks = checks - {Check.EXTENTS}  # no V1 file list recorded (older DB)
+        return CheckItem(
+            row.object_id,
+            row.kind,
+            row.path,
+            row.md5,
+            row.size,
+            checks,
+            row.inflated_md5,
+            row.inflated_size,
+            extents,
+        )
+
+    def _record(self, row: PlanRow, result: CheckResult) -> None:
+        """Write one result (the main thread owns the DB); commit about once a second."""
+        now = self.clock()
+        report = self.report
+        report.checked += 1
+        report.bytes_checked += result.bytes_read
+        self.progress.add_bytes(result.bytes_read)
+        if result.verdict is Verdict.OK:
+            report.ok += 1
+            # --quick proves presence and size, not the bytes: it never stamps verified_at.
+            if self.options.level is not VerifyLevel.QUICK:
+                self.records.record_verified(row.object_id, now)
+                if row.state != "verified":
+                    self._touched[row.object_id] = row.path
+        else:
+            self._problem(row, result, now)
+        if now - self._last_flush >= COMMIT_EVERY_S:
+            self.records.flush()
+            self._last_flush = now
+        self.progress.add_object()
+
+    def _problem(self, row: PlanRow, result: CheckResult, now: float) -> None:
+        detail = result.detail or str(result.verdict)
+        if result.verdict in (Verdict.MISSING, Verdict.CORRUPT):
+            self.records.record_problem(
+                row.object_id, str(result.verdict), f"verify: {detail}", now
+            )
+            # Its builds are recomputed at the end (also when --repair brings it back).
+            self._touched[row.object_id] = row.path
+        problem = ObjectProblem(
+            object_id=row.object_id,
+            kind=str(row.kind),
+            path=row.path,
+            md5=row.md5,
+            verdict=result.verdict,
+            detail=detail,
+            builds=self.records.builds_of(row.object_id, row.path),
+            products=self.records.products_of(row.object_id),
+            bad_files=result.bad_extents,
+        )
+        self.report.problem(problem)
+        if result.verdict in (Verdict.MISSING, Verdict.CORRUPT):
+            self.to_repair.append((problem, row))
+
+    # --- the tree --------------------------------------------------------------------------
+
+    def walk_tree(self) -> None:
+        """Report files under v1/ and v2/ the DB does not know, and leftover temp files.
+
+        Report only: nothing is deleted (gc and the next sync's sweep do that). One DB range
+        query per directory keeps memory flat however large the archive.
+        """
+        root = self.checker.root
+        for top in TREE_TOPS:
+            for directory, dirs, files in os.walk(root / top):
+                if self.budget.check():
+                    self.report.is_budget_spent = True
+                    return
+                dirs.sort()
+                if not files:
+                    continue
+                relative = Path(directory).relative_to(root).as_posix()
+                known = self.records.known_names(relative)
+                for name in sorted(files):
+                    if name.endswith(TEMP_SUFFIX):
+                        self.report.temp_file(f"{relative}/{name}")
+                    elif name not in known:
+                        self.report.unknown_file(f"{relative}/{name}")
+        self.report.is_tree_walked = True
+
+    # --- builds ----------------------------------------------------------------------------
+
+    def update_builds(self) -> None:
+        """Recompute the builds whose objects changed state; report those no longer complete."""
+        self.records.flush()
+        if not self._touched:
+            return
+        builds: dict[BuildRef, list[int]] = {}
+        for object_id, path in self._touched.items():
+            for build in self.records.builds_of(object_id, path):
+                builds.setdefault(build, []).append(object_id)
+        before = self.records.build_states(list(builds))
+        now = self.clock()
+        by_product: dict[str, list[str]] = {}
+        for build, object_ids in builds.items():
+            if build.generation == 2:
+                by_product.setdefault(build.product_id, []).append(build.build_id)
+            else:
+                self._downgrade_v1_build(build, object_ids)
+        for product_id, build_ids in by_product.items():
+            self.db.update_build_states(product_id, build_ids, now)
+        self.db.conn.commit()
+        after = self.records.build_states(list(builds))
+        for build in builds:
+            if before.get(build) == "complete" and after.get(build) != "complete":
+                self.report.builds_no_longer_complete.append(build)
+                log.warning(
+                    "build %s (generation %d) is no longer complete", build, build.generation
+                )
+            elif before.get(build) != "complete" and after.get(build) == "complete":
+                self.report.builds_complete_again.append(build)
+
+    def _downgrade_v1_build(self, build: BuildRef, object_ids: list[int]) -> None:
+        """A generation-1 build with an object that is not verified is not complete.
+
+        Marking it complete again is the V1 sync's call (it knows what a gen-1 build needs);
+        the next sync does it once the objects are back.
+        """
+        bad = self.records.unverified_paths(object_ids)
+        if bad:
+            self.db.set_build_error(
+                build.product_id, build.build_id, f"verify: {bad[0]} is not verified"
+            )
+
+
+def run_verify(
+    app: App, options: VerifyOptions, *, progress: Progress | None = None
+) -> VerifyReport:
+    """The `verify` use case: a run record, the checks, --repair, the tree walk, the builds.
+
+    Plain verify uses no network at all; --repair needs a login, checked before anything.
+    """
+    if not app.config.database_path.exists():
+        raise ConfigError(f"no archive at {app.config.root} (no {app.config.database_path.name})")
+    progress = progress or Progress(is_enabled=False)
+    repair_http = repair_api = None
+    if options.is_repair:
+        repair_http = app.http(app.config.sync.workers)
+        repair_api = app.api(repair_http)
+        repair_api.auth.access_token()  # not logged in: exit 3 before hours of checking
+    started = time.monotonic()
+    db = app.open_db()
+    try:
+        run_id, _had_crash = db.start_run("verify", app.pid, app.clock())
+        verifier = Verifier(
+            db=db,
+            root=app.config.root,
+            options=options,
+            clock=app.clock,
+            progress=progress,
+            stop=app.stop,
+        )
+        report = verifier.report
+        verifier.check_objects()
+        if repair_http is not None and repair_api is not None and verifier.to_repair:
+            Repairer(
+                api=repair_api,
+                downloader=app.downloader(repair_http, repair_api, app.config.sync.workers),
+                records=verifier.records,
+                checker=verifier.checker,
+                level=options.level,
+                clock=app.clock,
+            ).repair(verifier.to_repair)
+        if options.is_whole_archive and not report.is_interrupted and not report.is_budget_spent:
+            verifier.walk_tree()
+        verifier.update_builds()
+        report.elapsed_s = time.monotonic() - started
+        db.end_run(run_id, int(report.exit_code), report.to_json(is_compact=True), app.clock())
+        return report
+    finally:
+        progress.close()
+        db.conn.commit()
+        db.close()

@@ -76,13 +76,14 @@ class ObjectChecker:
 
     def __init__(self, root: Path, *, block_bytes: int = BLOCK_BYTES) -> None:
         self.root = root
+        self._prefix = os.path.join(root, "")  # plain strings: pathlib costs more than a stat
         self._block_bytes = block_bytes
         self._local = threading.local()
 
     def check(self, item: CheckItem) -> CheckResult:
-        return self.check_file(self.root / item.path, item)
+        return self.check_file(self._prefix + item.path, item)
 
-    def check_file(self, path: Path, item: CheckItem) -> CheckResult:
+    def check_file(self, path: str | Path, item: CheckItem) -> CheckResult:
         """Check `path` (the stored file, or a freshly downloaded temp file) as `item`."""
         try:
             found = os.stat(path)
@@ -141,7 +142,7 @@ class _Reader:
         )
         self._extents = _ExtentHasher(item.extents) if Check.EXTENTS in item.checks else None
 
-    def read(self, path: Path) -> None:
+    def read(self, path: str | Path) -> None:
         view = memoryview(self._buffer)
         with open(path, "rb", buffering=0) as handle:
             while count := handle.readinto(self._buffer):

@@ -37,6 +37,8 @@ from galaxy_archive.verify_report import ObjectProblem, VerifyReport
 log = logging.getLogger(__name__)
 COMMIT_EVERY_S = 1.0
 IN_FLIGHT_PER_WORKER = 2  # enough to keep every worker busy while the main thread records
+BATCH_OBJECTS = 64  # a batch ends at this many objects or this many bytes
+BATCH_BYTES = 16 << 20
 
 
 class Verifier:
@@ -106,30 +108,42 @@ class Verifier:
         return started
 
     def _check_in_parallel(self, rows: Iterable[PlanRow]) -> int:
+        """Batches of objects to a thread per core; results recorded here as they come back.
+
+        Batching keeps the per-object cost low for the many small chunks (a future and a
+        wake-up per batch, not per object) while a batch of big chunks still spreads well.
+        """
         started = 0
         workers = self.options.worker_count
-        in_flight: dict[Future[CheckResult], PlanRow] = {}
+        in_flight: dict[Future[list[CheckResult]], list[PlanRow]] = {}
         with ThreadPoolExecutor(workers, thread_name_prefix="verify") as pool:
             try:
-                for row in rows:
+                for batch in _batches(rows):
                     while len(in_flight) >= workers * IN_FLIGHT_PER_WORKER:
                         self._collect(in_flight, wait(in_flight, return_when=FIRST_COMPLETED)[0])
-                    in_flight[pool.submit(self.checker.check, self._item(row))] = row
-                    started += 1
+                    items = [self._item(row) for row in batch]
+                    in_flight[pool.submit(self._check_batch, items)] = batch
+                    started += len(batch)
             except KeyboardInterrupt:
                 self.report.is_interrupted = True
-                for future in in_flight:
+                for future, batch in in_flight.items():
                     if future.cancel():
-                        started -= 1
+                        started -= len(batch)
             # What was started is finished and recorded: it is proved work.
             self._collect(in_flight, [f for f in list(in_flight) if not f.cancelled()])
         return started
 
+    def _check_batch(self, items: list[CheckItem]) -> list[CheckResult]:
+        return [self.checker.check(item) for item in items]
+
     def _collect(
-        self, in_flight: dict[Future[CheckResult], PlanRow], done: Iterable[Future[CheckResult]]
+        self,
+        in_flight: dict[Future[list[CheckResult]], list[PlanRow]],
+        done: Iterable[Future[list[CheckResult]]],
     ) -> None:
         for future in done:
-            self._record(in_flight.pop(future), future.result())
+            for row, result in zip(in_flight.pop(future), future.result(), strict=True):
+                self._record(row, result)
 
     def _item(self, row: PlanRow) -> CheckItem:
         checks = checks_for(row.kind, self.options.level)
@@ -200,26 +214,33 @@ class Verifier:
     def walk_tree(self) -> None:
         """Report files under v1/ and v2/ the DB does not know, and leftover temp files.
 
-        Report only: nothing is deleted (gc and the next sync's sweep do that). One DB range
-        query per directory keeps memory flat however large the archive.
+        Report only: nothing is deleted (the next sync sweeps temp files). The tree is listed
+        in the DB's path order and merged with one ordered query per top directory, so memory
+        stays flat and there is no query per file or directory.
         """
-        root = self.checker.root
-        for top in TREE_TOPS:
-            for directory, dirs, files in os.walk(root / top):
-                if self.budget.check():
-                    self.report.is_budget_spent = True
-                    return
-                dirs.sort()
-                if not files:
-                    continue
-                relative = Path(directory).relative_to(root).as_posix()
-                known = self.records.known_names(relative)
-                for name in sorted(files):
-                    if name.endswith(TEMP_SUFFIX):
-                        self.report.temp_file(f"{relative}/{name}")
-                    elif name not in known:
-                        self.report.unknown_file(f"{relative}/{name}")
+        root = str(self.checker.root)
+        try:
+            for top in TREE_TOPS:
+                known = self.records.paths_under(top)
+                next_known = next(known, None)
+                for path in _sorted_files(root, top, self._is_walk_over):
+                    while next_known is not None and next_known < path:
+                        next_known = next(known, None)
+                    if path == next_known:
+                        continue
+                    if path.endswith(TEMP_SUFFIX):
+                        self.report.temp_file(path)
+                    else:
+                        self.report.unknown_file(path)
+        except _WalkStopped:
+            return
         self.report.is_tree_walked = True
+
+    def _is_walk_over(self) -> bool:
+        if self.budget.check():
+            self.report.is_budget_spent = True
+            return True
+        return self.stop.is_set()
 
     # --- builds ----------------------------------------------------------------------------
 
@@ -264,6 +285,43 @@ class Verifier:
             self.db.set_build_error(
                 build.product_id, build.build_id, f"verify: {bad[0]} is not verified"
             )
+
+
+class _WalkStopped(Exception):
+    """The time budget ran out (or the run was stopped) during the tree walk."""
+
+
+def _sorted_files(root: str, relative: str, is_over: Callable[[], bool]) -> Iterator[str]:
+    """Every file under root/relative, as relative paths in SQLite's (binary) path order.
+
+    A directory sorts as its name plus '/', so that every path below it comes out together,
+    at the place the DB's ORDER BY path puts it. Symlinks are listed as files.
+    """
+    if is_over():
+        raise _WalkStopped
+    try:
+        with os.scandir(os.path.join(root, relative)) as entries:
+            keys = [e.name + "/" if e.is_dir(follow_symlinks=False) else e.name for e in entries]
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for key in sorted(keys):
+        if key.endswith("/"):
+            yield from _sorted_files(root, f"{relative}/{key[:-1]}", is_over)
+        else:
+            yield f"{relative}/{key}"
+
+
+def _batches(rows: Iterable[PlanRow]) -> Iterator[list[PlanRow]]:
+    batch: list[PlanRow] = []
+    size = 0
+    for row in rows:
+        batch.append(row)
+        size += row.size or 0
+        if len(batch) >= BATCH_OBJECTS or size >= BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
 
 def run_verify(

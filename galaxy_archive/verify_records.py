@@ -236,16 +236,11 @@ class VerifyRecords:
 
     # --- the tree --------------------------------------------------------------------------
 
-    def known_names(self, directory: str) -> set[str]:
-        """Names of the objects recorded directly in `directory` (relative, no trailing /)."""
-        prefix = directory + "/"
-        # '0' is the character after '/': the range is every path starting with the prefix.
-        rows = self.conn.execute(
-            "SELECT path FROM objects WHERE path >= ? AND path < ?", (prefix, directory + "0")
-        )
-        names = set()
-        for (path,) in rows:
-            rest = path[len(prefix) :]
-            if "/" not in rest:
-                names.add(rest)
-        return names
+    def paths_under(self, top: str) -> Iterator[str]:
+        """Every recorded path below directory `top`, in path order (the UNIQUE index's)."""
+        # '0' is the character after '/': the range is every path starting with "top/".
+        for (path,) in self.conn.execute(
+            "SELECT path FROM objects WHERE path >= ? AND path < ? ORDER BY path",
+            (top + "/", top + "0"),
+        ):
+            yield path

@@ -70,7 +70,12 @@ class VerifyOptions:
 
     @property
     def worker_count(self) -> int:
-        return self.workers or os.cpu_count() or 2
+        if self.workers:
+            return self.workers
+        try:
+            return len(os.sched_getaffinity(0))  # the cores this process may run on
+        except AttributeError:  # not on Linux
+            return os.cpu_count() or 2
 
     @property
     def is_whole_archive(self) -> bool:

@@ -474,6 +474,10 @@ def test_verify_max_age_rechecks_only_what_is_due(synced: tuple[World, Archive])
     report = verify_with_clock(archive, StepClock(start + 10 * DAY_S, 0), max_age_s=30 * DAY_S)
     assert report.planned == 0 and report.exit_code == 0
     assert max(stamps(archive).values()) == synced_at
+    quick = verify_with_clock(archive, StepClock(start + 31 * DAY_S, 0), max_age_s=30 * DAY_S,
+                              level=VerifyLevel.QUICK)
+    assert quick.checked == len(stamps(archive)) and quick.exit_code == 0
+    assert max(stamps(archive).values()) == synced_at  # a stat proves no bytes: no stamp
     report = verify_with_clock(archive, StepClock(start + 31 * DAY_S, 0), max_age_s=30 * DAY_S)
     assert report.planned == report.checked == len(stamps(archive))
     assert set(stamps(archive).values()) == {iso(start + 31 * DAY_S)}

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from galaxy_archive.layout import ObjectKind, cas_path
 from galaxy_archive.object_checks import Verdict
 from galaxy_archive.statedb import NewObject, iso, open_db
+from galaxy_archive.verifier import _sorted_files
 from galaxy_archive.verify_plan import Budget, VerifyOptions, due_cutoff_s
 from galaxy_archive.verify_records import VerifyRecords
 from galaxy_archive.verify_report import ObjectProblem, RepairOutcome, VerifyReport
@@ -104,3 +110,30 @@ def test_report_exit_code_and_summary() -> None:
     assert report.exit_code == 130
     compact = report.to_json(is_compact=True)
     assert compact["problems"] == 1 and compact["temp_files"] == 1
+
+
+@given(names=st.lists(
+    st.lists(st.text(alphabet="a0.-_é", min_size=1, max_size=3), min_size=1, max_size=3),
+    min_size=1, max_size=12))
+def test_tree_listing_comes_out_in_the_dbs_path_order(
+    tmp_path_factory: pytest.TempPathFactory, names: list[list[str]]
+) -> None:
+    """The tree walk merges the listing with ORDER BY path: both orders must agree, also for
+    names that sort around '/' ('.', '-') and non-ASCII ones."""
+    root = tmp_path_factory.mktemp("tree")
+    files = set()
+    for parts in names:
+        path = root.joinpath("v2", *parts)
+        if any(p in (".", "..") for p in parts) or path.exists():
+            continue
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"")
+        except (FileExistsError, NotADirectoryError):  # a file where a directory would go
+            continue
+        files.add("/".join(["v2", *parts]))
+    listed = list(_sorted_files(str(root), "v2", lambda: False))
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (path TEXT PRIMARY KEY)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(p,) for p in files])
+    assert listed == [row[0] for row in conn.execute("SELECT path FROM t ORDER BY path")]

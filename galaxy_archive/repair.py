@@ -19,7 +19,7 @@ from galaxy_archive.errors import IntegrityError, ManifestError, StorageError
 from galaxy_archive.galaxy_api import GalaxyApi
 from galaxy_archive.layout import ObjectKind
 from galaxy_archive.object_checks import CheckItem, ObjectChecker, Verdict
-from galaxy_archive.sources import sources_for
+from galaxy_archive.sources import meta_sources, sibling_meta_urls, sources_for
 from galaxy_archive.verify_plan import VerifyLevel, checks_for
 from galaxy_archive.verify_records import PlanRow, VerifyRecords
 from galaxy_archive.verify_report import ObjectProblem, RepairOutcome
@@ -93,7 +93,13 @@ class Repairer:
         if row.md5 is None:
             self._no_source(problem, "no recorded MD5 to fetch it by")
             return None
-        sources = sources_for(self.api, row.kind, row.md5, row.product_id)
+        if row.kind is ObjectKind.META:
+            # As sync asks: the URLs the builds list named first, then the configured CDN.
+            own, of_builds = self.records.manifest_links(row.object_id)
+            siblings = sibling_meta_urls((*own, *of_builds), row.md5)
+            sources = meta_sources(self.api, row.md5, *own, *siblings)
+        else:
+            sources = sources_for(self.api, row.kind, row.md5, row.product_id)
         if not sources:
             self._no_source(problem, f"no source known for kind {row.kind}")
             return None

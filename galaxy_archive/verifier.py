@@ -64,6 +64,7 @@ class Verifier:
         self.to_repair: list[tuple[ObjectProblem, PlanRow]] = []
         self._touched: dict[int, str] = {}  # objects whose state changed: id -> path
         self._has_extents = self.records.has_table("v1_extents")
+        self._has_warned_extents = False
         self._last_flush = clock()
 
     # --- objects ---------------------------------------------------------------------------
@@ -151,8 +152,11 @@ class Verifier:
         if Check.EXTENTS in checks:
             if self._has_extents:
                 extents = self.records.extents_of(row.object_id)
-            else:
-                checks = checks - {Check.EXTENTS}  # no V1 file list recorded (older DB)
+            else:  # no V1 file list in this DB: the blob is checked as a whole
+                checks = checks - {Check.EXTENTS}
+                if not self._has_warned_extents:
+                    log.info("no V1 file list (v1_extents) recorded: V1 blobs checked whole")
+                    self._has_warned_extents = True
         return CheckItem(
             row.object_id,
             row.kind,

@@ -204,6 +204,24 @@ class VerifyRecords:
             ]
         return builds
 
+    def manifest_links(self, object_id: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Builds-list links (stored without query strings) for a V2 manifest: those naming it
+        (it is their repository manifest) and those of the builds using it as a depot."""
+
+        def links(sql: str) -> tuple[str, ...]:
+            rows = self.conn.execute(sql, {"o": object_id}).fetchall()
+            # A link with a secret in its path was stored redacted and cannot be used.
+            return tuple(sorted({r[0] for r in rows if r[0] and "<redacted>" not in r[0]}))
+
+        return (
+            links("SELECT manifest_url FROM builds WHERE repository_object_id = :o"),
+            links(
+                "SELECT b.manifest_url FROM build_depots bd JOIN builds b "
+                "ON b.product_id = bd.product_id AND b.build_id = bd.build_id "
+                "WHERE bd.manifest_object_id = :o"
+            ),
+        )
+
     def products_of(self, object_id: int) -> list[str]:
         rows = self.conn.execute(
             "SELECT product_id FROM object_products WHERE object_id = :o "

@@ -413,6 +413,25 @@ def test_verify_repair_reports_what_the_cdn_no_longer_has(synced: tuple[World, A
     assert report["absent_upstream"] == 1 and victim not in problems_by_path(report)
 
 
+def test_verify_repair_fetches_manifests_where_sync_found_them(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    """A repository manifest only the builds list's collector link serves is fetched there."""
+    world = World(seed=6)
+    world.add_v2_build(PID, files={"a.bin": random_bytes(20_000, 1)}, link_style="collector")
+    server = serve(world)
+    server.collector_manifests_on_cdn = False  # only the collector host has it
+    archive = make_archive(server)
+    assert archive.run("sync", PID, "--generation", "2").exit_code == 0
+    repository = str(archive.db_rows(
+        "SELECT o.path FROM builds b JOIN objects o ON o.id = b.repository_object_id")[0][0])
+    flip_byte(archive, repository, offset=20)
+    code, report = verify_json(archive, "--repair")
+    assert code == 0 and problems_by_path(report)[repository]["repair"] == "repaired"
+    assert archive.tree() == v2_tree(world)
+    assert server.count("/manifests/builds/", role="collector", status=200) == 2
+
+
 def test_verify_repair_needs_a_login(synced: tuple[World, Archive]) -> None:
     _world, archive = synced
     (archive.root / chunk(archive)).unlink()

@@ -67,29 +67,44 @@ class Repairer:
     def repair(self, problems: Sequence[tuple[ObjectProblem, PlanRow]]) -> None:
         tasks: list[FetchTask] = []
         by_id: dict[int, ObjectProblem] = {}
+        v1_blobs: list[tuple[ObjectProblem, PlanRow]] = []
         for problem, row in problems:
-            if problem.verdict is Verdict.CORRUPT:
-                problem.quarantined_to = quarantine(self.checker.root, row.path, self.clock())
-                self.records.record_problem(
-                    row.object_id,
-                    "missing",
-                    f"corrupt, moved to {problem.quarantined_to}",
-                    self.clock(),
-                )
-            task = self._task(problem, row)
-            if task is None:
+            if problem.verdict is Verdict.CORRUPT and not self._move_aside(problem, row):
+                continue  # the evidence could not be kept: the file is left as it is
+            if row.kind is ObjectKind.V1_BLOB:
+                v1_blobs.append((problem, row))
                 continue
-            by_id[row.object_id] = problem
-            tasks.append(task)
+            task = self._task(problem, row)
+            if task is not None:
+                by_id[row.object_id] = problem
+                tasks.append(task)
         self.records.flush()
+        self._repair_v1_blobs(v1_blobs)
         for result in self.downloader.run(tasks):
             self._apply(by_id[result.task.object_id], result)
         self.records.flush()
 
+    def _move_aside(self, problem: ObjectProblem, row: PlanRow) -> bool:
+        try:
+            problem.quarantined_to = quarantine(self.checker.root, row.path, self.clock())
+        except StorageError as exc:
+            problem.repair = RepairOutcome.FAILED
+            problem.repair_detail = str(exc)
+            log.warning("repair failed: %s", exc)
+            return False
+        self.records.record_problem(
+            row.object_id, "missing", f"corrupt, moved to {problem.quarantined_to}", self.clock()
+        )
+        return True
+
+    def _repair_v1_blobs(self, problems: Sequence[tuple[ObjectProblem, PlanRow]]) -> None:
+        """V1 blobs are fetched by HTTP range requests, which the V1 sync owns (issue 3:
+        `galaxy_archive.v1_sync.download_blob`). Until it is wired in here, a missing or
+        corrupt blob is reported as not repairable, never half-fetched."""
+        for problem, _row in problems:
+            self._no_source(problem, "V1 blob download (v1_sync) is not available in this version")
+
     def _task(self, problem: ObjectProblem, row: PlanRow) -> FetchTask | None:
-        if row.kind is ObjectKind.V1_BLOB:
-            self._no_source(problem, _V1_BLOB_REPAIR_PENDING)
-            return None
         if row.md5 is None:
             self._no_source(problem, "no recorded MD5 to fetch it by")
             return None
@@ -101,7 +116,10 @@ class Repairer:
         else:
             sources = sources_for(self.api, row.kind, row.md5, row.product_id)
         if not sources:
-            self._no_source(problem, f"no source known for kind {row.kind}")
+            why = f"no source known for kind {row.kind}"
+            if row.product_id is None:
+                why += " without a product to fetch it under"
+            self._no_source(problem, why)
             return None
         return FetchTask(
             row.object_id,
@@ -164,8 +182,3 @@ class Repairer:
             problem.repair = RepairOutcome.FAILED
             problem.repair_detail = result.error or str(result.outcome)
             log.warning("repair failed: %s: %s", problem.path, problem.repair_detail)
-
-
-# V1 blobs are fetched by HTTP range requests (issue 3, galaxy_archive/v1_sync.py, which is to
-# expose `download_blob`); until that lands a corrupt or missing blob is reported, not fetched.
-_V1_BLOB_REPAIR_PENDING = "V1 blob download is not available in this version (v1_sync)"

@@ -432,6 +432,21 @@ def test_verify_repair_fetches_manifests_where_sync_found_them(
     assert server.count("/manifests/builds/", role="collector", status=200) == 2
 
 
+def test_verify_repair_never_drops_evidence_it_cannot_move(
+    synced: tuple[World, Archive],
+) -> None:
+    _world, archive = synced
+    victim = chunk(archive)
+    damaged = flip_byte(archive, victim)
+    (archive.root / "quarantine").write_bytes(b"not a directory")
+    code, report = verify_json(archive, "--repair")
+    assert code == 1
+    problem = problems_by_path(report)[victim]
+    assert problem["repair"] == "failed" and "quarantine" in problem["repair_detail"]
+    assert (archive.root / victim).read_bytes() == damaged  # left as it was, not replaced
+    assert state_of(archive, victim) == "corrupt"
+
+
 def test_verify_repair_needs_a_login(synced: tuple[World, Archive]) -> None:
     _world, archive = synced
     (archive.root / chunk(archive)).unlink()

@@ -177,8 +177,8 @@ class Repairer:
             )
             problem.repair = RepairOutcome.UNRECOVERABLE
             problem.repair_detail = "the CDN no longer has it (404 on every endpoint)"
-            log.warning("unrecoverable: %s: the CDN no longer has it", problem.path)
+            log.error("unrecoverable: %s: the CDN no longer has it", problem.path)
         else:
             problem.repair = RepairOutcome.FAILED
             problem.repair_detail = result.error or str(result.outcome)
-            log.warning("repair failed: %s: %s", problem.path, problem.repair_detail)
+            log.error("repair failed: %s: %s", problem.path, problem.repair_detail)

@@ -357,7 +357,8 @@ def run_verify(
         )
         report = verifier.report
         verifier.check_objects()
-        if repair_http is not None and repair_api is not None and verifier.to_repair:
+        is_repairing = not report.is_interrupted and bool(verifier.to_repair)
+        if repair_http is not None and repair_api is not None and is_repairing:
             Repairer(
                 api=repair_api,
                 downloader=app.downloader(repair_http, repair_api, app.config.sync.workers),

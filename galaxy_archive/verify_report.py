@@ -103,9 +103,10 @@ class VerifyReport:
     builds_complete_again: list[BuildRef] = field(default_factory=list)
 
     def problem(self, problem: ObjectProblem) -> None:
-        """Record a problem; it is logged at once (cron sees it as it happens)."""
+        """Record a problem; it is logged at once, as an error: wrong or lost bytes are what
+        `verify -q` from cron must still print."""
         self.problems.append(problem)
-        log.warning("%s", problem.line())
+        log.error("%s", problem.line())
 
     def unknown_file(self, path: str) -> None:
         self.unknown_files.append(path)

@@ -4,13 +4,15 @@
 
 An archive of real zlib chunks (>= 2 GB stored: about 8 MiB chunks and many small ones, with
 their DB rows as sync records them) is written directly, which is much faster than syncing
-it. In one run, alternating and warm (the page cache holds the whole archive; nothing can drop
-it here), `find v2 -type f -print0 | xargs -0 -P 2 -n 64 md5sum` and `galaxy-archive verify`
-(the default level, every object re-hashed and re-stamped) each run ROUNDS times; the median
-of the per-round throughput ratios is printed. Then an archive of 100,000 small objects is
-checked with `verify --quick` (tree walk included) and, for reference, the default level.
+it. In one run, warm (the page cache holds the whole archive; nothing can drop it here) and
+alternating in ABBA order, `find v2 -type f -print0 | xargs -0 -P 2 -n 64 md5sum` and
+`galaxy-archive verify` (the default level, every object re-hashed and re-stamped) each run
+ROUNDS times; the median of the per-round throughput ratios is printed, with the CPU time of
+both and the fixed cost of a verify process (a run over an empty archive). Then an archive of
+100,000 small objects is checked with `verify --quick` (tree walk included) and, for
+reference, the default level.
 
-    python scripts/bench_verify.py [--gib 2.0] [--quick-objects 100000] [--workdir DIR]
+    python scripts/bench_verify.py [--gib 2.0] [--rounds 7] [--quick-objects 100000] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from galaxy_archive.layout import ObjectKind, cas_path
 from galaxy_archive.statedb import iso, open_db
 
 MIB = 2**20
-ROUNDS = 5
+ROUNDS = 7
 BIG_CHUNK_BYTES = 8 * MIB
 SMALL_CHUNKS = 3000
 
@@ -151,7 +153,7 @@ def write_config(path: Path, root: Path) -> Path:
     return path
 
 
-def bench_throughput(workdir: Path, stored_target: int) -> None:
+def bench_throughput(workdir: Path, stored_target: int, rounds: int) -> None:
     root = workdir / "big"
     print(f"writing about {stored_target / 2**30:.2f} GiB of zlib chunks ...", flush=True)
     total = make_archive(root, _jobs(stored_target))
@@ -164,11 +166,18 @@ def bench_throughput(workdir: Path, stored_target: int) -> None:
         f"find {root}/v2 -type f -print0 | xargs -0 -P 2 -n 64 md5sum > /dev/null",
     ]
     verify = galaxy_archive(config, "-q", "verify")
-    run_measured(md5sum)  # warm the page cache, then alternate
-    theirs_runs, ours_runs = [], []
-    for number in range(1, ROUNDS + 1):
-        theirs = run_measured(md5sum)
-        ours = run_measured(verify)
+    # The fixed cost of a verify run: interpreter, imports, DB open, plan, run record.
+    empty = workdir / "empty"
+    open_db(empty / "archive.db", now=time.time()).close()
+    verify_empty = galaxy_archive(write_config(workdir / "empty.toml", empty), "-q", "verify")
+    run_measured(md5sum)  # warm the page cache, then alternate (ABBA: no side always first)
+    theirs_runs, ours_runs, fixed_runs = [], [], []
+    for number in range(1, rounds + 1):
+        if number % 2:
+            theirs, ours = run_measured(md5sum), run_measured(verify)
+        else:
+            ours, theirs = run_measured(verify), run_measured(md5sum)
+        fixed_runs.append(run_measured(verify_empty))
         assert theirs.returncode == 0 and ours.returncode == 0, "a run failed"
         theirs_runs.append(theirs)
         ours_runs.append(ours)
@@ -185,9 +194,17 @@ def bench_throughput(workdir: Path, stored_target: int) -> None:
     cpu = statistics.median(t.cpu_seconds for t in theirs_runs) / statistics.median(
         o.cpu_seconds for o in ours_runs
     )
+    fixed = statistics.median(f.seconds for f in fixed_runs)
+    hashing = statistics.median(
+        t.seconds / (o.seconds - fixed) for t, o in zip(theirs_runs, ours_runs, strict=True)
+    )
     print(
-        f"RATIO verify/md5sum throughput: median of {ROUNDS} rounds {statistics.median(ratios):.2f}"
+        f"RATIO verify/md5sum throughput: median of {rounds} rounds {statistics.median(ratios):.2f}"
         f", best against best {best:.2f}  (target >= 0.90); CPU-time ratio {cpu:.2f}"
+    )
+    print(
+        f"fixed cost of a verify run (0 objects: interpreter, imports, DB): {fixed:.2f} s; "
+        f"ratio without it {hashing:.2f}"
     )
     print(
         f"peak RSS of verify: {max(o.peak_rss_bytes for o in ours_runs) / MIB:.0f} MiB"
@@ -198,10 +215,6 @@ def bench_throughput(workdir: Path, stored_target: int) -> None:
     print(
         f"for reference, verify --deep (inflate every chunk too): {deep.seconds:.2f} s, "
         f"{mib_per_s(total, deep.seconds):.1f} MiB/s, peak RSS {deep.peak_rss_bytes / MIB:.0f} MiB"
-    )
-    startup = run_measured(galaxy_archive(config, "--help"))
-    print(
-        f"for reference, `galaxy-archive --help` (interpreter and imports): {startup.seconds:.2f} s"
     )
 
 
@@ -232,14 +245,16 @@ def bench_quick(workdir: Path, count: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gib", type=float, default=2.0, help="GiB of stored chunks")
-    parser.add_argument("--quick-objects", type=int, default=100_000)
+    parser.add_argument("--quick-objects", type=int, default=100_000, help="0: skip")
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}; load average before: {os.getloadavg()}")
     with tempfile.TemporaryDirectory(dir=args.workdir) as scratch:
         workdir = Path(scratch)
-        bench_throughput(workdir, int(args.gib * 2**30))
-        bench_quick(workdir, args.quick_objects)
+        bench_throughput(workdir, int(args.gib * 2**30), args.rounds)
+        if args.quick_objects:
+            bench_quick(workdir, args.quick_objects)
     print(f"load average after: {os.getloadavg()}")
 
 

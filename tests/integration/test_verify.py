@@ -170,6 +170,10 @@ def test_verify_human_output_names_object_and_builds(synced: tuple[World, Archiv
         assert f"{PID}/{build_id}" in lines[0]
     assert result.output.strip().splitlines()[-1].startswith("verify full: checked")
     assert "1 corrupt" in result.output
+    quiet = archive.run("-q", "verify")  # cron: nothing but the problems
+    assert quiet.exit_code == 1
+    assert [line for line in quiet.output.splitlines() if line.strip()] == [
+        line for line in quiet.output.splitlines() if victim in line]
 
 
 def test_verify_truncated_and_deleted_chunks_are_found_by_quick(

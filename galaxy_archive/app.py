@@ -7,6 +7,7 @@ directory without patching globals.
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +37,9 @@ class App:
     is_json: bool = False
     verbosity: int = 0
     migrations_dir: Path | None = None
-    stop: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)  # first signal: wind down
+    abort: threading.Event = field(default_factory=threading.Event)  # second: drop what's in flight
+    disk_free: Callable[[Path], int] = field(default=lambda path: shutil.disk_usage(path).free)
 
     def http(self, workers: int) -> HttpClient:
         http_config = self.config.http
@@ -49,8 +52,12 @@ class App:
             session,
             timeout_s=http_config.timeout_s,
             plain_http_hosts=self.config.plain_http_hosts(),
-            limiter=RateLimiter(http_config.limit_rate),
+            # An abort cuts a rate-limit pause short: the object in flight is dropped anyway.
+            limiter=RateLimiter(http_config.limit_rate, sleep=self._pause),
         )
+
+    def _pause(self, seconds: float) -> None:
+        self.abort.wait(seconds)
 
     def authenticator(self, http: HttpClient) -> Authenticator:
         return Authenticator(
@@ -86,6 +93,7 @@ class App:
             links,
             workers=workers,
             stop=self.stop,
+            abort=self.abort,
             sleep=self.sleep,
             on_bytes=on_bytes,
         )

@@ -26,8 +26,10 @@ from galaxy_archive.config import (
     load,
     parse_duration_s,
 )
+from galaxy_archive.dependencies import DependencyMode
 from galaxy_archive.errors import ConfigError, ExitCode, GalaxyArchiveError
 from galaxy_archive.http_client import scrub
+from galaxy_archive.interrupts import stop_on_signals
 from galaxy_archive.output import Progress, print_json, setup_logging
 from galaxy_archive.status import collect_status, format_status
 from galaxy_archive.sync import SyncOptions, run_sync
@@ -47,9 +49,11 @@ def _exits(func: F) -> F:
         except GalaxyArchiveError as exc:
             click.echo(f"galaxy-archive: {scrub(str(exc))}", err=True)
             code = exc.exit_code
+            _json_error(code, scrub(str(exc)))
         except KeyboardInterrupt:
             click.echo("galaxy-archive: interrupted; the next run resumes", err=True)
             code = ExitCode.INTERRUPTED
+            _json_error(code, "interrupted")
         except click.exceptions.Exit:
             raise
         except Exception:  # a bug: show it, but never a token or signed URL
@@ -58,6 +62,13 @@ def _exits(func: F) -> F:
         sys.exit(int(code or 0))
 
     return wrapper  # type: ignore[return-value]
+
+
+def _json_error(code: ExitCode, message: str) -> None:
+    """With --json, a command that fails still prints its one JSON document (for scripts)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and isinstance(ctx.obj, App) and ctx.obj.is_json:
+        print_json({"command": ctx.info_name, "exit_code": int(code), "error": message})
 
 
 def _app(ctx: click.Context) -> App:
@@ -83,6 +94,11 @@ def _app(ctx: click.Context) -> App:
 @click.option(
     "--json", "is_json", is_flag=True, help="One JSON document on stdout; logs on stderr."
 )
+@click.option(
+    "--log-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also append the log (INFO and above) to this file (overrides log.file).",
+)
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -91,6 +107,7 @@ def cli(
     verbose: int,
     quiet: bool,
     is_json: bool,
+    log_file: Path | None,
 ) -> None:
     """galaxy-archive: keep an offline, verifiable mirror of the GOG Galaxy CDN.
 
@@ -102,7 +119,7 @@ def cli(
         click.echo(f"galaxy-archive: {exc}", err=True)
         sys.exit(int(exc.exit_code))
     verbosity = -1 if quiet else verbose
-    setup_logging(verbosity, config.log.file)
+    setup_logging(verbosity, log_file or config.log.file)
     ctx.obj = App(config=config, is_json=is_json, verbosity=verbosity)
 
 
@@ -163,12 +180,19 @@ def logout(ctx: click.Context) -> ExitCode:
 )
 @click.option("--build", "build_ids", multiple=True, help="Only these build ids (repeatable).")
 @click.option("--no-dlc", is_flag=True, help="Skip DLC depots.")
+@click.option("--no-patches", is_flag=True, help="Skip patches between builds (sync.patches).")
+@click.option(
+    "--no-dependencies", is_flag=True, help="Skip dependencies (sync.dependencies = false)."
+)
 @click.option("--branch", help="Only builds of this branch.")
 @click.option("--password", help="Password that unlocks private branches.")
 @click.option(
     "--workers", type=click.IntRange(1, 64), help="Parallel downloads (default: sync.workers)."
 )
 @click.option("--dry-run", is_flag=True, help="Fetch manifests only; print what would be fetched.")
+@click.option(
+    "--owned", is_flag=True, help="Also sync every product the account owns (DLC with its game)."
+)
 @click.pass_context
 @_exits
 def sync(
@@ -178,20 +202,30 @@ def sync(
     generations: tuple[str, ...],
     build_ids: tuple[str, ...],
     no_dlc: bool,
+    no_patches: bool,
+    no_dependencies: bool,
     branch: str | None,
     password: str | None,
     workers: int | None,
     dry_run: bool,
+    owned: bool,
 ) -> ExitCode:
     """Mirror products' builds, manifests and chunks into the archive.
+
+    Without ids: the products in sync.products, plus every owned product when sync.owned is
+    true or --owned is given. Holds the archive lock (a second run exits 4); SIGINT/SIGTERM
+    stop cleanly with exit 130. Never prompts.
 
     Example: galaxy-archive sync 1207658930 --os windows --workers 8
     """
     app = _app(ctx)
     sync_config = app.config.sync
     products = list(dict.fromkeys(product_ids or sync_config.products))
-    if not products:
-        raise ConfigError("no product ids given and sync.products is empty")
+    include_owned = owned or (not product_ids and sync_config.owned)
+    if not products and not include_owned:
+        raise ConfigError(
+            "no product ids given, sync.products is empty and sync.owned is false (or pass --owned)"
+        )
     for product_id in products:
         if not product_id.isdigit():
             raise ConfigError(f"{product_id!r} is not a product id")
@@ -203,11 +237,20 @@ def sync(
         password=password,
         include_dlc=sync_config.dlc and not no_dlc,
         is_dry_run=dry_run,
+        include_patches=sync_config.patches and not no_patches,
+        patch_recheck_s=sync_config.patch_recheck_s,
+        dependencies=DependencyMode("none" if no_dependencies else sync_config.dependencies),
     )
     progress = Progress(is_enabled=None if not app.is_json else False)
-    report = run_sync(
-        app, products, options, workers=workers or sync_config.workers, progress=progress
-    )
+    with stop_on_signals(app.stop, app.abort):
+        report = run_sync(
+            app,
+            products,
+            options,
+            workers=workers or sync_config.workers,
+            progress=progress,
+            include_owned=include_owned,
+        )
     if app.is_json:
         print_json(report.to_json())
     elif app.verbosity >= 0:
@@ -279,7 +322,8 @@ def verify(
         workers=workers or 0,
     )
     progress = Progress(is_enabled=None if not app.is_json else False)
-    report = run_verify(app, options, progress=progress)
+    with stop_on_signals(app.stop, app.abort):
+        report = run_verify(app, options, progress=progress)
     if app.is_json:
         print_json(report.to_json())
     elif app.verbosity >= 0:

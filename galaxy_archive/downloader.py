@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from galaxy_archive.errors import (
     GalaxyArchiveError,
     IntegrityError,
+    Interrupted,
     ManifestError,
     UpstreamError,
 )
@@ -109,6 +110,7 @@ class Downloader:
         *,
         workers: int,
         stop: threading.Event | None = None,
+        abort: threading.Event | None = None,
         sleep: Callable[[float], None] = time.sleep,
         on_bytes: Callable[[int], None] | None = None,
         backoff_s: float = 0.5,
@@ -118,6 +120,7 @@ class Downloader:
         self._links = links
         self._workers = max(1, workers)
         self._stop = stop or threading.Event()
+        self._abort = abort or threading.Event()
         self._sleep = sleep
         self._on_bytes = on_bytes
         self._backoff_s = backoff_s
@@ -126,14 +129,15 @@ class Downloader:
         """Yield one result per task, in completion order, in the calling thread.
 
         A GalaxyArchiveError that is not about one object (for example the login could not be
-        refreshed) stops the run and is raised here.
+        refreshed) stops the run and is raised here. Once `stop` is set no further task is
+        started: the tasks in flight still yield their result, the others yield nothing.
         """
         pending: set[Future[FetchResult]] = set()
         task_iter = iter(tasks)
         with ThreadPoolExecutor(self._workers, thread_name_prefix="fetch") as pool:
             try:
                 while True:
-                    while len(pending) < self._workers * 4:
+                    while len(pending) < self._workers * 4 and not self._stop.is_set():
                         task = next(task_iter, None)
                         if task is None:
                             break
@@ -191,6 +195,8 @@ class Downloader:
                     all_not_found = False
                     last_error = f"{task.what}: {exc} (endpoint {candidate.endpoint})"
                     continue
+                except Interrupted:  # aborted mid-body; storage has dropped the temp file
+                    return FetchResult(task, Outcome.STOPPED)
                 return FetchResult(
                     task,
                     Outcome.FETCHED,
@@ -244,6 +250,8 @@ class Downloader:
 
     def _counted(self, pieces: Iterator[bytes]) -> Iterator[bytes]:
         for piece in pieces:
+            if self._abort.is_set():
+                raise Interrupted("download abandoned: the run is aborting")
             if self._on_bytes is not None:
                 self._on_bytes(len(piece))
             yield piece

@@ -97,14 +97,16 @@ class GalaxyApi:
         return _json_answer(reply, what)
 
     def patches_index(self, product_id: str, from_build: str, to_build: str) -> Reply:
+        """The raw patches index answer (plain JSON, no token needed; protocol.md 7.1)."""
         query = urlencode({"_version": "4", "from_build_id": from_build, "to_build_id": to_build})
         url = f"{self.endpoints.content_system}/products/{product_id}/patches?{query}"
-        return self.http.get(url, what=f"patch index {product_id} {from_build}->{to_build}")
+        what = f"patch index {product_id} {from_build}->{to_build}"
+        return self._until_json(lambda: self.http.get(url, what=what))
 
-    def dependencies_repository(self) -> Any:
+    def dependencies_repository(self) -> Reply:
+        """The raw `/dependencies/repository` answer (no token needed; protocol.md §8)."""
         url = f"{self.endpoints.content_system}/dependencies/repository?generation=2"
-        reply = self._until_json(lambda: self.http.get(url, what="dependencies repository"))
-        return _json_answer(reply, "dependencies repository")
+        return self._until_json(lambda: self.http.get(url, what="dependencies repository"))
 
     def owned_products(self) -> list[str]:
         """Every product id the account owns, DLC included (protocol.md §9)."""

@@ -36,7 +36,11 @@ def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
     root = logging.getLogger()
     root.handlers.clear()
     root.setLevel(level)
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    stderr_handler = logging.StreamHandler(sys.stderr)
+    # The root level drops to INFO for a log file; stderr keeps the level asked for (-q: errors
+    # only, so cron mails nothing on a good night).
+    stderr_handler.setLevel(level)
+    handlers: list[logging.Handler] = [stderr_handler]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         file_handler = logging.FileHandler(log_file, encoding="utf-8")

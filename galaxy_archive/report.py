@@ -28,6 +28,7 @@ class ProductReport:
     error: str | None = None
     planned_objects: int = 0
     planned_bytes: int = 0
+    dlc_of: str | None = None  # a DLC: mirrored with this base product's builds
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -38,6 +39,7 @@ class ProductReport:
             "planned_objects": self.planned_objects,
             "planned_bytes": self.planned_bytes,
             "error": self.error,
+            "dlc_of": self.dlc_of,
         }
 
 
@@ -53,6 +55,13 @@ class SyncReport:
     is_interrupted: bool = False
     problems: list[str] = field(default_factory=list)
     products: dict[str, ProductReport] = field(default_factory=dict)
+    # Patch pairs by outcome, plus "asked" (index queries) and "complete" (patch_sync).
+    patches: dict[str, int] = field(default_factory=dict)
+    # The dependency repository version seen and counts (dependency_sync).
+    dependencies: dict[str, Any] = field(default_factory=dict)
+
+    def count_patch(self, key: str) -> None:
+        self.patches[key] = self.patches.get(key, 0) + 1
 
     def product(self, product_id: str) -> ProductReport:
         return self.products.setdefault(product_id, ProductReport(product_id))
@@ -74,6 +83,8 @@ class SyncReport:
         if self.is_dry_run:
             objects = sum(p.planned_objects for p in self.products.values())
             size = sum(p.planned_bytes for p in self.products.values())
+            objects += int(self.dependencies.get("planned_objects", 0))
+            size += int(self.dependencies.get("planned_bytes", 0))
             return f"dry run: {objects} objects to fetch, {human_bytes(size)}"
         absent = self.absent_upstream + self.absent_optional
         return (
@@ -96,4 +107,6 @@ class SyncReport:
             "bytes_fetched": self.bytes_fetched,
             "problems": list(self.problems),
             "products": [p.to_json() for p in self.products.values()],
+            "patches": dict(self.patches),
+            "dependencies": dict(self.dependencies),
         }

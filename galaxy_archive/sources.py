@@ -42,6 +42,28 @@ def sibling_meta_urls(build_links: tuple[str, ...], md5: str) -> list[str]:
     ]
 
 
+def patch_meta_sources(api: GalaxyApi, md5: str, *extra_urls: str) -> tuple[Source, ...]:
+    """A patch root or patch depot manifest: the index's `link`, then v2/patches/meta."""
+    urls = dict.fromkeys([*extra_urls, api.cdn_url("v2/patches/meta", md5)])
+    return tuple(Plain(url) for url in urls)
+
+
+def patch_chunk_sources(md5: str, product_id: str) -> tuple[Source, ...]:
+    """A patch delta chunk: signed, under the product's secure link with root /patches/store."""
+    return (Signed(LinkRequest(product_id, root="/patches/store"), galaxy_path(md5)),)
+
+
+def dependency_meta_sources(api: GalaxyApi, md5: str, *extra_urls: str) -> tuple[Source, ...]:
+    """The dependency repository or a dependency depot manifest: as named, then v2 meta."""
+    urls = dict.fromkeys([*extra_urls, api.cdn_url("v2/dependencies/meta", md5)])
+    return tuple(Plain(url) for url in urls)
+
+
+def dependency_chunk_sources(md5: str) -> tuple[Source, ...]:
+    """A dependency chunk: no product segment, unsigned, through open_link (protocol.md 5.6)."""
+    return (Signed(LinkRequest(None, path="/dependencies/store/"), galaxy_path(md5)),)
+
+
 def sources_for(
     api: GalaxyApi, kind: ObjectKind, md5: str, product_id: str | None
 ) -> tuple[Source, ...]:
@@ -56,4 +78,12 @@ def sources_for(
         if product_id is None:
             return ()
         return chunk_sources(api, kind, md5, product_id)
+    if kind is ObjectKind.PATCH_META:
+        return patch_meta_sources(api, md5)
+    if kind is ObjectKind.PATCH_STORE:
+        return patch_chunk_sources(md5, product_id) if product_id is not None else ()
+    if kind is ObjectKind.DEP_META:
+        return dependency_meta_sources(api, md5)
+    if kind is ObjectKind.DEP_STORE:
+        return dependency_chunk_sources(md5)
     return ()

@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -109,24 +109,24 @@ class StateDB:
 
     # --- runs ------------------------------------------------------------------------------
 
-    def start_run(self, command: str, pid: int, now: float) -> tuple[int, bool]:
-        """Record a run; also say whether an earlier run never ended (killed: sweep temps)."""
+    def start_run(
+        self, command: str, pid: int, now: float, *, is_alive: Callable[[int], bool]
+    ) -> tuple[int, bool]:
+        """Record a run. Earlier runs that never ended and whose process is gone (killed, or
+        the machine lost power) are closed with exit code -9; True when there were any, so
+        the caller sweeps the temp files they left. A plain `verify` still running beside
+        this run is alive and left alone."""
         with self.conn:
             unfinished = self.conn.execute(
-                "SELECT count(*) FROM runs WHERE ended_at IS NULL"
-            ).fetchone()[0]
+                "SELECT id, pid FROM runs WHERE ended_at IS NULL"
+            ).fetchall()
+            dead = [(iso(now), run_id) for run_id, run_pid in unfinished if not is_alive(run_pid)]
+            self.conn.executemany("UPDATE runs SET ended_at = ?, exit_code = -9 WHERE id = ?", dead)
             cursor = self.conn.execute(
                 "INSERT INTO runs (command, pid, started_at) VALUES (?, ?, ?)",
                 (command, pid, iso(now)),
             )
-        return int(cursor.lastrowid or 0), unfinished > 0
-
-    def close_stale_runs(self, current_run: int, now: float) -> None:
-        with self.conn:
-            self.conn.execute(
-                "UPDATE runs SET ended_at = ?, exit_code = -9 WHERE ended_at IS NULL AND id != ?",
-                (iso(now), current_run),
-            )
+        return int(cursor.lastrowid or 0), bool(dead)
 
     def end_run(self, run_id: int, exit_code: int, summary: dict[str, Any], now: float) -> None:
         with self.conn:
@@ -163,6 +163,22 @@ class StateDB:
                 "UPDATE products SET last_synced = ?, last_error = ? WHERE product_id = ?",
                 (iso(now), error, product_id),
             )
+
+    def set_dlc_of(self, product_id: str, base_product_id: str) -> None:
+        """Record that `product_id` is a DLC mirrored with `base_product_id`'s builds."""
+        with self.conn:
+            self.conn.execute(
+                "UPDATE products SET dlc_of = ? WHERE product_id = ?",
+                (base_product_id, product_id),
+            )
+
+    def known_dlc(self) -> dict[str, str]:
+        """DLC id -> base product id, as recorded by earlier runs."""
+        return dict(
+            self.conn.execute(
+                "SELECT product_id, dlc_of FROM products WHERE dlc_of IS NOT NULL"
+            ).fetchall()
+        )
 
     def record_builds_list(
         self,
@@ -317,9 +333,9 @@ class StateDB:
 
     def record_build_depot(
         self, product_id: str, build_id: str, manifest_object_id: int, depot: dict[str, Any]
-    ) -> bool:
-        """Record that a build uses a depot; True when the row is new."""
-        cursor = self.conn.execute(
+    ) -> None:
+        """Record that a build uses a depot."""
+        self.conn.execute(
             "INSERT OR IGNORE INTO build_depots (product_id, build_id, manifest_object_id, "
             "depot_product_id, languages, size, compressed_size, is_offline, is_gog_depot) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -335,7 +351,6 @@ class StateDB:
                 int(depot["is_gog_depot"]),
             ),
         )
-        return cursor.rowcount > 0
 
     def is_indexed(self, manifest_object_id: int) -> bool:
         return (
@@ -368,12 +383,22 @@ class StateDB:
             (manifest_object_id, iso(now)),
         )
 
-    def link_depot_products(self, manifest_object_id: int, product_id: str) -> None:
-        """Every chunk of this depot belongs to `product_id` too."""
+    def link_depot_products(self, product_id: str) -> None:
+        """For the product's build depots whose manifest is indexed but not linked yet: record
+        that the depot's chunks belong to the depot's product, and mark them linked."""
         self.conn.execute(
             "INSERT OR IGNORE INTO object_products (object_id, product_id) "
-            "SELECT object_id, ? FROM manifest_objects WHERE manifest_object_id = ?",
-            (product_id, manifest_object_id),
+            "SELECT mo.object_id, bd.depot_product_id FROM build_depots bd "
+            "JOIN indexed_manifests im ON im.object_id = bd.manifest_object_id "
+            "JOIN manifest_objects mo ON mo.manifest_object_id = bd.manifest_object_id "
+            "WHERE bd.product_id = ? AND bd.products_linked = 0",
+            (product_id,),
+        )
+        self.conn.execute(
+            "UPDATE build_depots SET products_linked = 1 WHERE product_id = ? "
+            "AND products_linked = 0 AND manifest_object_id IN "
+            "(SELECT object_id FROM indexed_manifests)",
+            (product_id,),
         )
 
     def pending_depot_objects(
@@ -453,6 +478,11 @@ def _object_row(row: Sequence[Any]) -> ObjectRow:
         state=row[5],
         product_id=row[6],
     )
+
+
+def object_row(row: Sequence[Any]) -> ObjectRow:
+    """An ObjectRow from the columns id, kind, path, md5, size, state, product_id (in order)."""
+    return _object_row(row)
 
 
 def open_db(path: Path, *, now: float, migrations_dir: Path | None = None) -> StateDB:

@@ -10,17 +10,28 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from galaxy_archive.app import App
+from galaxy_archive.dependencies import DependencyMode
+from galaxy_archive.dependency_sync import DependencyPhase
 from galaxy_archive.downloader import Downloader, FetchResult, FetchTask, Outcome
-from galaxy_archive.errors import ManifestError, UpstreamError
+from galaxy_archive.errors import (
+    ExitCode,
+    GalaxyArchiveError,
+    ManifestError,
+    StorageError,
+    UpstreamError,
+)
 from galaxy_archive.galaxy_api import GalaxyApi
-from galaxy_archive.http_client import redact_url
+from galaxy_archive.http_client import HttpClient, redact_url, scrub
 from galaxy_archive.layout import ObjectKind, cas_path
+from galaxy_archive.library import dlc_bases, plan_products
+from galaxy_archive.lock import archive_lock, process_is_alive
 from galaxy_archive.manifests import (
     BuildListing,
     DepotManifest,
@@ -33,6 +44,7 @@ from galaxy_archive.manifests import (
     parse_repository_v2,
 )
 from galaxy_archive.output import Progress
+from galaxy_archive.patch_sync import PatchPhase
 from galaxy_archive.report import SyncReport, human_bytes
 from galaxy_archive.sources import chunk_sources, meta_sources, sibling_meta_urls
 from galaxy_archive.statedb import NewObject, StateDB
@@ -40,6 +52,13 @@ from galaxy_archive.storage import ArchiveStore
 
 log = logging.getLogger(__name__)
 COMMIT_EVERY_S = 1.0
+# Room kept free beyond the bytes a product still needs: the DB, its WAL and the temp files of
+# the objects in flight grow too, and a full disk is the one failure a NAS owner hates most.
+FREE_SPACE_MARGIN_BYTES = 256 * 1024 * 1024
+
+
+class _Stopping(Exception):
+    """The run was asked to stop (SIGINT/SIGTERM): leave the product, commit, report 130."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +70,9 @@ class SyncOptions:
     password: str | None = None
     include_dlc: bool = True
     is_dry_run: bool = False
+    include_patches: bool = True
+    patch_recheck_s: float = 7 * 86400
+    dependencies: DependencyMode = DependencyMode.REFERENCED
 
 
 def read_repository(path: Path, what: str) -> RepositoryV2:
@@ -71,6 +93,8 @@ class Syncer:
         downloader: Downloader,
         options: SyncOptions,
         clock: Callable[[], float] = time.time,
+        stop: threading.Event | None = None,
+        disk_free: Callable[[Path], int] | None = None,
     ) -> None:
         self.api = api
         self.db = db
@@ -78,26 +102,53 @@ class Syncer:
         self.downloader = downloader
         self.options = options
         self.clock = clock
+        self.stop = stop or threading.Event()
+        self.disk_free = disk_free
         self.report = SyncReport(is_dry_run=options.is_dry_run)
-        # (depot manifest, product) pairs first recorded this run: their chunks are linked
-        # to the product once the manifest is indexed.
-        self._new_depot_links: list[tuple[int, str]] = []
+        # product id -> the other product ids its repository manifests list (its DLC).
+        self.named_products: dict[str, set[str]] = {}
+        # For the dependency phase (once per run, after every product): the products synced
+        # and the dependency ids their generation-2 builds name (repository manifests).
+        self.synced_products: list[str] = []
+        self.referenced_dependencies: set[str] = set()
         self.on_result: Callable[[FetchResult], None] = lambda _result: None
 
     def sync_products(self, product_ids: Iterable[str]) -> SyncReport:
         for product_id in product_ids:
-            if self.report.is_interrupted:
+            if self.stop.is_set():
                 break
+            self.synced_products.append(product_id)
             error = None
             try:
                 self._sync_product(product_id)
-            except (ManifestError, UpstreamError) as exc:
+            except (ManifestError, UpstreamError, StorageError) as exc:
                 error = str(exc)
                 self.report.problem(f"product {product_id}: {exc}")
                 self.report.product(product_id).error = error
+            except _Stopping:
+                log.info("product %s: stopped; the next run resumes it", product_id)
             self.db.conn.commit()
             self.db.touch_product(product_id, self.clock(), error)
+        if self.stop.is_set():
+            self.report.is_interrupted = True
         return self.report
+
+    def sync_dependencies(self) -> None:
+        """The dependency repository is global: once per run, after every product."""
+        if self.stop.is_set():
+            return
+        try:
+            DependencyPhase(self).run(self.synced_products, self.referenced_dependencies)
+        except (ManifestError, UpstreamError) as exc:
+            self.report.problem(f"dependencies: {exc}")
+        self.db.conn.commit()
+
+    def _check_stop(self) -> None:
+        """Leave the product if the run is stopping: between steps, so that what is committed
+        is consistent (the DB is the todo list: the next run resumes from it)."""
+        if self.stop.is_set():
+            self.db.conn.commit()
+            raise _Stopping
 
     # --- one product -----------------------------------------------------------------------
 
@@ -114,6 +165,7 @@ class Syncer:
         repositories = self._fetch_repositories(product_id, builds)
         depots = self._fetch_depot_manifests(product_id, builds, repositories)
         self._index_depots(product_id, depots)
+        self._check_stop()
         build_ids = [b.build_id for b in builds if b.build_id in repositories]
         self._fetch_chunks(product_id, build_ids)
         if not self.options.is_dry_run:
@@ -124,6 +176,11 @@ class Syncer:
                 for b in self.db.builds(product_id)
                 if b["build_id"] in {x.build_id for x in builds} and b["state"] == "complete"
             )
+        for repository in repositories.values():
+            self.referenced_dependencies.update(repository.dependencies)
+        if self.options.include_patches and 2 in self.options.generations:
+            self._check_stop()
+            PatchPhase(self).run(product_id)
 
     def _refresh_builds(self, product_id: str) -> dict[str, BuildListing]:
         """Query every builds list (each OS, both generations), record it, merge by build id.
@@ -134,6 +191,7 @@ class Syncer:
         merged: dict[str, BuildListing] = {}
         now = self.clock()
         for os_name in self.options.os:
+            self._check_stop()
             listed: set[str] = set()
             is_complete = True
             for generation in (2, 1):
@@ -237,6 +295,7 @@ class Syncer:
                 check=_check_with(read_repository, what),
             )
         self._run(list(tasks.values()))
+        self._check_stop()  # manifests not fetched because we stop are no problem to report
         repositories: dict[str, RepositoryV2] = {}
         for build, md5 in wanted.values():
             what = f"repository manifest {md5} (build {build.build_id})"
@@ -245,9 +304,13 @@ class Syncer:
                 self._build_problem(product_id, build.build_id, f"{what} is not available")
                 continue
             try:
-                repositories[build.build_id] = read_repository(self.store.path(paths[md5]), what)
+                repository = read_repository(self.store.path(paths[md5]), what)
             except (ManifestError, OSError) as exc:
                 self._build_problem(product_id, build.build_id, f"{what}: {exc}")
+                continue
+            repositories[build.build_id] = repository
+            named = self.named_products.setdefault(product_id, set())
+            named.update(p for p in repository.product_ids if p != product_id)
         return repositories
 
     def _selected_depots(self, product_id: str, repository: RepositoryV2) -> list[DepotRef]:
@@ -292,8 +355,7 @@ class Syncer:
             for depot in depots:
                 object_id = ids[paths[depot.manifest]]
                 by_object.setdefault(object_id, depot)
-                if self.db.record_build_depot(product_id, build_id, object_id, _depot_row(depot)):
-                    self._new_depot_links.append((object_id, depot.product_id))
+                self.db.record_build_depot(product_id, build_id, object_id, _depot_row(depot))
                 if object_id in tasks:
                     continue
                 row = self.db.object_by_path(paths[depot.manifest])
@@ -334,9 +396,7 @@ class Syncer:
                 self.report.problem(f"{what}: {exc}")
                 continue
             self._index_depot(object_id, depot, manifest)
-        for object_id, depot_product in self._new_depot_links:
-            self.db.link_depot_products(object_id, depot_product)
-        self._new_depot_links.clear()
+        self.db.link_depot_products(product_id)
         self.db.conn.commit()
 
     def _index_depot(self, object_id: int, depot: DepotRef, manifest: DepotManifest) -> None:
@@ -378,6 +438,8 @@ class Syncer:
             product.planned_objects += len(pending)
             product.planned_bytes += sum(row.size or 0 for row, _, _ in pending)
             return
+        if not self._has_room_for(product_id, sum(row.size or 0 for row, _, _ in pending)):
+            return
         optional = {row.id for row, role, _ in pending if role == "sfc_member"}
         tasks = [
             FetchTask(
@@ -394,9 +456,35 @@ class Syncer:
         ]
         self._run(tasks, optional=optional)
 
+    def _has_room_for(self, product_id: str, needed: int) -> bool:
+        """Compare the bytes still to fetch with the free space; refuse (a problem) if short."""
+        if self.disk_free is None or needed == 0:
+            return True
+        root = self.store.root
+        try:
+            free = self.disk_free(root)
+        except OSError as exc:
+            log.warning("cannot tell the free space of %s (%s); downloading anyway", root, exc)
+            return True
+        if needed + FREE_SPACE_MARGIN_BYTES <= free:
+            return True
+        message = (
+            f"not enough free space on {root}: {human_bytes(needed)} ({needed} bytes) still to "
+            f"download plus a {human_bytes(FREE_SPACE_MARGIN_BYTES)} margin, but only "
+            f"{human_bytes(free)} ({free} bytes) free; nothing downloaded for this product"
+        )
+        self.report.problem(f"product {product_id}: {message}")
+        self.report.product(product_id).error = message
+        return False
+
     # --- results ---------------------------------------------------------------------------
 
+    def fetch(self, tasks: Sequence[FetchTask], *, optional: set[int] | None = None) -> None:
+        """Fetch and record a batch (for the patch and dependency phases)."""
+        self._run(tasks, optional=optional)
+
     def _run(self, tasks: Sequence[FetchTask], *, optional: set[int] | None = None) -> None:
+        """Fetch tasks and record every result (once stopping, only those already in flight)."""
         optional = optional or set()
         if tasks:
             size = sum(task.size or 0 for task in tasks)
@@ -489,32 +577,113 @@ def run_sync(
     *,
     workers: int,
     progress: Progress | None = None,
+    include_owned: bool = False,
 ) -> SyncReport:
-    """The `sync` use case: one run record, the temp sweep after a crash, then the products."""
+    """The `sync` use case, under the archive lock: a run record, the temp sweep after a
+    crash, then the products (plus the owned library when `include_owned`).
+
+    The lock comes first: a second run exits 4 before anything else, and two runs never
+    refresh the (rotating) login token at the same time.
+    """
+    with archive_lock(app.config.root, command="sync", clock=app.clock):
+        return _locked_sync(app, product_ids, options, workers, progress, include_owned)
+
+
+def _locked_sync(
+    app: App,
+    product_ids: Sequence[str],
+    options: SyncOptions,
+    workers: int,
+    progress: Progress | None,
+    include_owned: bool,
+) -> SyncReport:
     progress = progress or Progress(is_enabled=False)
     http = app.http(workers)
     api = app.api(http)
-    api.auth.access_token()  # not logged in: exit 3 before touching anything
+    api.auth.access_token()  # not logged in: exit 3 before touching the DB
     db = app.open_db()
     try:
-        run_id, had_crash = db.start_run("sync", app.pid, app.clock())
+        run_id, had_crash = db.start_run("sync", app.pid, app.clock(), is_alive=process_is_alive)
         if had_crash:
             removed = app.store().sweep_temp_files()
             log.info("previous run did not finish; removed %d temporary files", removed)
-            db.close_stale_runs(run_id, app.clock())
-        downloader = app.downloader(http, api, workers, on_bytes=progress.add_bytes)
-        syncer = Syncer(
-            api=api,
-            db=db,
-            store=app.store(),
-            downloader=downloader,
-            options=options,
-            clock=app.clock,
-        )
-        syncer.on_result = lambda _result: progress.add_object()
-        report = syncer.sync_products(product_ids)
+        try:
+            report = _sync_with(
+                app, http, api, db, options, workers, progress, product_ids, include_owned
+            )
+        except BaseException as exc:  # the run record says how it ended, whatever happened
+            code = exc.exit_code if isinstance(exc, GalaxyArchiveError) else ExitCode.INTERRUPTED
+            db.conn.rollback()
+            db.end_run(run_id, int(code), {"error": scrub(str(exc))}, app.clock())
+            raise
         db.end_run(run_id, int(report.exit_code), report.to_json(), app.clock())
+        log.info("sync ended (exit %d): %s", report.exit_code, report.summary_line())
         return report
     finally:
         progress.close()
         db.close()
+
+
+def _sync_with(
+    app: App,
+    http: HttpClient,
+    api: GalaxyApi,
+    db: StateDB,
+    options: SyncOptions,
+    workers: int,
+    progress: Progress,
+    product_ids: Sequence[str],
+    include_owned: bool,
+) -> SyncReport:
+    downloader = app.downloader(http, api, workers, on_bytes=progress.add_bytes)
+    syncer = Syncer(
+        api=api,
+        db=db,
+        store=app.store(),
+        downloader=downloader,
+        options=options,
+        clock=app.clock,
+        stop=app.stop,
+        disk_free=app.disk_free,
+    )
+    syncer.on_result = lambda _result: progress.add_object()
+    report = _sync_library(syncer, product_ids, include_owned)
+    syncer.sync_dependencies()
+    return report
+
+
+def _sync_library(syncer: Syncer, product_ids: Sequence[str], include_owned: bool) -> SyncReport:
+    """Sync the products and, when asked, the owned library, mirroring DLC under its base game.
+
+    The owned list names DLC ids too, but a DLC has no builds of its own: its depots are in
+    the base game's builds, whose repository manifests list it in `products`. So ids already
+    known as DLC go last and are skipped when a product synced before names them; any id whose
+    builds lists turned out empty and that a synced product names is recorded as that
+    product's DLC (not an error). An id with no builds that nobody names just has no builds.
+    """
+    db, report = syncer.db, syncer.report
+    owned: list[str] = []
+    if include_owned:
+        try:
+            owned = syncer.api.owned_products()
+        except (ManifestError, UpstreamError) as exc:
+            report.problem(f"owned products: {exc}; syncing the configured products only")
+    plan = plan_products(product_ids, owned, db.known_dlc())
+    syncer.sync_products(plan.first)
+    named = syncer.named_products
+    covered = {p for members in named.values() for p in members}
+    syncer.sync_products([p for p in plan.deferred if p not in covered])
+    if syncer.stop.is_set():  # unvisited ids have no builds yet only because we stopped
+        return report
+    without_builds = [
+        p
+        for p in [*plan.first, *plan.deferred]
+        if p in covered and (p not in report.products or report.product(p).builds_seen == 0)
+    ]
+    for dlc_id, base_id in dlc_bases(without_builds, named).items():
+        product = report.product(dlc_id)
+        if product.error is None:
+            product.dlc_of = base_id
+            db.touch_product(dlc_id, syncer.clock())
+            db.set_dlc_of(dlc_id, base_id)
+    return report

@@ -18,7 +18,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from galaxy_archive.app import App
-from galaxy_archive.errors import ConfigError
+from galaxy_archive.errors import ConfigError, ExitCode, GalaxyArchiveError
+from galaxy_archive.galaxy_api import GalaxyApi
+from galaxy_archive.http_client import HttpClient, scrub
+from galaxy_archive.lock import archive_lock, process_is_alive
 from galaxy_archive.object_checks import (
     CheckItem,
     CheckResult,
@@ -215,12 +218,14 @@ class Verifier:
 
     # --- the tree --------------------------------------------------------------------------
 
-    def walk_tree(self) -> None:
+    def walk_tree(self, *, has_other_runs: bool = False) -> None:
         """Report files under v1/ and v2/ the DB does not know, and leftover temp files.
 
-        Report only: nothing is deleted (the next sync sweeps temp files). The tree is listed
-        in the DB's path order and merged with one ordered query per top directory, so memory
-        stays flat and there is no query per file or directory.
+        Report only: nothing is deleted (the next sync sweeps temp files). While another run
+        is alive (a sync beside a plain verify) temp files are its downloads in flight, not
+        leftovers, and are not reported. The tree is listed in the DB's path order and merged
+        with one ordered query per top directory, so memory stays flat and there is no query
+        per file or directory.
         """
         root = str(self.checker.root)
         try:
@@ -233,7 +238,8 @@ class Verifier:
                     if path == next_known:
                         continue
                     if path.endswith(TEMP_SUFFIX):
-                        self.report.temp_file(path)
+                        if not has_other_runs:
+                            self.report.temp_file(path)
                     else:
                         self.report.unknown_file(path)
         except _WalkStopped:
@@ -333,47 +339,88 @@ def run_verify(
 ) -> VerifyReport:
     """The `verify` use case: a run record, the checks, --repair, the tree walk, the builds.
 
-    Plain verify uses no network at all; --repair needs a login, checked before anything.
+    Plain verify uses no network and takes no lock: it only reads the tree and stamps rows, so
+    it may run beside a sync. --repair writes the tree: it needs a login and the archive lock
+    (a second run exits 4), both checked before anything else.
     """
     if not app.config.database_path.exists():
         raise ConfigError(f"no archive at {app.config.root} (no {app.config.database_path.name})")
+    if not options.is_repair:
+        return _verify(app, options, progress, None)
+    with archive_lock(app.config.root, command="verify --repair", clock=app.clock):
+        http = app.http(app.config.sync.workers)
+        api = app.api(http)
+        api.auth.access_token()  # not logged in: exit 3 before hours of checking
+        return _verify(app, options, progress, (http, api))
+
+
+def _verify(
+    app: App,
+    options: VerifyOptions,
+    progress: Progress | None,
+    network: tuple[HttpClient, GalaxyApi] | None,
+) -> VerifyReport:
     progress = progress or Progress(is_enabled=False)
-    repair_http = repair_api = None
-    if options.is_repair:
-        repair_http = app.http(app.config.sync.workers)
-        repair_api = app.api(repair_http)
-        repair_api.auth.access_token()  # not logged in: exit 3 before hours of checking
     started = time.monotonic()
     db = app.open_db()
     try:
-        run_id, _had_crash = db.start_run("verify", app.pid, app.clock())
-        verifier = Verifier(
-            db=db,
-            root=app.config.root,
-            options=options,
-            clock=app.clock,
-            progress=progress,
-            stop=app.stop,
-        )
-        report = verifier.report
-        verifier.check_objects()
-        is_repairing = not report.is_interrupted and bool(verifier.to_repair)
-        if repair_http is not None and repair_api is not None and is_repairing:
-            Repairer(
-                api=repair_api,
-                downloader=app.downloader(repair_http, repair_api, app.config.sync.workers),
-                records=verifier.records,
-                checker=verifier.checker,
-                level=options.level,
-                clock=app.clock,
-            ).repair(verifier.to_repair)
-        if options.is_whole_archive and not report.is_interrupted and not report.is_budget_spent:
-            verifier.walk_tree()
-        verifier.update_builds()
+        run_id = _start_run(app, db, is_repairing=network is not None)
+        try:
+            report = _verify_with(app, db, options, progress, network)
+        except BaseException as exc:  # the run record says how it ended, whatever happened
+            code = exc.exit_code if isinstance(exc, GalaxyArchiveError) else ExitCode.INTERRUPTED
+            db.conn.commit()  # unlike a sync's half-done work, what was proved is kept
+            db.end_run(run_id, int(code), {"error": scrub(str(exc))}, app.clock())
+            raise
         report.elapsed_s = time.monotonic() - started
         db.end_run(run_id, int(report.exit_code), report.to_json(is_compact=True), app.clock())
         return report
     finally:
         progress.close()
-        db.conn.commit()
         db.close()
+
+
+def _start_run(app: App, db: StateDB, *, is_repairing: bool) -> int:
+    """The run record. Under the lock (--repair) runs that died are closed and their temp files
+    swept, as sync does; a plain verify only adds its record, leaving a dead run for the next
+    sync to find and clean up after (it must not delete files without the lock)."""
+    if not is_repairing:
+        return VerifyRecords(db).add_run("verify", app.pid, app.clock())
+    run_id, had_crash = db.start_run("verify", app.pid, app.clock(), is_alive=process_is_alive)
+    if had_crash:
+        removed = app.store().sweep_temp_files()
+        log.info("previous run did not finish; removed %d temporary files", removed)
+    return run_id
+
+
+def _verify_with(
+    app: App,
+    db: StateDB,
+    options: VerifyOptions,
+    progress: Progress,
+    network: tuple[HttpClient, GalaxyApi] | None,
+) -> VerifyReport:
+    verifier = Verifier(
+        db=db,
+        root=app.config.root,
+        options=options,
+        clock=app.clock,
+        progress=progress,
+        stop=app.stop,
+    )
+    report = verifier.report
+    verifier.check_objects()
+    if network is not None and verifier.to_repair and not report.is_interrupted:
+        http, api = network
+        Repairer(
+            api=api,
+            downloader=app.downloader(http, api, app.config.sync.workers),
+            records=verifier.records,
+            checker=verifier.checker,
+            level=options.level,
+            clock=app.clock,
+        ).repair(verifier.to_repair)
+    if options.is_whole_archive and not report.is_interrupted and not report.is_budget_spent:
+        verifier.walk_tree(has_other_runs=verifier.records.has_other_live_runs(app.pid))
+    verifier.update_builds()
+    return report

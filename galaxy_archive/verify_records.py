@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from galaxy_archive.layout import ObjectKind
+from galaxy_archive.lock import process_is_alive
 from galaxy_archive.object_checks import Extent
 from galaxy_archive.statedb import StateDB, iso
 from galaxy_archive.verify_plan import VerifyOptions, due_cutoff_s
@@ -58,6 +59,20 @@ class VerifyRecords:
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
         ).fetchone()
         return row is not None
+
+    def add_run(self, command: str, pid: int, now: float) -> int:
+        """A run record that, unlike StateDB.start_run, leaves runs that died as they are."""
+        with self.conn:
+            cursor = self.conn.execute(
+                "INSERT INTO runs (command, pid, started_at) VALUES (?, ?, ?)",
+                (command, pid, iso(now)),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def has_other_live_runs(self, own_pid: int) -> bool:
+        """Whether another galaxy-archive run (e.g. a sync) is under way right now."""
+        rows = self.conn.execute("SELECT pid FROM runs WHERE ended_at IS NULL").fetchall()
+        return any(pid != own_pid and process_is_alive(pid) for (pid,) in rows)
 
     # --- the plan --------------------------------------------------------------------------
 

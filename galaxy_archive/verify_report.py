@@ -114,7 +114,7 @@ class VerifyReport:
 
     def temp_file(self, path: str) -> None:
         self.temp_files.append(path)
-        log.warning("temp file: %s was left by an interrupted run (the next sync removes it)", path)
+        log.warning("temp file: %s was left by an interrupted run", path)
 
     def count(self, verdict: Verdict) -> int:
         return sum(1 for p in self.problems if p.verdict is verdict)

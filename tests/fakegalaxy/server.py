@@ -18,6 +18,7 @@ role               prefix              plays
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import os
@@ -27,7 +28,7 @@ import struct
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -317,9 +318,19 @@ class FakeGalaxy:
 
     # ------------------------------------------------------------------ request log
 
-    def record(self, entry: RecordedRequest) -> None:
+    def record(self, entry: RecordedRequest) -> RecordedRequest:
+        """Append to the request log."""
         with self._lock:
             self.requests.append(entry)
+        return entry
+
+    def set_bytes_sent(self, entry: RecordedRequest, sent: int) -> None:
+        """Fill in the body bytes of a logged request (gone if clear_requests() ran since)."""
+        with self._lock:
+            for index in range(len(self.requests) - 1, -1, -1):
+                if self.requests[index] is entry:
+                    self.requests[index] = dataclasses.replace(entry, bytes_sent=sent)
+                    return
 
     def count(
         self,
@@ -428,27 +439,39 @@ class _Handler(BaseHTTPRequestHandler):
             body=body,
         )
         fault = galaxy.faults.pick(split.path)
+
+        def record(status: int, applied: str | None) -> RecordedRequest:
+            # Recorded before the body goes out, so a client that has read its answer always
+            # finds the request in the log; bytes_sent is filled in once the body is written.
+            entry = RecordedRequest(
+                req.method, req.role, req.path, query, req.headers, status, 0, applied
+            )
+            return galaxy.record(entry)
+
         if fault is not None and fault.kind in STATUS_KINDS:
             # Answered instead of the request, so no side effects (no token rotated, ...).
             galaxy.faults.commit(fault)
-            status, sent, applied = self._send(req, _status_fault_response(fault.kind), None)
-            applied = fault.kind
+            response = _status_fault_response(fault.kind)
+            entry, sent = self._send(req, response, None, record, status_fault=fault.kind)
         else:
             try:
                 response = galaxy.dispatch(req)
             except Exception:  # a bug in the fake: answer 500 and show it
                 response = text_response(500, traceback.format_exc())
-            status, sent, applied = self._send(req, response, fault)
-        galaxy.record(
-            RecordedRequest(
-                req.method, req.role, req.path, query, req.headers, status, sent, applied
-            )
-        )
+            entry, sent = self._send(req, response, fault, record)
+        galaxy.set_bytes_sent(entry, sent)
 
     def _send(
-        self, req: Request, resp: Response, fault: Fault | None
-    ) -> tuple[int, int, str | None]:
-        """Write ``resp`` (with Range and any body/range fault); returns (status, sent, fault)."""
+        self,
+        req: Request,
+        resp: Response,
+        fault: Fault | None,
+        record: Callable[[int, str | None], RecordedRequest],
+        *,
+        status_fault: str | None = None,
+    ) -> tuple[RecordedRequest, int]:
+        """Write ``resp`` (with Range and any body/range fault), recording the request just
+        before the body; returns (its log entry, body bytes written)."""
         body = resp.body if isinstance(resp.body, memoryview) else memoryview(resp.body)
         total = len(body)
         status = resp.status
@@ -502,6 +525,9 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._galaxy.faults.release(fault)
 
+        if status_fault is not None:
+            applied = status_fault
+        entry = record(status, applied)
         sent = 0
         try:
             self.send_response(status)
@@ -521,12 +547,12 @@ class _Handler(BaseHTTPRequestHandler):
                         sent += len(chunk)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
-            return status, sent, applied
+            return entry, sent
         if close_mode is not None:
             self.close_connection = True
             if close_mode == "reset":
                 self._reset_connection()
-        return status, sent, applied
+        return entry, sent
 
     def _reset_connection(self) -> None:
         """Close the socket with SO_LINGER 0, so the peer gets a TCP RST, not a FIN."""

@@ -17,6 +17,7 @@ import pytest
 
 from galaxy_archive.app import App
 from galaxy_archive.config import load
+from galaxy_archive.lock import archive_lock
 from galaxy_archive.statedb import iso
 from galaxy_archive.verifier import run_verify
 from galaxy_archive.verify_plan import VerifyLevel, VerifyOptions
@@ -460,6 +461,18 @@ def test_verify_repair_needs_a_login(synced: tuple[World, Archive]) -> None:
     assert archive.db_rows("SELECT count(*) FROM runs WHERE command = 'verify'") == [(0,)]
 
 
+def test_verify_repair_takes_the_lock_plain_verify_does_not(
+    synced: tuple[World, Archive],
+) -> None:
+    _world, archive = synced
+    (archive.root / chunk(archive)).unlink()
+    with archive_lock(archive.root, command="sync"):
+        result = archive.run("verify", "--repair")
+        assert result.exit_code == 4 and "holds the lock" in result.output
+        assert archive.run("verify").exit_code == 1  # reads and stamps: runs beside a sync
+    assert archive.run("verify", "--repair").exit_code == 0
+
+
 # --- the tree --------------------------------------------------------------------------------
 
 
@@ -478,6 +491,31 @@ def test_verify_reports_unknown_and_temp_files_and_keeps_them(
     assert report["unknown_files"] == [stray, unknown]  # v1 before v2
     assert report["temp_files"] == [temp]
     assert all((archive.root / r).exists() for r in (unknown, temp, stray))
+
+
+def test_verify_leaves_temp_files_of_a_live_run_and_dead_runs_to_sync(
+    synced: tuple[World, Archive],
+) -> None:
+    _world, archive = synced
+    temp = chunk(archive).rsplit("/", 1)[0] + "/.x.1234abcd.galaxy-tmp"
+    (archive.root / temp).write_bytes(b"?")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with sqlite3.connect(archive.root / "archive.db") as conn:
+            conn.execute("INSERT INTO runs (command, pid, started_at) VALUES ('sync', ?, ?)",
+                         (other.pid, iso(0)))
+        code, report = verify_json(archive)  # a sync is downloading: its temp file is in use
+        assert code == 0 and report["temp_files"] == [] and report["tree_walked"]
+    finally:
+        other.kill()
+        other.wait()
+    code, report = verify_json(archive)  # the sync died: its temp file is a leftover
+    assert code == 1 and report["temp_files"] == [temp]
+    assert archive.db_rows("SELECT ended_at FROM runs WHERE pid = ?", other.pid) == [(None,)]
+    assert (archive.root / temp).exists()  # the next sync (it holds the lock) sweeps it
+    code, report = verify_json(archive, "--repair")  # so does --repair, under the lock
+    assert code == 0 and not (archive.root / temp).exists()
+    assert archive.db_rows("SELECT exit_code FROM runs WHERE pid = ?", other.pid) == [(-9,)]
 
 
 # --- incremental: --max-age, --time-budget, kill -9 --------------------------------------------
@@ -560,6 +598,7 @@ import os, signal
 from pathlib import Path
 from galaxy_archive.app import App
 from galaxy_archive.config import load
+from galaxy_archive.lock import archive_lock
 from galaxy_archive.output import Progress
 from galaxy_archive.verifier import run_verify
 from galaxy_archive.verify_plan import VerifyOptions

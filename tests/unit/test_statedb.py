@@ -55,3 +55,34 @@ def test_statedb_objects_upsert_by_path_and_state_check(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.IntegrityError):
         state.mark_problem(object_id, state="weird", error="x", now=2.0)
     state.close()
+
+
+def test_statedb_depot_product_links_survive_a_kill_between_phases(tmp_path: Path) -> None:
+    state = open_db(tmp_path / "s.db", now=0.0, migrations_dir=REPO_MIGRATIONS)
+    manifest = NewObject(ObjectKind.META, "v2/meta/aa/aa/" + "a" * 32, "a" * 32)
+    chunk = NewObject(ObjectKind.STORE, "v2/store/bb/bb/" + "b" * 32, "b" * 32, 5)
+    ids = state.ensure_objects([manifest, chunk], 0.0)
+    depot = {"product_id": "2", "languages": ["*"], "size": 5, "compressed_size": 5,
+             "is_offline": False, "is_gog_depot": False}
+    state.record_build_depot("1", "100", ids[manifest.path], depot)
+    state.conn.commit()  # ... and the run is killed before the manifest is indexed
+    state.link_depot_products("1")
+    assert state.conn.execute("SELECT count(*) FROM object_products").fetchone()[0] == 0
+    state.index_manifest(ids[manifest.path], [(ids[chunk.path], "chunk")], [], 1.0)
+    state.link_depot_products("1")  # the next run
+    assert state.conn.execute("SELECT object_id, product_id FROM object_products").fetchall() == [
+        (ids[chunk.path], "2")]
+    state.close()
+
+
+def test_statedb_start_run_closes_only_dead_runs(tmp_path: Path) -> None:
+    state = open_db(tmp_path / "s.db", now=0.0, migrations_dir=REPO_MIGRATIONS)
+    alive_run, crashed = state.start_run("verify", 111, 0.0, is_alive=lambda pid: True)
+    assert not crashed
+    dead_run, _ = state.start_run("sync", 222, 1.0, is_alive=lambda pid: True)
+    _, crashed = state.start_run("sync", 333, 2.0, is_alive=lambda pid: pid != 222)
+    assert crashed
+    ended = dict(state.conn.execute("SELECT id, exit_code FROM runs WHERE ended_at IS NOT NULL"))
+    assert ended == {dead_run: -9}
+    assert alive_run not in ended
+    state.close()

@@ -18,9 +18,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from galaxy_archive.app import App
+from galaxy_archive.dependency_records import DependencyRecords
 from galaxy_archive.errors import ConfigError, ExitCode, GalaxyArchiveError
 from galaxy_archive.galaxy_api import GalaxyApi
 from galaxy_archive.http_client import HttpClient, scrub
+from galaxy_archive.layout import ObjectKind
 from galaxy_archive.lock import archive_lock, process_is_alive
 from galaxy_archive.object_checks import (
     CheckItem,
@@ -30,6 +32,7 @@ from galaxy_archive.object_checks import (
     Verdict,
 )
 from galaxy_archive.output import Progress
+from galaxy_archive.patch_records import PatchRecords
 from galaxy_archive.repair import Repairer
 from galaxy_archive.statedb import StateDB
 from galaxy_archive.storage import TEMP_SUFFIX, TREE_TOPS
@@ -66,6 +69,7 @@ class Verifier:
         self.report = VerifyReport(level=str(options.level), is_repair=options.is_repair)
         self.to_repair: list[tuple[ObjectProblem, PlanRow]] = []
         self._touched: dict[int, str] = {}  # objects whose state changed: id -> path
+        self._touched_kinds: dict[int, ObjectKind] = {}
         self._has_extents = self.records.has_table("v1_extents")
         self._has_warned_extents = False
         self._last_flush = clock()
@@ -185,13 +189,17 @@ class Verifier:
             if self.options.level is not VerifyLevel.QUICK:
                 self.records.record_verified(row.object_id, now)
                 if row.state != "verified":
-                    self._touched[row.object_id] = row.path
+                    self._touch(row)
         else:
             self._problem(row, result, now)
         if now - self._last_flush >= COMMIT_EVERY_S:
             self.records.flush()
             self._last_flush = now
         self.progress.add_object()
+
+    def _touch(self, row: PlanRow) -> None:
+        self._touched[row.object_id] = row.path
+        self._touched_kinds[row.object_id] = row.kind
 
     def _problem(self, row: PlanRow, result: CheckResult, now: float) -> None:
         detail = result.detail or str(result.verdict)
@@ -200,7 +208,7 @@ class Verifier:
                 row.object_id, str(result.verdict), f"verify: {detail}", now
             )
             # Its builds are recomputed at the end (also when --repair brings it back).
-            self._touched[row.object_id] = row.path
+            self._touch(row)
         problem = ObjectProblem(
             object_id=row.object_id,
             kind=str(row.kind),
@@ -209,6 +217,7 @@ class Verifier:
             verdict=result.verdict,
             detail=detail,
             builds=self.records.builds_of(row.object_id, row.path),
+            others=self._others_of(row),
             products=self.records.products_of(row.object_id),
             bad_files=result.bad_extents,
         )
@@ -259,6 +268,7 @@ class Verifier:
         self.records.flush()
         if not self._touched:
             return
+        self._update_patches_and_dependencies()
         builds: dict[BuildRef, list[int]] = {}
         for object_id, path in self._touched.items():
             for build in self.records.builds_of(object_id, path):
@@ -283,6 +293,38 @@ class Verifier:
                 )
             elif before.get(build) != "complete" and after.get(build) == "complete":
                 self.report.builds_complete_again.append(build)
+
+    def _others_of(self, row: PlanRow) -> list[str]:
+        if row.kind in (ObjectKind.PATCH_META, ObjectKind.PATCH_STORE):
+            return [pair.what for pair in self.records.patches_of(row.object_id)]
+        if row.kind in (ObjectKind.DEP_META, ObjectKind.DEP_STORE):
+            return self.records.dependencies_of(row.object_id)
+        return []
+
+    def _update_patches_and_dependencies(self) -> None:
+        """A complete patch with an object that is no longer verified is incomplete; dependency
+        states are recomputed (DependencyRecords.update_states). Marking a patch complete
+        again is the sync's call (it also knows whether the patch is usable)."""
+        kinds = {self._touched_kinds[i] for i in self._touched}
+        if kinds & {ObjectKind.PATCH_META, ObjectKind.PATCH_STORE}:
+            patches = PatchRecords(self.db)
+            pairs = {p for i in self._touched for p in self.records.patches_of(i)}
+            for pair in sorted(pairs, key=lambda p: p.what):
+                is_complete = self.records.patch_state(pair) == "complete"
+                if is_complete and patches.missing_objects(pair):
+                    patches.set_state(pair, "incomplete", self.clock())
+                    self._no_longer_complete(pair.what)
+        if kinds & {ObjectKind.DEP_META, ObjectKind.DEP_STORE}:
+            before = self.records.dependency_states()
+            DependencyRecords(self.db).update_states(self.clock())
+            after = self.records.dependency_states()
+            for dependency, state in sorted(before.items()):
+                if state == "complete" and after.get(dependency) != "complete":
+                    self._no_longer_complete(f"dependency {dependency}")
+
+    def _no_longer_complete(self, what: str) -> None:
+        self.report.others_no_longer_complete.append(what)
+        log.warning("%s is no longer complete", what)
 
     def _downgrade_v1_build(self, build: BuildRef, object_ids: list[int]) -> None:
         """A generation-1 build with an object that is not verified is not complete.

@@ -15,6 +15,7 @@ from typing import Any
 from galaxy_archive.layout import ObjectKind
 from galaxy_archive.lock import process_is_alive
 from galaxy_archive.object_checks import Extent
+from galaxy_archive.patches import PatchPair
 from galaxy_archive.statedb import StateDB, iso
 from galaxy_archive.verify_plan import VerifyOptions, due_cutoff_s
 
@@ -236,6 +237,43 @@ class VerifyRecords:
                 "WHERE bd.manifest_object_id = :o"
             ),
         )
+
+    def patches_of(self, object_id: int) -> list[PatchPair]:
+        """Patches (pairs of builds) that need the object: root, depot manifest or chunk."""
+        rows = self.conn.execute(
+            "SELECT p.product_id, p.os, p.branch, p.from_build_id, p.to_build_id FROM patches p "
+            "WHERE p.root_object_id = :o OR EXISTS (SELECT 1 FROM patch_depots pd "
+            " WHERE pd.product_id = p.product_id AND pd.from_build_id = p.from_build_id "
+            " AND pd.to_build_id = p.to_build_id AND (pd.manifest_object_id = :o "
+            " OR pd.manifest_object_id IN (SELECT manifest_object_id FROM manifest_objects "
+            "  WHERE object_id = :o))) ORDER BY 1, 4, 5",
+            {"o": object_id},
+        ).fetchall()
+        return [PatchPair(*row) for row in rows]
+
+    def patch_state(self, pair: PatchPair) -> str | None:
+        row = self.conn.execute(
+            "SELECT state FROM patches WHERE product_id = ? AND from_build_id = ? "
+            "AND to_build_id = ?",
+            (pair.product_id, pair.from_build_id, pair.to_build_id),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def dependencies_of(self, object_id: int) -> list[str]:
+        """Dependencies (by id) whose depot needs the object; repository versions by build."""
+        rows = self.conn.execute(
+            "SELECT 'dependency ' || dependency_id FROM dependency_depots "
+            "WHERE manifest_object_id = :o OR manifest_object_id IN "
+            " (SELECT manifest_object_id FROM manifest_objects WHERE object_id = :o) "
+            "UNION SELECT 'dependency repository ' || build_id FROM dependency_repositories "
+            "WHERE manifest_object_id = :o ORDER BY 1",
+            {"o": object_id},
+        ).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def dependency_states(self) -> dict[str, str]:
+        rows = self.conn.execute("SELECT dependency_id, state FROM dependency_depots").fetchall()
+        return {str(dependency): str(state) for dependency, state in rows}
 
     def products_of(self, object_id: int) -> list[str]:
         rows = self.conn.execute(

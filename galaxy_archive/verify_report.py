@@ -32,6 +32,7 @@ class ObjectProblem:
     verdict: Verdict
     detail: str
     builds: list[BuildRef] = field(default_factory=list)
+    others: list[str] = field(default_factory=list)  # patches and dependencies that need it
     products: list[str] = field(default_factory=list)
     bad_files: tuple[str, ...] = ()
     repair: RepairOutcome | None = None
@@ -43,10 +44,11 @@ class ObjectProblem:
         return self.repair is RepairOutcome.REPAIRED
 
     def owners(self) -> str:
-        if self.builds:
-            shown = ", ".join(str(b) for b in self.builds[:MAX_BUILDS_PER_LINE])
-            more = len(self.builds) - MAX_BUILDS_PER_LINE
-            return f"builds {shown}" + (f" and {more} more" if more > 0 else "")
+        if self.builds or self.others:
+            names = [f"build {b}" for b in self.builds] + self.others
+            shown = ", ".join(names[:MAX_BUILDS_PER_LINE])
+            more = len(names) - MAX_BUILDS_PER_LINE
+            return f"needed by {shown}" + (f" and {more} more" if more > 0 else "")
         if self.products:
             return f"no recorded build; products {', '.join(self.products)}"
         return "no recorded build or product"
@@ -74,6 +76,7 @@ class ObjectProblem:
             "detail": self.detail,
             "files": list(self.bad_files),
             "builds": [_build_json(b) for b in self.builds],
+            "needed_by": list(self.others),
             "products": list(self.products),
             "repair": None if self.repair is None else str(self.repair),
             "repair_detail": self.repair_detail,
@@ -101,6 +104,7 @@ class VerifyReport:
     temp_files: list[str] = field(default_factory=list)
     builds_no_longer_complete: list[BuildRef] = field(default_factory=list)
     builds_complete_again: list[BuildRef] = field(default_factory=list)
+    others_no_longer_complete: list[str] = field(default_factory=list)  # patches, dependencies
 
     def problem(self, problem: ObjectProblem) -> None:
         """Record a problem; it is logged at once, as an error: wrong or lost bytes are what
@@ -132,7 +136,7 @@ class VerifyReport:
             return ExitCode.INTERRUPTED
         if self.unresolved or self.unknown_files or self.temp_files:
             return ExitCode.PROBLEMS
-        if self.builds_no_longer_complete:
+        if self.builds_no_longer_complete or self.others_no_longer_complete:
             return ExitCode.PROBLEMS
         return ExitCode.OK
 
@@ -168,6 +172,10 @@ class VerifyReport:
             parts.append(f"{len(self.builds_no_longer_complete)} builds no longer complete")
         if self.builds_complete_again:
             parts.append(f"{len(self.builds_complete_again)} builds complete again")
+        if self.others_no_longer_complete:
+            parts.append(
+                f"{len(self.others_no_longer_complete)} patches or dependencies no longer complete"
+            )
         return "; ".join(parts)
 
     def to_json(self, *, is_compact: bool = False) -> dict[str, Any]:
@@ -198,6 +206,7 @@ class VerifyReport:
             "temp_files": list(self.temp_files),
             "builds_no_longer_complete": [_build_json(b) for b in self.builds_no_longer_complete],
             "builds_complete_again": [_build_json(b) for b in self.builds_complete_again],
+            "others_no_longer_complete": list(self.others_no_longer_complete),
         }
         if is_compact:
             for key, value in document.items():

@@ -362,6 +362,46 @@ def test_verify_repair_reports_v1_blob_it_cannot_fetch_yet(
     assert (archive.root / problem["quarantined_to"]).exists()
 
 
+def test_verify_names_patches_and_dependencies_and_repairs_them(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = World(seed=13)
+    world.set_dependencies("59705672826648994", {
+        "MSVC2019": {"__redist\\MSVC2019\\VC_redist.x64.exe": random_bytes(70_000, 10)}},
+        chunk_size=32 * 1024)
+    old = world.add_v2_build(PID, files={"game.exe": random_bytes(60_000, 1)},
+                             dependencies=["MSVC2019"])
+    new = world.add_v2_build(PID, files={"game.exe": random_bytes(60_000, 2)},
+                             dependencies=["MSVC2019"])
+    world.add_patch(PID, old, new, chunk_size=4096)
+    archive = make_archive(serve(world))
+    assert archive.run("sync", PID, "--generation", "2").exit_code == 0
+    expected = archive.tree()
+    patch_chunk = str(archive.db_rows(
+        "SELECT path FROM objects WHERE kind = 'patch_store' ORDER BY path")[0][0])
+    dep_chunk = str(archive.db_rows(
+        "SELECT path FROM objects WHERE kind = 'dep_store' ORDER BY path")[0][0])
+    assert archive.db_rows("SELECT state FROM patches") == [("complete",)]
+    flip_byte(archive, patch_chunk, offset=5)
+    (archive.root / dep_chunk).unlink()
+
+    code, report = verify_json(archive)
+    assert code == 1
+    problems = problems_by_path(report)
+    assert problems[patch_chunk]["needed_by"] == [
+        f"patch {PID} {old.build_id}->{new.build_id}"]
+    assert problems[dep_chunk]["needed_by"] == ["dependency MSVC2019"]
+    assert sorted(report["others_no_longer_complete"]) == [
+        "dependency MSVC2019", f"patch {PID} {old.build_id}->{new.build_id}"]
+    assert archive.db_rows("SELECT state FROM patches") == [("incomplete",)]
+
+    code, report = verify_json(archive, "--repair")
+    assert code == 0, report["problems"]
+    assert report["repaired"] == 2 and archive.tree() == expected
+    assert archive.db_rows("SELECT state FROM dependency_depots WHERE dependency_id = "
+                           "'MSVC2019'") == [("complete",)]
+
+
 # --- repair ------------------------------------------------------------------------------------
 
 

@@ -114,6 +114,8 @@ class Repairer:
             siblings = sibling_meta_urls((*own, *of_builds), row.md5)
             sources = meta_sources(self.api, row.md5, *own, *siblings)
         else:
+            # V1 manifests are named by their path, not their MD5: when issue 3 lands,
+            # sources_for takes path=row.path too.
             sources = sources_for(self.api, row.kind, row.md5, row.product_id)
         if not sources:
             why = f"no source known for kind {row.kind}"

@@ -42,6 +42,9 @@ from galaxy_archive.verify_report import ObjectProblem, VerifyReport
 
 log = logging.getLogger(__name__)
 COMMIT_EVERY_S = 1.0
+# A V1 blob being fetched by ranges lives in `.<name>.galaxy-partial` until it is checked, so a
+# later run resumes it (issue 3: storage.PARTIAL_SUFFIX); it is neither unknown nor a leftover.
+PARTIAL_SUFFIX = ".galaxy-partial"
 IN_FLIGHT_PER_WORKER = 2  # enough to keep every worker busy while the main thread records
 BATCH_OBJECTS = 64  # a batch ends at this many objects or this many bytes
 BATCH_BYTES = 16 << 20
@@ -249,6 +252,8 @@ class Verifier:
                     if path.endswith(TEMP_SUFFIX):
                         if not has_other_runs:
                             self.report.temp_file(path)
+                    elif path.endswith(PARTIAL_SUFFIX):
+                        self.report.partial_files.append(path)  # kept on purpose: resumable
                     else:
                         self.report.unknown_file(path)
         except _WalkStopped:

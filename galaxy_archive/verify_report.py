@@ -102,6 +102,7 @@ class VerifyReport:
     problems: list[ObjectProblem] = field(default_factory=list)
     unknown_files: list[str] = field(default_factory=list)
     temp_files: list[str] = field(default_factory=list)
+    partial_files: list[str] = field(default_factory=list)  # resumable V1 downloads: not problems
     builds_no_longer_complete: list[BuildRef] = field(default_factory=list)
     builds_complete_again: list[BuildRef] = field(default_factory=list)
     others_no_longer_complete: list[str] = field(default_factory=list)  # patches, dependencies
@@ -204,6 +205,7 @@ class VerifyReport:
             "tree_walked": self.is_tree_walked,
             "unknown_files": list(self.unknown_files),
             "temp_files": list(self.temp_files),
+            "partial_files": list(self.partial_files),
             "builds_no_longer_complete": [_build_json(b) for b in self.builds_no_longer_complete],
             "builds_complete_again": [_build_json(b) for b in self.builds_complete_again],
             "others_no_longer_complete": list(self.others_no_longer_complete),

@@ -523,14 +523,15 @@ def test_verify_reports_unknown_and_temp_files_and_keeps_them(
     unknown = "v2/store/ab/cd/abcd" + "0" * 28
     temp = chunk(archive).rsplit("/", 1)[0] + "/.x.1234abcd.galaxy-tmp"
     stray = "v1/depots/1/windows/2/main.bin"
-    for relative in (unknown, temp, stray):
+    partial = "v1/depots/1/windows/2/.main.bin.galaxy-partial"  # a V1 download to resume
+    for relative in (unknown, temp, stray, partial):
         (archive.root / relative).parent.mkdir(parents=True, exist_ok=True)
         (archive.root / relative).write_bytes(b"?")
     code, report = verify_json(archive, "--quick")
     assert code == 1 and report["problems"] == []
     assert report["unknown_files"] == [stray, unknown]  # v1 before v2
-    assert report["temp_files"] == [temp]
-    assert all((archive.root / r).exists() for r in (unknown, temp, stray))
+    assert report["temp_files"] == [temp] and report["partial_files"] == [partial]
+    assert all((archive.root / r).exists() for r in (unknown, temp, stray, partial))
 
 
 def test_verify_leaves_temp_files_of_a_live_run_and_dead_runs_to_sync(

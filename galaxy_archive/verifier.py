@@ -10,7 +10,6 @@ builds whose objects changed. No network unless --repair (see repair.py).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -18,7 +17,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from galaxy_archive.app import App
-from galaxy_archive.dependency_records import DependencyRecords
 from galaxy_archive.errors import ConfigError, ExitCode, GalaxyArchiveError
 from galaxy_archive.galaxy_api import GalaxyApi
 from galaxy_archive.http_client import HttpClient, scrub
@@ -32,19 +30,16 @@ from galaxy_archive.object_checks import (
     Verdict,
 )
 from galaxy_archive.output import Progress
-from galaxy_archive.patch_records import PatchRecords
 from galaxy_archive.repair import Repairer
 from galaxy_archive.statedb import StateDB
-from galaxy_archive.storage import TEMP_SUFFIX, TREE_TOPS
+from galaxy_archive.tree_walk import Stray, WalkStopped, find_strays
 from galaxy_archive.verify_plan import Budget, Check, VerifyLevel, VerifyOptions, checks_for
-from galaxy_archive.verify_records import BuildRef, PlanRow, VerifyRecords
+from galaxy_archive.verify_records import PlanRow, VerifyRecords
 from galaxy_archive.verify_report import ObjectProblem, VerifyReport
+from galaxy_archive.verify_states import update_owner_states
 
 log = logging.getLogger(__name__)
 COMMIT_EVERY_S = 1.0
-# A V1 blob being fetched by ranges lives in `.<name>.galaxy-partial` until it is checked, so a
-# later run resumes it (issue 3: storage.PARTIAL_SUFFIX); it is neither unknown nor a leftover.
-PARTIAL_SUFFIX = ".galaxy-partial"
 IN_FLIGHT_PER_WORKER = 2  # enough to keep every worker busy while the main thread records
 BATCH_OBJECTS = 64  # a batch ends at this many objects or this many bytes
 BATCH_BYTES = 16 << 20
@@ -235,28 +230,19 @@ class Verifier:
 
         Report only: nothing is deleted (the next sync sweeps temp files). While another run
         is alive (a sync beside a plain verify) temp files are its downloads in flight, not
-        leftovers, and are not reported. The tree is listed in the DB's path order and merged
-        with one ordered query per top directory, so memory stays flat and there is no query
-        per file or directory.
+        leftovers, and are not reported.
         """
-        root = str(self.checker.root)
         try:
-            for top in TREE_TOPS:
-                known = self.records.paths_under(top)
-                next_known = next(known, None)
-                for path in _sorted_files(root, top, self._is_walk_over):
-                    while next_known is not None and next_known < path:
-                        next_known = next(known, None)
-                    if path == next_known:
-                        continue
-                    if path.endswith(TEMP_SUFFIX):
-                        if not has_other_runs:
-                            self.report.temp_file(path)
-                    elif path.endswith(PARTIAL_SUFFIX):
-                        self.report.partial_files.append(path)  # kept on purpose: resumable
-                    else:
-                        self.report.unknown_file(path)
-        except _WalkStopped:
+            for path, stray in find_strays(
+                str(self.checker.root), self.records.paths_under, self._is_walk_over
+            ):
+                if stray is Stray.UNKNOWN:
+                    self.report.unknown_file(path)
+                elif stray is Stray.TEMP and not has_other_runs:
+                    self.report.temp_file(path)
+                elif stray is Stray.PARTIAL:
+                    self.report.partial_files.append(path)  # kept on purpose: resumable
+        except WalkStopped:
             return
         self.report.is_tree_walked = True
 
@@ -266,38 +252,7 @@ class Verifier:
             return True
         return self.stop.is_set()
 
-    # --- builds ----------------------------------------------------------------------------
-
-    def update_builds(self) -> None:
-        """Recompute the builds whose objects changed state; report those no longer complete."""
-        self.records.flush()
-        if not self._touched:
-            return
-        self._update_patches_and_dependencies()
-        builds: dict[BuildRef, list[int]] = {}
-        for object_id, path in self._touched.items():
-            for build in self.records.builds_of(object_id, path):
-                builds.setdefault(build, []).append(object_id)
-        before = self.records.build_states(list(builds))
-        now = self.clock()
-        by_product: dict[str, list[str]] = {}
-        for build, object_ids in builds.items():
-            if build.generation == 2:
-                by_product.setdefault(build.product_id, []).append(build.build_id)
-            else:
-                self._downgrade_v1_build(build, object_ids)
-        for product_id, build_ids in by_product.items():
-            self.db.update_build_states(product_id, build_ids, now)
-        self.db.conn.commit()
-        after = self.records.build_states(list(builds))
-        for build in builds:
-            if before.get(build) == "complete" and after.get(build) != "complete":
-                self.report.builds_no_longer_complete.append(build)
-                log.warning(
-                    "build %s (generation %d) is no longer complete", build, build.generation
-                )
-            elif before.get(build) != "complete" and after.get(build) == "complete":
-                self.report.builds_complete_again.append(build)
+    # --- what needs the objects -------------------------------------------------------------
 
     def _others_of(self, row: PlanRow) -> list[str]:
         if row.kind in (ObjectKind.PATCH_META, ObjectKind.PATCH_STORE):
@@ -306,66 +261,13 @@ class Verifier:
             return self.records.dependencies_of(row.object_id)
         return []
 
-    def _update_patches_and_dependencies(self) -> None:
-        """A complete patch with an object that is no longer verified is incomplete; dependency
-        states are recomputed (DependencyRecords.update_states). Marking a patch complete
-        again is the sync's call (it also knows whether the patch is usable)."""
-        kinds = {self._touched_kinds[i] for i in self._touched}
-        if kinds & {ObjectKind.PATCH_META, ObjectKind.PATCH_STORE}:
-            patches = PatchRecords(self.db)
-            pairs = {p for i in self._touched for p in self.records.patches_of(i)}
-            for pair in sorted(pairs, key=lambda p: p.what):
-                is_complete = self.records.patch_state(pair) == "complete"
-                if is_complete and patches.missing_objects(pair):
-                    patches.set_state(pair, "incomplete", self.clock())
-                    self._no_longer_complete(pair.what)
-        if kinds & {ObjectKind.DEP_META, ObjectKind.DEP_STORE}:
-            before = self.records.dependency_states()
-            DependencyRecords(self.db).update_states(self.clock())
-            after = self.records.dependency_states()
-            for dependency, state in sorted(before.items()):
-                if state == "complete" and after.get(dependency) != "complete":
-                    self._no_longer_complete(f"dependency {dependency}")
-
-    def _no_longer_complete(self, what: str) -> None:
-        self.report.others_no_longer_complete.append(what)
-        log.warning("%s is no longer complete", what)
-
-    def _downgrade_v1_build(self, build: BuildRef, object_ids: list[int]) -> None:
-        """A generation-1 build with an object that is not verified is not complete.
-
-        Marking it complete again is the V1 sync's call (it knows what a gen-1 build needs);
-        the next sync does it once the objects are back.
-        """
-        bad = self.records.unverified_paths(object_ids)
-        if bad:
-            self.db.set_build_error(
-                build.product_id, build.build_id, f"verify: {bad[0]} is not verified"
+    def update_builds(self) -> None:
+        """Recompute the builds (patches, dependencies) whose objects changed state."""
+        self.records.flush()
+        if self._touched:
+            update_owner_states(
+                self.db, self.records, self.report, self._touched, self._touched_kinds, self.clock
             )
-
-
-class _WalkStopped(Exception):
-    """The time budget ran out (or the run was stopped) during the tree walk."""
-
-
-def _sorted_files(root: str, relative: str, is_over: Callable[[], bool]) -> Iterator[str]:
-    """Every file under root/relative, as relative paths in SQLite's (binary) path order.
-
-    A directory sorts as its name plus '/', so that every path below it comes out together,
-    at the place the DB's ORDER BY path puts it. Symlinks are listed as files.
-    """
-    if is_over():
-        raise _WalkStopped
-    try:
-        with os.scandir(os.path.join(root, relative)) as entries:
-            keys = [e.name + "/" if e.is_dir(follow_symlinks=False) else e.name for e in entries]
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    for key in sorted(keys):
-        if key.endswith("/"):
-            yield from _sorted_files(root, f"{relative}/{key[:-1]}", is_over)
-        else:
-            yield f"{relative}/{key}"
 
 
 def _batches(rows: Iterable[PlanRow]) -> Iterator[list[PlanRow]]:

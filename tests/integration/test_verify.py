@@ -670,6 +670,18 @@ run_verify(app, VerifyOptions(workers=1), progress=KillAfter(is_enabled=False))
     assert report.planned == total - len(proved) and report.exit_code == 0
 
 
+def test_verify_stops_cleanly_when_asked(synced: tuple[World, Archive]) -> None:
+    """SIGINT/SIGTERM set App.stop (interrupts.py): nothing new is started, exit 130."""
+    _world, archive = synced
+    app = App(config=load(archive.config_path), clock=StepClock(2_000_000_000.0, 1.0))
+    app.stop.set()
+    report = run_verify(app, VerifyOptions())
+    assert report.is_interrupted and report.exit_code == 130
+    assert report.checked == 0 and report.left == report.planned > 0
+    assert not report.is_tree_walked
+    assert archive.db_rows("SELECT exit_code FROM runs WHERE command = 'verify'") == [(130,)]
+
+
 # --- the command line ------------------------------------------------------------------------
 
 

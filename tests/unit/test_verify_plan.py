@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from galaxy_archive.layout import ObjectKind, cas_path
 from galaxy_archive.object_checks import Verdict
 from galaxy_archive.statedb import NewObject, iso, open_db
-from galaxy_archive.verifier import _sorted_files
+from galaxy_archive.tree_walk import sorted_files
 from galaxy_archive.verify_plan import Budget, VerifyOptions, due_cutoff_s
 from galaxy_archive.verify_records import VerifyRecords
 from galaxy_archive.verify_report import ObjectProblem, RepairOutcome, VerifyReport
@@ -132,7 +132,7 @@ def test_tree_listing_comes_out_in_the_dbs_path_order(
         except (FileExistsError, NotADirectoryError):  # a file where a directory would go
             continue
         files.add("/".join(["v2", *parts]))
-    listed = list(_sorted_files(str(root), "v2", lambda: False))
+    listed = list(sorted_files(str(root), "v2", lambda: False))
     conn = sqlite3.connect(":memory:")
     conn.execute("CREATE TABLE t (path TEXT PRIMARY KEY)")
     conn.executemany("INSERT INTO t VALUES (?)", [(p,) for p in files])

@@ -323,6 +323,7 @@ def _verify(
             raise
         report.elapsed_s = time.monotonic() - started
         db.end_run(run_id, int(report.exit_code), report.to_json(is_compact=True), app.clock())
+        log.info("verify ended (exit %d): %s", report.exit_code, report.summary_line())
         return report
     finally:
         progress.close()

@@ -240,6 +240,7 @@ def sync(
         include_patches=sync_config.patches and not no_patches,
         patch_recheck_s=sync_config.patch_recheck_s,
         dependencies=DependencyMode("none" if no_dependencies else sync_config.dependencies),
+        v1_range_size=sync_config.v1_range_size,
     )
     progress = Progress(is_enabled=None if not app.is_json else False)
     with stop_on_signals(app.stop, app.abort):

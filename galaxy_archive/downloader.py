@@ -125,6 +125,31 @@ class Downloader:
         self._on_bytes = on_bytes
         self._backoff_s = backoff_s
 
+    # The run's transport, for fetchers of other shapes (V1 blobs by ranges) to share.
+    @property
+    def http(self) -> HttpClient:
+        return self._http
+
+    @property
+    def links(self) -> LinkCache:
+        return self._links
+
+    @property
+    def workers(self) -> int:
+        return self._workers
+
+    @property
+    def stop(self) -> threading.Event:
+        return self._stop
+
+    @property
+    def sleep(self) -> Callable[[float], None]:
+        return self._sleep
+
+    @property
+    def on_bytes(self) -> Callable[[int], None] | None:
+        return self._on_bytes
+
     def run(self, tasks: Iterable[FetchTask]) -> Iterator[FetchResult]:
         """Yield one result per task, in completion order, in the calling thread.
 

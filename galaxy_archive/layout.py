@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import re
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from galaxy_archive.errors import ManifestError
@@ -15,6 +16,10 @@ from galaxy_archive.errors import ManifestError
 _MD5_RE = re.compile(r"^[0-9a-f]{32}$")
 _ID_RE = re.compile(r"^[0-9]{1,24}$")
 _V1_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_V1_PATH_RE = re.compile(
+    r"^v1/(manifests|depots)/([0-9]{1,24})/(windows|osx|linux)/([0-9]{1,24})/"
+    r"([A-Za-z0-9][A-Za-z0-9._-]{0,127})$"
+)
 
 
 class ObjectKind(enum.StrEnum):
@@ -94,6 +99,26 @@ def v1_manifest_path(product_id: str, os_name: str, legacy_build_id: int, name: 
 
 def v1_blob_path(product_id: str, os_name: str, legacy_build_id: int, name: str) -> str:
     return _v1_path("v1/depots", product_id, os_name, legacy_build_id, name)
+
+
+@dataclass(frozen=True)
+class V1Location:
+    """What a V1 object's archive path names: ``v1/<top>/<pid>/<os>/<legacy>/<name>``."""
+
+    top: str  # "manifests" | "depots"
+    product_id: str
+    os: str
+    legacy_build_id: int
+    name: str
+
+
+def split_v1_path(relative: str) -> V1Location | None:
+    """The parts of a path made by v1_manifest_path / v1_blob_path; None for any other path."""
+    match = _V1_PATH_RE.match(relative)
+    if match is None:
+        return None
+    top, product_id, os_name, legacy, name = match.groups()
+    return V1Location(top, product_id, os_name, int(legacy), name)
 
 
 def _v1_path(top: str, product_id: str, os_name: str, legacy_build_id: int, name: str) -> str:

@@ -2,8 +2,9 @@
 
 Evidence is never deleted: a corrupt file is renamed to
 ``<root>/quarantine/<relative path>.<UTC timestamp>`` before anything is fetched. The fetch uses
-the sync's own code (sources.sources_for + Downloader), so the bytes are streamed to a temp
-file, checked (MD5, size, and the level's deeper checks) and renamed into place.
+the sync's own code (sources.sources_for + Downloader; V1 blobs v1_sync.download_blob), so the
+bytes are streamed to a temp file, checked (MD5, size, and the level's deeper checks; a V1
+blob every file inside it) and renamed into place.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from galaxy_archive.downloader import Downloader, FetchResult, FetchTask, Outcome
-from galaxy_archive.errors import IntegrityError, ManifestError, StorageError
+from galaxy_archive.errors import IntegrityError, ManifestError, StorageError, UpstreamError
 from galaxy_archive.galaxy_api import GalaxyApi
 from galaxy_archive.layout import ObjectKind
 from galaxy_archive.object_checks import CheckItem, ObjectChecker, Verdict
 from galaxy_archive.sources import meta_sources, sibling_meta_urls, sources_for
+from galaxy_archive.storage import ArchiveStore
+from galaxy_archive.v1_state import set_measured_md5
+from galaxy_archive.v1_sync import download_blob
 from galaxy_archive.verify_plan import VerifyLevel, checks_for
 from galaxy_archive.verify_records import PlanRow, VerifyRecords
 from galaxy_archive.verify_report import ObjectProblem, RepairOutcome
@@ -52,16 +56,20 @@ class Repairer:
         *,
         api: GalaxyApi,
         downloader: Downloader,
+        store: ArchiveStore,
         records: VerifyRecords,
         checker: ObjectChecker,
         level: VerifyLevel,
+        v1_range_size: int,
         clock: Callable[[], float],
     ) -> None:
         self.api = api
         self.downloader = downloader
+        self.store = store
         self.records = records
         self.checker = checker
         self.level = level
+        self.v1_range_size = v1_range_size
         self.clock = clock
 
     def repair(self, problems: Sequence[tuple[ObjectProblem, PlanRow]]) -> None:
@@ -98,11 +106,36 @@ class Repairer:
         return True
 
     def _repair_v1_blobs(self, problems: Sequence[tuple[ObjectProblem, PlanRow]]) -> None:
-        """V1 blobs are fetched by HTTP range requests, which the V1 sync owns (issue 3:
-        `galaxy_archive.v1_sync.download_blob`). Until it is wired in here, a missing or
-        corrupt blob is reported as not repairable, never half-fetched."""
-        for problem, _row in problems:
-            self._no_source(problem, "V1 blob download (v1_sync) is not available in this version")
+        """V1 blobs come by parallel HTTP ranges, one blob at a time, as sync fetches them."""
+        downloader = self.downloader
+        for problem, row in problems:
+            if downloader.stop.is_set():
+                return
+            try:
+                result = download_blob(
+                    self.records.db,
+                    self.store,
+                    downloader.http,
+                    downloader.links,
+                    row.object_id,
+                    workers=downloader.workers,
+                    range_size=self.v1_range_size,
+                    stop=downloader.stop,
+                    sleep=downloader.sleep,
+                    on_bytes=downloader.on_bytes,
+                    clock=self.clock,
+                )
+            except (StorageError, UpstreamError, ManifestError) as exc:
+                problem.repair = RepairOutcome.FAILED
+                problem.repair_detail = str(exc)
+                log.error("repair failed: %s: %s", problem.path, exc)
+                continue
+            self._apply(problem, result)
+            if result.outcome in (Outcome.FETCHED, Outcome.ALREADY_PRESENT) and result.md5:
+                # Not content-addressed: the blob's MD5 is what was measured now (every file
+                # inside it was checked), as sync records it.
+                set_measured_md5(self.records.db, row.object_id, result.md5)
+            self.records.flush()
 
     def _task(self, problem: ObjectProblem, row: PlanRow) -> FetchTask | None:
         if row.md5 is None:
@@ -113,10 +146,8 @@ class Repairer:
             own, of_builds = self.records.manifest_links(row.object_id)
             siblings = sibling_meta_urls((*own, *of_builds), row.md5)
             sources = meta_sources(self.api, row.md5, *own, *siblings)
-        else:
-            # V1 manifests are named by their path, not their MD5: when issue 3 lands,
-            # sources_for takes path=row.path too.
-            sources = sources_for(self.api, row.kind, row.md5, row.product_id)
+        else:  # V1 manifests are found by their path, not their MD5
+            sources = sources_for(self.api, row.kind, row.md5, row.product_id, path=row.path)
         if not sources:
             why = f"no source known for kind {row.kind}"
             if row.product_id is None:

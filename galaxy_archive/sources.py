@@ -5,9 +5,12 @@ Pure apart from the URL bases it reads from the GalaxyApi (the configured endpoi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from urllib.parse import urlsplit, urlunsplit
+
 from galaxy_archive.downloader import Plain, Signed, Source
 from galaxy_archive.galaxy_api import GalaxyApi, LinkRequest
-from galaxy_archive.layout import ObjectKind, galaxy_path
+from galaxy_archive.layout import ObjectKind, galaxy_path, split_v1_path
 
 
 def chunk_sources(
@@ -64,14 +67,78 @@ def dependency_chunk_sources(md5: str) -> tuple[Source, ...]:
     return (Signed(LinkRequest(None, path="/dependencies/store/"), galaxy_path(md5)),)
 
 
-def sources_for(
-    api: GalaxyApi, kind: ObjectKind, md5: str, product_id: str | None
+def v1_manifest_sources(
+    api: GalaxyApi,
+    product_id: str,
+    os_name: str,
+    legacy_build_id: int,
+    name: str,
+    *,
+    depot_product_id: str | None = None,
+    repository_urls: Sequence[str] = (),
 ) -> tuple[Source, ...]:
-    """Sources for an object known only by its DB row (kind, md5, product it came under).
+    """A V1 manifest (plain JSON): beside repository.json, as GOG linked it and then on the
+    configured CDN; a DLC's depot manifest then also under the DLC's own directory, which
+    HGD and WARP use instead (protocol.md 6.2)."""
+    urls = [_sibling(url, name) for url in repository_urls]
+    urls.append(api.v1_manifest_url(product_id, os_name, legacy_build_id, name))
+    if depot_product_id is not None and depot_product_id != product_id:
+        urls += [_sibling(url, name, product_id, depot_product_id) for url in repository_urls]
+        urls.append(api.v1_manifest_url(depot_product_id, os_name, legacy_build_id, name))
+    return tuple(Plain(url) for url in dict.fromkeys(urls))
+
+
+def _sibling(url: str, name: str, product_id: str = "", replacement: str = "") -> str:
+    """`name` in the directory of `url` (…/<pid>/<os>/<legacy>/repository.json), optionally
+    with the <pid> segment replaced."""
+    parts = urlsplit(url)
+    segments = parts.path.split("/")
+    segments[-1] = name
+    if replacement and len(segments) >= 4 and segments[-4] == product_id:
+        segments[-4] = replacement
+    return urlunsplit((parts.scheme, parts.netloc, "/".join(segments), parts.query, ""))
+
+
+def v1_blob_link(product_id: str, os_name: str, legacy_build_id: int) -> LinkRequest:
+    """The gen-1 secure link of a build's blobs, in HGD's form (protocol.md 5.1)."""
+    return LinkRequest(
+        product_id, generation=1, path=f"/{os_name}/{legacy_build_id}/", link_type="depot"
+    )
+
+
+def v1_blob_source(product_id: str, os_name: str, legacy_build_id: int, name: str) -> Signed:
+    """A V1 blob through the gen-1 secure link. Fetch it with `v1_sync.download_blob`
+    (parallel ranges, each file record checked); a plain Downloader would fetch it whole."""
+    return Signed(v1_blob_link(product_id, os_name, legacy_build_id), name)
+
+
+def sources_for(
+    api: GalaxyApi,
+    kind: ObjectKind,
+    md5: str,
+    product_id: str | None,
+    path: str | None = None,
+) -> tuple[Source, ...]:
+    """Sources for an object known only by its DB row (kind, md5, product it came under,
+    archive path: V1 objects are named by their path, not their MD5).
 
     Kinds added later (patches, dependencies, V1) register their rules here too, so that
     `verify --repair` fetches exactly as sync does.
     """
+    if kind in (ObjectKind.V1_MANIFEST, ObjectKind.V1_BLOB):
+        where = split_v1_path(path or "")
+        if where is None:
+            return ()
+        if kind is ObjectKind.V1_BLOB:
+            return (v1_blob_source(where.product_id, where.os, where.legacy_build_id, where.name),)
+        return v1_manifest_sources(
+            api,
+            where.product_id,
+            where.os,
+            where.legacy_build_id,
+            where.name,
+            depot_product_id=product_id,
+        )
     if kind is ObjectKind.META:
         return meta_sources(api, md5)
     if kind in (ObjectKind.STORE, ObjectKind.OFFLINE):

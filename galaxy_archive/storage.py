@@ -18,6 +18,9 @@ from pathlib import Path
 from galaxy_archive.errors import IntegrityError, StorageError
 
 TEMP_SUFFIX = ".galaxy-tmp"
+# A V1 blob fetched by ranges (v1_sync) lives in `.<name>.galaxy-partial` until it is checked
+# and renamed; unlike temp files it is kept after a crash, so the next run resumes it.
+PARTIAL_SUFFIX = ".galaxy-partial"
 LOCK_NAME = ".galaxy-archive.lock"
 # What the tree may hold besides objects; everything else under these is checked by verify.
 TREE_TOPS = ("v1", "v2")

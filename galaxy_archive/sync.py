@@ -49,6 +49,7 @@ from galaxy_archive.report import SyncReport, human_bytes
 from galaxy_archive.sources import chunk_sources, meta_sources, sibling_meta_urls
 from galaxy_archive.statedb import NewObject, StateDB
 from galaxy_archive.storage import ArchiveStore
+from galaxy_archive.v1_sync import V1Phases
 
 log = logging.getLogger(__name__)
 COMMIT_EVERY_S = 1.0
@@ -73,6 +74,7 @@ class SyncOptions:
     include_patches: bool = True
     patch_recheck_s: float = 7 * 86400
     dependencies: DependencyMode = DependencyMode.REFERENCED
+    v1_range_size: int = 8 * 1024 * 1024
 
 
 def read_repository(path: Path, what: str) -> RepositoryV2:
@@ -157,9 +159,13 @@ class Syncer:
         listings = self._refresh_builds(product_id)
         product.builds_seen = len(listings)
         builds = self._select_builds(product_id, listings)
-        product.builds_selected = len(builds)
+        v1_builds = self._select_builds(product_id, listings, generation=1)
+        product.builds_selected = len(builds) + len(v1_builds)
         log.info(
-            "product %s: %d builds listed, %d to mirror", product_id, len(listings), len(builds)
+            "product %s: %d builds listed, %d to mirror",
+            product_id,
+            len(listings),
+            product.builds_selected,
         )
         self.db.conn.commit()
         repositories = self._fetch_repositories(product_id, builds)
@@ -168,13 +174,17 @@ class Syncer:
         self._check_stop()
         build_ids = [b.build_id for b in builds if b.build_id in repositories]
         self._fetch_chunks(product_id, build_ids)
+        if v1_builds:
+            self._check_stop()
+            V1Phases(self).mirror(product_id, v1_builds)
         if not self.options.is_dry_run:
             self.db.update_build_states(product_id, [b.build_id for b in builds], self.clock())
             self.db.conn.commit()
+            selected = {x.build_id for x in [*builds, *v1_builds]}
             product.builds_complete = sum(
                 1
                 for b in self.db.builds(product_id)
-                if b["build_id"] in {x.build_id for x in builds} and b["state"] == "complete"
+                if b["build_id"] in selected and b["state"] == "complete"
             )
         for repository in repositories.values():
             self.referenced_dependencies.update(repository.dependencies)
@@ -231,9 +241,9 @@ class Syncer:
         return merged
 
     def _select_builds(
-        self, product_id: str, listings: dict[str, BuildListing]
+        self, product_id: str, listings: dict[str, BuildListing], generation: int = 2
     ) -> list[BuildListing]:
-        """Generation-2 builds to mirror: those listed now, and delisted ones not complete."""
+        """Builds of `generation` to mirror: those listed now, and delisted ones not complete."""
         candidates = dict(listings)
         for row in self.db.builds(product_id):
             if row["build_id"] not in candidates and row["state"] != "complete":
@@ -244,8 +254,8 @@ class Syncer:
         return [
             b
             for b in candidates.values()
-            if b.generation == 2
-            and 2 in options.generations
+            if b.generation == generation
+            and generation in options.generations
             and b.os in options.os
             and (not options.build_ids or b.build_id in options.build_ids)
             and (options.branch is None or b.branch == options.branch)
@@ -483,6 +493,11 @@ class Syncer:
         """Fetch and record a batch (for the patch and dependency phases)."""
         self._run(tasks, optional=optional)
 
+    def record(self, result: FetchResult) -> None:
+        """Record one result fetched another way (V1 blobs, by ranges) like any other."""
+        self._apply(result, is_optional=False)
+        self.on_result(result)
+
     def _run(self, tasks: Sequence[FetchTask], *, optional: set[int] | None = None) -> None:
         """Fetch tasks and record every result (once stopping, only those already in flight)."""
         optional = optional or set()
@@ -506,6 +521,7 @@ class Syncer:
                 task.object_id,
                 size=result.size,
                 now=now,
+                md5=result.md5,
                 product_id=task.product_id,
                 endpoint=result.endpoint,
                 source_url=result.source_url,

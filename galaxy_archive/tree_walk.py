@@ -10,17 +10,13 @@ import enum
 import os
 from collections.abc import Callable, Iterator
 
-from galaxy_archive.storage import TEMP_SUFFIX, TREE_TOPS
-
-# A V1 blob being fetched by ranges lives in `.<name>.galaxy-partial` until it is checked, so a
-# later run resumes it (issue 3: storage.PARTIAL_SUFFIX); it is neither unknown nor a leftover.
-PARTIAL_SUFFIX = ".galaxy-partial"
+from galaxy_archive.storage import PARTIAL_SUFFIX, TEMP_SUFFIX, TREE_TOPS
 
 
 class Stray(enum.StrEnum):
     UNKNOWN = "unknown"  # not recorded in the DB
     TEMP = "temp"  # a download's temporary file (left by a dead run, or in flight)
-    PARTIAL = "partial"  # a resumable V1 blob download
+    PARTIAL = "partial"  # a V1 blob being fetched by ranges: kept so a later run resumes it
 
 
 class WalkStopped(Exception):

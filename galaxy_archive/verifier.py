@@ -66,10 +66,7 @@ class Verifier:
         self.budget = Budget(clock, options.time_budget_s)
         self.report = VerifyReport(level=str(options.level), is_repair=options.is_repair)
         self.to_repair: list[tuple[ObjectProblem, PlanRow]] = []
-        self._touched: dict[int, str] = {}  # objects whose state changed: id -> path
-        self._touched_kinds: dict[int, ObjectKind] = {}
-        self._has_extents = self.records.has_table("v1_extents")
-        self._has_warned_extents = False
+        self._touched: dict[int, ObjectKind] = {}  # objects whose state changed
         self._last_flush = clock()
 
     # --- objects ---------------------------------------------------------------------------
@@ -155,13 +152,7 @@ class Verifier:
         checks = checks_for(row.kind, self.options.level)
         extents: tuple[Extent, ...] = ()
         if Check.EXTENTS in checks:
-            if self._has_extents:
-                extents = self.records.extents_of(row.object_id)
-            else:  # no V1 file list in this DB: the blob is checked as a whole
-                checks = checks - {Check.EXTENTS}
-                if not self._has_warned_extents:
-                    log.info("no V1 file list (v1_extents) recorded: V1 blobs checked whole")
-                    self._has_warned_extents = True
+            extents = self.records.extents_of(row.object_id)
         return CheckItem(
             row.object_id,
             row.kind,
@@ -196,8 +187,7 @@ class Verifier:
         self.progress.add_object()
 
     def _touch(self, row: PlanRow) -> None:
-        self._touched[row.object_id] = row.path
-        self._touched_kinds[row.object_id] = row.kind
+        self._touched[row.object_id] = row.kind
 
     def _problem(self, row: PlanRow, result: CheckResult, now: float) -> None:
         detail = result.detail or str(result.verdict)
@@ -214,7 +204,7 @@ class Verifier:
             md5=row.md5,
             verdict=result.verdict,
             detail=detail,
-            builds=self.records.builds_of(row.object_id, row.path),
+            builds=self.records.builds_of(row.object_id),
             others=self._others_of(row),
             products=self.records.products_of(row.object_id),
             bad_files=result.bad_extents,
@@ -265,9 +255,7 @@ class Verifier:
         """Recompute the builds (patches, dependencies) whose objects changed state."""
         self.records.flush()
         if self._touched:
-            update_owner_states(
-                self.db, self.records, self.report, self._touched, self._touched_kinds, self.clock
-            )
+            update_owner_states(self.db, self.records, self.report, self._touched, self.clock)
 
 
 def _batches(rows: Iterable[PlanRow]) -> Iterator[list[PlanRow]]:
@@ -365,9 +353,11 @@ def _verify_with(
         Repairer(
             api=api,
             downloader=app.downloader(http, api, app.config.sync.workers),
+            store=app.store(),
             records=verifier.records,
             checker=verifier.checker,
             level=options.level,
+            v1_range_size=app.config.sync.v1_range_size,
             clock=app.clock,
         ).repair(verifier.to_repair)
     if options.is_whole_archive and not report.is_interrupted and not report.is_budget_spent:

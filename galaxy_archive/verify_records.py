@@ -7,7 +7,6 @@ the number of objects.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,6 @@ PLAN_BATCH_ROWS = 2000
 # Known to the DB but never stored (sync's todo list, e.g. after a failed fetch): there are no
 # bytes to verify yet. Once stored, an object has a verified_at for good.
 _NEVER_STORED = "o.state = 'missing' AND o.verified_at IS NULL AND o.fetched_at IS NULL"
-_V1_PATH_RE = re.compile(r"^v1/(?:manifests|depots)/(\d+)/([a-z]+)/(\d+)/[^/]+$")
 
 
 @dataclass(frozen=True)
@@ -54,12 +52,6 @@ class VerifyRecords:
         self.db = db
         self.conn = db.conn
         self._pending_ok: list[tuple[str, str, int]] = []
-
-    def has_table(self, name: str) -> bool:
-        row = self.conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-        ).fetchone()
-        return row is not None
 
     def add_run(self, command: str, pid: int, now: float) -> int:
         """A run record that, unlike StateDB.start_run, leaves runs that died as they are."""
@@ -191,9 +183,10 @@ class VerifyRecords:
 
     # --- who an object belongs to ----------------------------------------------------------
 
-    def builds_of(self, object_id: int, path: str) -> list[BuildRef]:
-        """Builds that need the object: V2 through repository, depots and chunk references;
-        V1 through the build directory its path names."""
+    def builds_of(self, object_id: int) -> list[BuildRef]:
+        """Builds that need the object: V2 through their repository, depots and the chunks
+        those reference; V1 through repository.json, v1_depots and the blobs v1_extents
+        point into."""
         rows = self.conn.execute(
             "SELECT product_id, build_id, generation FROM builds WHERE repository_object_id = :o "
             "UNION SELECT b.product_id, b.build_id, b.generation FROM build_depots bd "
@@ -203,22 +196,14 @@ class VerifyRecords:
             "JOIN build_depots bd ON bd.manifest_object_id = mo.manifest_object_id "
             "JOIN builds b ON b.product_id = bd.product_id AND b.build_id = bd.build_id "
             "WHERE mo.object_id = :o AND mo.role != 'sfc_member' "
+            "UNION SELECT b.product_id, b.build_id, b.generation FROM v1_depots d "
+            "JOIN builds b ON b.product_id = d.product_id AND b.build_id = d.build_id "
+            "WHERE d.manifest_object_id = :o OR d.manifest_object_id IN "
+            " (SELECT manifest_object_id FROM v1_extents WHERE blob_object_id = :o) "
             "ORDER BY 1, 2",
             {"o": object_id},
         ).fetchall()
-        builds = [BuildRef(*row) for row in rows]
-        match = _V1_PATH_RE.match(path)
-        if match:
-            # A DLC's V1 files live under the DLC's id but belong to the base game's build.
-            builds += [
-                BuildRef(*row)
-                for row in self.conn.execute(
-                    "SELECT product_id, build_id, generation FROM builds WHERE generation = 1 "
-                    "AND os = ? AND legacy_build_id = ? ORDER BY product_id, build_id",
-                    (match.group(2), int(match.group(3))),
-                )
-            ]
-        return builds
+        return [BuildRef(*row) for row in rows]
 
     def manifest_links(self, object_id: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Builds-list links (stored without query strings) for a V2 manifest: those naming it
@@ -283,16 +268,6 @@ class VerifyRecords:
             {"o": object_id},
         ).fetchall()
         return [row[0] for row in rows]
-
-    def unverified_paths(self, object_ids: Sequence[int]) -> list[str]:
-        paths = []
-        for object_id in object_ids:
-            row = self.conn.execute(
-                "SELECT path FROM objects WHERE id = ? AND state != 'verified'", (object_id,)
-            ).fetchone()
-            if row is not None:
-                paths.append(row[0])
-        return paths
 
     def build_states(self, builds: Sequence[BuildRef]) -> dict[BuildRef, str]:
         states = {}

@@ -13,7 +13,8 @@ from galaxy_archive.dependency_records import DependencyRecords
 from galaxy_archive.layout import ObjectKind
 from galaxy_archive.patch_records import PatchRecords
 from galaxy_archive.statedb import StateDB
-from galaxy_archive.verify_records import BuildRef, VerifyRecords
+from galaxy_archive.v1_state import update_v1_build_states
+from galaxy_archive.verify_records import VerifyRecords
 from galaxy_archive.verify_report import VerifyReport
 
 log = logging.getLogger(__name__)
@@ -23,26 +24,26 @@ def update_owner_states(
     db: StateDB,
     records: VerifyRecords,
     report: VerifyReport,
-    touched: Mapping[int, str],
-    kinds: Mapping[int, ObjectKind],
+    touched: Mapping[int, ObjectKind],
     clock: Callable[[], float],
 ) -> None:
-    """`touched`: object id -> path of every object whose state changed in this run."""
-    _update_patches_and_dependencies(db, records, report, touched, kinds, clock)
-    builds: dict[BuildRef, list[int]] = {}
-    for object_id, path in touched.items():
-        for build in records.builds_of(object_id, path):
-            builds.setdefault(build, []).append(object_id)
+    """`touched`: every object whose state changed in this run, with its kind.
+
+    Each build's state is recomputed by its generation's own rule (statedb for V2, v1_state
+    for V1), in both directions: no longer complete, or complete again after --repair.
+    """
+    _update_patches_and_dependencies(db, records, report, touched, clock)
+    builds = {build: None for object_id in touched for build in records.builds_of(object_id)}
     before = records.build_states(list(builds))
     now = clock()
-    by_product: dict[str, list[str]] = {}
-    for build, object_ids in builds.items():
-        if build.generation == 2:
-            by_product.setdefault(build.product_id, []).append(build.build_id)
+    by_product: dict[tuple[str, int], list[str]] = {}
+    for build in builds:
+        by_product.setdefault((build.product_id, build.generation), []).append(build.build_id)
+    for (product_id, generation), build_ids in by_product.items():
+        if generation == 1:
+            update_v1_build_states(db, product_id, build_ids, now)
         else:
-            _downgrade_v1_build(db, records, build, object_ids)
-    for product_id, build_ids in by_product.items():
-        db.update_build_states(product_id, build_ids, now)
+            db.update_build_states(product_id, build_ids, now)
     db.conn.commit()
     after = records.build_states(list(builds))
     for build in builds:
@@ -57,14 +58,13 @@ def _update_patches_and_dependencies(
     db: StateDB,
     records: VerifyRecords,
     report: VerifyReport,
-    touched: Mapping[int, str],
-    kinds: Mapping[int, ObjectKind],
+    touched: Mapping[int, ObjectKind],
     clock: Callable[[], float],
 ) -> None:
     """A complete patch with an object that is no longer verified is incomplete; dependency
     states are recomputed (DependencyRecords.update_states). Marking a patch complete again
     is the sync's call (it also knows whether the patch is usable)."""
-    touched_kinds = {kinds[object_id] for object_id in touched}
+    touched_kinds = set(touched.values())
     if touched_kinds & {ObjectKind.PATCH_META, ObjectKind.PATCH_STORE}:
         patches = PatchRecords(db)
         pairs = {pair for object_id in touched for pair in records.patches_of(object_id)}
@@ -85,16 +85,3 @@ def _update_patches_and_dependencies(
 def _no_longer_complete(report: VerifyReport, what: str) -> None:
     report.others_no_longer_complete.append(what)
     log.warning("%s is no longer complete", what)
-
-
-def _downgrade_v1_build(
-    db: StateDB, records: VerifyRecords, build: BuildRef, object_ids: list[int]
-) -> None:
-    """A generation-1 build with an object that is not verified is not complete.
-
-    Marking it complete again is the V1 sync's call (it knows what a gen-1 build needs; issue
-    3's update_v1_build_states); the next sync does it once the objects are back.
-    """
-    bad = records.unverified_paths(object_ids)
-    if bad:
-        db.set_build_error(build.product_id, build.build_id, f"verify: {bad[0]} is not verified")

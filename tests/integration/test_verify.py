@@ -248,74 +248,52 @@ def test_verify_product_filter_checks_only_that_product(synced: tuple[World, Arc
     assert code == 1 and set(problems_by_path(report)) == {victim}
 
 
-# --- V1 blobs and manifests (rows as the V1 sync records them) ---------------------------------
+# --- V1 blobs and manifests (synced by the V1 sync: by ranges, every file recorded) -----------
 
 
-def store_v1_build(archive: Archive, build: V1Build) -> dict[str, str]:
-    """Write a gen-1 build's manifests and blobs into the archive with their DB rows and
-    v1_extents (the V1 sync's table), as a V1 sync would. Returns file path -> blob path."""
-    now = iso(os.path.getmtime(archive.root / "archive.db"))
-    placed: dict[str, str] = {}
-    with sqlite3.connect(archive.root / "archive.db") as conn:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS v1_extents (blob_object_id INTEGER NOT NULL, "
-            "manifest_object_id INTEGER NOT NULL, path TEXT NOT NULL, offset INTEGER NOT NULL, "
-            "size INTEGER NOT NULL, md5 TEXT NOT NULL)")
-
-        def add(kind: str, relative: str, data: bytes, product: str) -> int:
-            (archive.root / relative).parent.mkdir(parents=True, exist_ok=True)
-            (archive.root / relative).write_bytes(data)
-            cursor = conn.execute(
-                "INSERT INTO objects (kind, path, md5, size, state, product_id, fetched_at, "
-                "verified_at, updated_at) VALUES (?, ?, ?, ?, 'verified', ?, ?, ?, ?)",
-                (kind, relative, hashlib.md5(data).hexdigest(), len(data), product, now, now,
-                 now))
-            return int(cursor.lastrowid or 0)
-
-        top = f"{build.product_id}/{build.os}/{build.legacy_build_id}"
-        add("v1_manifest", f"v1/manifests/{top}/repository.json", build.repository_bytes,
-            build.product_id)
-        for depot in build.depots:
-            directory = f"{depot.product_id}/{build.os}/{build.legacy_build_id}"
-            manifest_id = add("v1_manifest", f"v1/manifests/{directory}/{depot.manifest_name}",
-                              depot.manifest_bytes, depot.product_id)
-            blob_path = f"v1/depots/{directory}/main.bin"
-            blob_id = add("v1_blob", blob_path, build.blobs[depot.product_id], depot.product_id)
-            for path, data in depot.files.items():
-                conn.execute("INSERT INTO v1_extents VALUES (?, ?, ?, ?, ?, ?)",
-                             (blob_id, manifest_id, path, depot.offsets[path], len(data),
-                              hashlib.md5(data).hexdigest()))
-                placed[path] = blob_path
-    return placed
+def v1_world() -> World:
+    world = World(seed=12)
+    world.add_v1_build(PID, files={
+        "bin\\game.exe": random_bytes(200_000, 1),
+        "data\\level1.dat": random_bytes(150_000, 2),
+        "data\\level2.dat": random_bytes(150_000, 3),
+    }, dlcs={DLC: {"dlc\\extra.pak": random_bytes(50_000, 4)}}, padding=64)
+    world.owned.add(int(PID))
+    return world
 
 
 @pytest.fixture
 def v1_synced(
     serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
-) -> tuple[V1Build, Archive, dict[str, str]]:
-    world = World(seed=12)
-    build = world.add_v1_build(PID, files={
-        "bin\\game.exe": random_bytes(200_000, 1),
-        "data\\level1.dat": random_bytes(150_000, 2),
-        "data\\level2.dat": random_bytes(150_000, 3),
-    }, padding=64)
-    world.owned.add(int(PID))
+) -> tuple[World, V1Build, Archive]:
+    world = v1_world()
     archive = make_archive(serve(world))
-    assert archive.run("sync", PID).exit_code == 0  # records the gen-1 build from the lists
-    return build, archive, store_v1_build(archive, build)
+    archive.write_config(sync={"v1_range_size": 64 * 1024})
+    assert archive.run("sync", PID, "--generation", "1").exit_code == 0
+    build = world.builds[0]
+    assert isinstance(build, V1Build)
+    assert archive.db_rows("SELECT state FROM builds WHERE generation = 1") == [("complete",)]
+    return world, build, archive
+
+
+def v1_blob(build: V1Build, product_id: str = PID) -> str:
+    return f"v1/depots/{build.manifest_dir(product_id)}/main.bin"
+
+
+def v1_tree(world: World) -> dict[str, bytes]:
+    expected = world.expected_tree(generations=(1,), include_patches=False,
+                                   include_dependencies=False)
+    return {k: v for k, v in expected.items() if k.startswith("v1/")}
 
 
 def test_verify_flipped_byte_in_v1_extent_is_named_by_deep(
-    v1_synced: tuple[V1Build, Archive, dict[str, str]],
+    v1_synced: tuple[World, V1Build, Archive],
 ) -> None:
-    build, archive, placed = v1_synced
-    target = "/data/level1.dat"
-    blob = placed[target]
-    with sqlite3.connect(archive.root / "archive.db") as conn:
-        conn.execute("UPDATE builds SET state = 'complete' WHERE build_id = ?", (build.build_id,))
+    _world, build, archive = v1_synced
+    target = "/data/level1.dat"  # V1 paths as the manifest has them; the DB drops the '/'
+    blob = v1_blob(build)
     assert verify_json(archive, "--deep")[0] == 0
-    offset = build.depots[0].offsets[target] + 1000
-    flip_byte(archive, blob, offset)
+    flip_byte(archive, blob, build.depots[0].offsets[target] + 1000)
 
     code, report = verify_json(archive)
     assert code == 1
@@ -333,15 +311,15 @@ def test_verify_flipped_byte_in_v1_extent_is_named_by_deep(
     code, report = verify_json(archive, "--deep")  # ...but the file inside is wrong
     assert code == 1
     problem = problems_by_path(report)[blob]
-    assert len(problem["files"]) == 1 and problem["files"][0].startswith(target)
-    assert target in problem["detail"] and "level2" not in problem["detail"]
+    assert len(problem["files"]) == 1 and problem["files"][0].startswith(target.lstrip("/"))
+    assert "level2" not in problem["detail"]
 
 
 def test_verify_corrupted_v1_manifest_is_found(
-    v1_synced: tuple[V1Build, Archive, dict[str, str]],
+    v1_synced: tuple[World, V1Build, Archive],
 ) -> None:
-    build, archive, _placed = v1_synced
-    manifest = f"v1/manifests/{PID}/{build.os}/{build.legacy_build_id}/repository.json"
+    _world, build, archive = v1_synced
+    manifest = f"v1/manifests/{build.manifest_dir()}/repository.json"
     flip_byte(archive, manifest, offset=5)
     code, report = verify_json(archive)
     assert code == 1
@@ -349,17 +327,28 @@ def test_verify_corrupted_v1_manifest_is_found(
     assert problem["kind"] == "v1_manifest" and problem["builds"][0]["build_id"] == build.build_id
 
 
-def test_verify_repair_reports_v1_blob_it_cannot_fetch_yet(
-    v1_synced: tuple[V1Build, Archive, dict[str, str]],
+def test_verify_repair_brings_back_v1_blobs_and_manifests(
+    v1_synced: tuple[World, V1Build, Archive],
 ) -> None:
-    _build, archive, placed = v1_synced
-    blob = next(iter(placed.values()))
-    flip_byte(archive, blob)
-    code, report = verify_json(archive, "--repair")
-    assert code == 1
-    problem = problems_by_path(report)[blob]
-    assert problem["repair"] == "no_source" and "cannot repair" in problem["repair_detail"]
-    assert (archive.root / problem["quarantined_to"]).exists()
+    world, build, archive = v1_synced
+    blob, dlc_blob = v1_blob(build), v1_blob(build, DLC)
+    depot_manifest = f"v1/manifests/{build.manifest_dir()}/{build.depots[1].manifest_name}"
+    damaged = flip_byte(archive, blob, 1000)
+    (archive.root / dlc_blob).unlink()
+    flip_byte(archive, depot_manifest, offset=3)
+    code, report = verify_json(archive)
+    assert code == 1 and len(report["problems"]) == 3
+    assert archive.db_rows("SELECT state FROM builds WHERE generation = 1") == [("incomplete",)]
+    code, report = verify_json(archive, "--deep", "--repair")
+    assert code == 0, report["problems"]
+    assert report["repaired"] == 3
+    assert archive.tree() == v1_tree(world)
+    quarantined = problems_by_path(report)[blob]["quarantined_to"]
+    assert (archive.root / quarantined).read_bytes() == damaged
+    assert report["builds_complete_again"] == [
+        {"product_id": PID, "build_id": build.build_id, "generation": 1}]
+    assert archive.db_rows("SELECT state FROM builds WHERE generation = 1") == [("complete",)]
+    assert verify_json(archive, "--deep")[0] == 0
 
 
 def test_verify_names_patches_and_dependencies_and_repairs_them(

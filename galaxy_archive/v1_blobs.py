@@ -1,0 +1,637 @@
+"""Fetch one V1 blob (`main.bin`) by parallel HTTP Range requests, resumably (protocol.md 6.3).
+
+The size comes from a HEAD (with ``Range: bytes=0-0``, so either a Content-Length or a
+Content-Range answers it). The missing ranges are spread over the workers; every 206 is
+checked against the range asked for and its body length counted, and each range is written
+at its offset into ``.<blob>.galaxy-partial`` beside the final path. Ranges count as done only
+once fully written; about once a second the partial file is fdatasync'ed and the ranges done
+are handed to `save`, so a killed run resumes with the missing ranges only.
+
+Two threads trail the download, reading the blob back from offset 0 as far as the ranges
+done reach: one computes the whole-blob MD5, the other every file record's MD5. A bad record
+makes its bytes "not done" again; they are fetched again (a few times) before the blob fails
+naming the file. Only a blob whose every record matches is fsynced and renamed into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from galaxy_archive.downloader import FetchResult, FetchTask, Outcome
+from galaxy_archive.errors import ManifestError, StorageError, UpstreamError
+from galaxy_archive.galaxy_api import LinkRequest
+from galaxy_archive.http_client import HttpClient, redact_url
+from galaxy_archive.layout import ObjectKind
+from galaxy_archive.link_cache import LinkCache
+from galaxy_archive.links import Endpoint, Link
+from galaxy_archive.sources import v1_blob_link, v1_blob_source
+from galaxy_archive.storage import PARTIAL_SUFFIX, ArchiveStore
+from galaxy_archive.v1_ranges import (
+    ByteRange,
+    Extent,
+    ExtentChecker,
+    RangeSet,
+    RangeViolation,
+    check_partial_response,
+    extents_end,
+    parse_content_range,
+    plan_ranges,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RANGE_SIZE_BYTES = 8 * 1024 * 1024
+ROUNDS = 3  # passes over every endpoint before a range (or the size probe) fails
+CHECK_ATTEMPTS = 3  # downloads of a bad file record's bytes before the blob fails
+COMMIT_EVERY_S = 1.0
+QUEUED_PER_WORKER = 3  # ranges queued ahead, so workers never wait on the main thread
+HASH_BLOCK_BYTES = 4 * 1024 * 1024
+BACKOFF_S = 0.25
+MAX_NAMED_FILES = 3
+
+SaveProgress = Callable[[int | None, int | None, Sequence[ByteRange]], None]
+
+
+def blob_suffix(endpoint: Endpoint, os_name: str, legacy_build_id: int, name: str) -> str:
+    """What to append to an endpoint's path: the blob name when the link already points at the
+    build's directory (HGD, WARP, protocol.md 6c), else ``<os>/<legacy>/<name>`` (GROG's
+    ``path=/`` answer, which stops at the product)."""
+    path = endpoint.parameters.get("path")
+    if not isinstance(path, str):
+        path = endpoint.url or endpoint.url_format or ""
+    if path.split("?", 1)[0].rstrip("/").endswith(f"/{os_name}/{legacy_build_id}"):
+        return name
+    return f"{os_name}/{legacy_build_id}/{name}"
+
+
+@dataclass(frozen=True)
+class BlobJob:
+    """One blob to fetch: where it goes, whose link serves it, the file records inside it."""
+
+    object_id: int
+    path: str  # relative to the archive root
+    product_id: str
+    os: str
+    legacy_build_id: int
+    name: str
+    extents: tuple[Extent, ...]
+
+    @property
+    def what(self) -> str:
+        return f"V1 blob {self.path}"
+
+    @property
+    def request(self) -> LinkRequest:
+        return v1_blob_link(self.product_id, self.os, self.legacy_build_id)
+
+    @property
+    def min_size(self) -> int:
+        return extents_end(self.extents)
+
+    def task(self) -> FetchTask:
+        """The blob as a FetchTask, so results are recorded like any other download."""
+        return FetchTask(
+            self.object_id,
+            ObjectKind.V1_BLOB,
+            self.path,
+            None,
+            None,
+            (v1_blob_source(self.product_id, self.os, self.legacy_build_id, self.name),),
+            self.what,
+            self.product_id,
+        )
+
+
+@dataclass(frozen=True)
+class _Probe:
+    total: int
+    endpoint: str
+    source_url: str  # redacted
+
+
+class _BlobFailed(Exception):
+    """The blob cannot be completed in this run; the message names it."""
+
+
+class _Stopped(Exception):
+    """The run is stopping; what is done is kept."""
+
+
+class _Cancelled(Exception):
+    """A range given up because another one failed (or the run stops)."""
+
+
+class _HttpStatus(Exception):
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+
+class BlobFetcher:
+    """Fetches blobs by ranges with the run's HTTP client and link cache.
+
+    `save(total, range_size, done)` is called from the calling thread whenever ranges are
+    durable on disk (and with ``(total, None, ())`` once the blob is in place).
+    """
+
+    def __init__(
+        self,
+        http: HttpClient,
+        links: LinkCache,
+        store: ArchiveStore,
+        *,
+        workers: int,
+        range_size: int = DEFAULT_RANGE_SIZE_BYTES,
+        save: SaveProgress | None = None,
+        stop: threading.Event | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> None:
+        self._http = http
+        self._links = links
+        self._store = store
+        self._workers = max(1, workers)
+        self._range_size = range_size
+        self._save = save or (lambda _total, _range_size, _done: None)
+        self._stop = stop or threading.Event()
+        self._sleep = sleep
+        self._on_bytes = on_bytes
+        self._write_lock = threading.Lock()
+
+    def fetch(
+        self,
+        job: BlobJob,
+        *,
+        known_total: int | None = None,
+        done: Sequence[ByteRange] = (),
+        recorded_md5: str | None = None,
+    ) -> FetchResult:
+        """Fetch, resume or adopt `job`'s blob.
+
+        :param known_total: the blob size a previous run saw, and `done` the ranges it wrote;
+            they are resumed when the CDN still announces that size.
+        :param recorded_md5: the MD5 recorded when the blob was last stored, if any: a file
+            found at the final path is adopted only if it has it (bytes outside every file
+            record have no hash of their own).
+        """
+        task = job.task()
+        try:
+            probe = self._probe(job)
+            if probe is None:
+                return FetchResult(task, Outcome.ABSENT, error=f"{job.what}: 404 on every endpoint")
+            if probe.total < job.min_size:
+                raise _BlobFailed(
+                    f"{job.what}: the CDN's blob is {probe.total} bytes, shorter than its file "
+                    f"records need ({job.min_size})"
+                )
+            adopted = self._adopt(job, probe.total, recorded_md5)
+            if adopted is not None:
+                self._save(probe.total, None, ())
+                return FetchResult(task, Outcome.ALREADY_PRESENT, size=probe.total, md5=adopted)
+            resumed = RangeSet(done) if known_total == probe.total else RangeSet()
+            md5 = self._fetch_into_place(job, probe.total, resumed)
+        except _Stopped:
+            return FetchResult(task, Outcome.STOPPED)
+        except _BlobFailed as exc:
+            return FetchResult(task, Outcome.FAILED, error=str(exc))
+        return FetchResult(
+            task,
+            Outcome.FETCHED,
+            size=probe.total,
+            md5=md5,
+            endpoint=probe.endpoint,
+            source_url=probe.source_url,
+        )
+
+    # --- size ------------------------------------------------------------------------------
+
+    def _probe(self, job: BlobJob) -> _Probe | None:
+        """The blob's size from the first endpoint that tells it; None: 404 everywhere."""
+        last_error = f"{job.what}: no endpoint"
+        for round_number in range(ROUNDS):
+            link = self._link(job)
+            if isinstance(link, str):
+                last_error = link
+                self._backoff(round_number)
+                continue
+            not_found = 0
+            is_rejected = False
+            for endpoint in link.endpoints:
+                url = endpoint.build_url(
+                    blob_suffix(endpoint, job.os, job.legacy_build_id, job.name)
+                )
+                try:
+                    status, size = self._head(url, job.what)
+                except (UpstreamError, RangeViolation) as exc:
+                    last_error = f"{exc} (endpoint {endpoint.name})"
+                    continue
+                if size is not None:
+                    return _Probe(size, endpoint.name, redact_url(url))
+                if status == 404:
+                    not_found += 1
+                    continue
+                last_error = (
+                    f"{job.what}: no size in the answer (HTTP {status} from {endpoint.name})"
+                )
+                if status in (401, 403):
+                    self._links.invalidate(job.request, link)
+                    is_rejected = True
+                    break
+            if link.endpoints and not_found == len(link.endpoints):
+                return None
+            if not is_rejected:
+                self._backoff(round_number)
+        raise _BlobFailed(last_error)
+
+    def _head(self, url: str, what: str) -> tuple[int, int | None]:
+        # Range 0-0 on a HEAD: a server that honours it answers with the size in the
+        # Content-Range, one that ignores it with the Content-Length of the whole blob.
+        with self._http.stream(url, what=what, headers={"Range": "bytes=0-0"}, method="HEAD") as r:
+            if r.status_code == 206:
+                return 206, parse_content_range(r.headers.get("Content-Range")).total
+            length = r.headers.get("Content-Length", "")
+            if r.status_code == 200 and length.isdigit():
+                return 200, int(length)
+            return r.status_code, None
+
+    # --- an existing final file ------------------------------------------------------------
+
+    def _adopt(self, job: BlobJob, total: int, recorded_md5: str | None) -> str | None:
+        """A file already at the final path with the right size, every record matching and
+        the recorded MD5 if there is one (e.g. renamed just before a kill -9): its MD5."""
+        final = self._store.path(job.path)
+        try:
+            fd = os.open(final, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"{job.path}: cannot open ({exc.strerror or exc})") from exc
+        try:
+            if os.fstat(fd).st_size != total:
+                return None
+            frontier = _Frontier(total)
+            md5, bad = _hash_trailing(fd, total, job.extents, frontier, lambda: None)
+        finally:
+            os.close(fd)
+        if bad or recorded_md5 not in (None, md5):
+            return None
+        partial = final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
+        partial.unlink(missing_ok=True)  # an older download's leftovers are not needed now
+        return md5
+
+    # --- download, check, rename -----------------------------------------------------------
+
+    def _fetch_into_place(self, job: BlobJob, total: int, done: RangeSet) -> str:
+        final = self._store.path(job.path)
+        partial = final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
+        fd = _open_partial(partial, job.path)
+        try:
+            if os.fstat(fd).st_size != total:
+                # A new download, or the blob changed size upstream: nothing on disk counts.
+                _disk(job.path, os.ftruncate, fd, total)
+                done = RangeSet()
+            elif done.covered:
+                log.info("%s: resuming, %d of %d bytes already here", job.what, done.covered, total)
+            md5 = self._fetch_and_check(job, fd, total, done)
+            _disk(job.path, os.fsync, fd)
+        finally:
+            os.close(fd)
+        _disk(job.path, os.replace, partial, final)
+        self._save(total, None, ())
+        return md5
+
+    def _fetch_and_check(self, job: BlobJob, fd: int, total: int, done: RangeSet) -> str:
+        bad: list[Extent] = []
+        for attempt in range(1, CHECK_ATTEMPTS + 1):
+            md5, bad = self._pass(job, fd, total, done)
+            if not bad:
+                return md5
+            for extent in bad:
+                done.remove(extent.span)
+            self._commit(fd, job, total, done)
+            log.warning(
+                "%s: %s do not match their MD5 (download %d of %d)",
+                job.what,
+                _describe(bad),
+                attempt,
+                CHECK_ATTEMPTS,
+            )
+        raise _BlobFailed(
+            f"{job.what}: {_describe(bad)} do not match their MD5 after {CHECK_ATTEMPTS} "
+            "downloads; the blob is not stored"
+        )
+
+    def _pass(self, job: BlobJob, fd: int, total: int, done: RangeSet) -> tuple[str, list[Extent]]:
+        """Fetch every missing range while the hashers trail; (blob MD5, bad extents)."""
+        todo = plan_ranges(total, self._range_size, done)
+        frontier = _Frontier(done.prefix_end())
+        return _hash_trailing(
+            fd,
+            total,
+            job.extents,
+            frontier,
+            lambda: self._fetch_ranges(job, fd, total, todo, done, frontier),
+        )
+
+    def _fetch_ranges(
+        self,
+        job: BlobJob,
+        fd: int,
+        total: int,
+        todo: Sequence[ByteRange],
+        done: RangeSet,
+        frontier: _Frontier,
+    ) -> None:
+        cancel = threading.Event()
+        queue = iter(todo)
+        pending: set[Future[ByteRange]] = set()
+        failure: BaseException | None = None
+        last_commit = time.monotonic()
+        with ThreadPoolExecutor(self._workers, thread_name_prefix="range") as pool:
+            try:
+                while True:
+                    while failure is None and len(pending) < self._workers * QUEUED_PER_WORKER:
+                        piece = next(queue, None)
+                        if piece is None:
+                            break
+                        pending.add(pool.submit(self._fetch_range, job, fd, total, piece, cancel))
+                    if not pending:
+                        break
+                    finished, pending = wait(
+                        pending, timeout=COMMIT_EVERY_S, return_when=FIRST_COMPLETED
+                    )
+                    for future in finished:
+                        try:
+                            done.add(future.result())
+                        except (_Cancelled, CancelledError):
+                            pass
+                        except BaseException as exc:  # raised below, once the rest settle
+                            failure = failure or exc
+                            cancel.set()
+                    frontier.advance(done.prefix_end())
+                    if failure is None and self._stop.is_set():
+                        # The run is stopping: the ranges in flight are finished and kept,
+                        # none is started (a second signal interrupts and drops them).
+                        failure = _Stopped()
+                        for future in pending:
+                            future.cancel()
+                    if time.monotonic() - last_commit >= COMMIT_EVERY_S:
+                        self._commit(fd, job, total, done)
+                        last_commit = time.monotonic()
+                if failure is not None:
+                    raise failure
+            except BaseException:
+                cancel.set()
+                for future in pending:
+                    future.cancel()
+                raise
+            finally:
+                self._commit(fd, job, total, done)
+
+    def _commit(self, fd: int, job: BlobJob, total: int, done: RangeSet) -> None:
+        """Make the ranges done durable, then record them: a crash never leaves a range
+        recorded whose bytes are not on disk."""
+        snapshot = done.ranges
+        _disk(job.path, os.fdatasync, fd)
+        self._save(total, self._range_size, snapshot)
+
+    # --- one range, in a worker thread -----------------------------------------------------
+
+    def _fetch_range(
+        self, job: BlobJob, fd: int, total: int, piece: ByteRange, cancel: threading.Event
+    ) -> ByteRange:
+        last_error = f"{job.what} (bytes {piece}): no endpoint"
+        for round_number in range(ROUNDS):
+            if cancel.is_set():
+                raise _Cancelled
+            link = self._link(job)
+            if isinstance(link, str):
+                last_error = link
+                self._backoff(round_number)
+                continue
+            is_rejected = False
+            for endpoint in link.endpoints:
+                if cancel.is_set():
+                    raise _Cancelled
+                try:
+                    self._get_range(job, endpoint, fd, total, piece, cancel)
+                    return piece
+                except _HttpStatus as status:
+                    last_error = (
+                        f"{job.what} (bytes {piece}): HTTP {status.status} from {endpoint.name}"
+                    )
+                    if status.status in (401, 403):  # the link expired: renew it, go on
+                        self._links.invalidate(job.request, link)
+                        is_rejected = True
+                        break
+                except (UpstreamError, RangeViolation) as exc:
+                    last_error = f"{exc} (endpoint {endpoint.name})"
+            if not is_rejected:
+                self._backoff(round_number)
+        raise _BlobFailed(last_error)
+
+    def _get_range(
+        self,
+        job: BlobJob,
+        endpoint: Endpoint,
+        fd: int,
+        total: int,
+        piece: ByteRange,
+        cancel: threading.Event,
+    ) -> None:
+        url = endpoint.build_url(blob_suffix(endpoint, job.os, job.legacy_build_id, job.name))
+        what = f"{job.what} (bytes {piece})"
+        with self._http.stream(url, what=what, headers={"Range": piece.header()}) as response:
+            if response.status_code in (401, 403, 404):
+                raise _HttpStatus(response.status_code)
+            try:
+                check_partial_response(
+                    piece,
+                    total,
+                    status=response.status_code,
+                    content_range=response.headers.get("Content-Range"),
+                    content_length=response.headers.get("Content-Length"),
+                )
+            except RangeViolation as exc:
+                raise RangeViolation(f"{what}: {exc}") from None
+            position = piece.start
+            for data in self._http.iter_body(response, what=what):
+                if cancel.is_set():
+                    raise _Cancelled
+                if position + len(data) > piece.end:
+                    raise RangeViolation(f"{what}: the body is longer than the range")
+                # One writer at a time: the kernel serialises writes to one file anyway, and
+                # writers queued on its inode lock spin on the CPU; on this lock they sleep.
+                with self._write_lock:
+                    _write_at(fd, data, position, job.path)
+                position += len(data)
+                if self._on_bytes is not None:
+                    self._on_bytes(len(data))
+            if position != piece.end:
+                raise RangeViolation(
+                    f"{what}: the body ended after {position - piece.start} of {piece.length} bytes"
+                )
+
+    def _link(self, job: BlobJob) -> Link | str:
+        """The link, or the error message when it cannot be had right now."""
+        try:
+            return self._links.get(job.request)
+        except (UpstreamError, ManifestError) as exc:
+            return f"{job.what}: {exc}"
+
+    def _backoff(self, round_number: int) -> None:
+        if round_number + 1 < ROUNDS:
+            self._sleep(BACKOFF_S * 2**round_number * (1 + random.random()))
+
+
+# --- the trailing hashers ------------------------------------------------------------------
+
+
+class _Frontier:
+    """How far from offset 0 the blob is on disk, shared by the fetcher and the hashers."""
+
+    def __init__(self, position: int) -> None:
+        self._position = position
+        self._is_cancelled = False
+        self._condition = threading.Condition()
+
+    def advance(self, position: int) -> None:
+        with self._condition:
+            if position > self._position:
+                self._position = position
+                self._condition.notify_all()
+
+    def cancel(self) -> None:
+        with self._condition:
+            self._is_cancelled = True
+            self._condition.notify_all()
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self._is_cancelled
+
+    def wait_beyond(self, position: int) -> int | None:
+        """Block until the frontier passes `position`; None once cancelled."""
+        with self._condition:
+            while not self._is_cancelled and self._position <= position:
+                self._condition.wait()
+            return None if self._is_cancelled else self._position
+
+
+class _Hasher(threading.Thread):
+    """Reads the blob from offset 0 up to the frontier, block by block, and hashes each block
+    twice at once: the whole blob's MD5 in a helper thread, the file records' MD5s here.
+    hashlib releases the GIL, so the two digests use two cores; one read serves both."""
+
+    def __init__(self, fd: int, total: int, frontier: _Frontier, extents: Sequence[Extent]):
+        super().__init__(name="blob-hash", daemon=True)
+        self._fd = fd
+        self._total = total
+        self._frontier = frontier
+        self.whole = hashlib.md5(usedforsecurity=False)
+        self.checker = ExtentChecker(extents)
+        self.error: OSError | None = None
+
+    def run(self) -> None:
+        view = memoryview(bytearray(HASH_BLOCK_BYTES))
+        position = 0
+        try:
+            with ThreadPoolExecutor(1, thread_name_prefix="blob-md5") as helper:
+                while position < self._total:
+                    limit = self._frontier.wait_beyond(position)
+                    if limit is None:
+                        return
+                    while position < limit and not self._frontier.is_cancelled:
+                        count = _read_at(
+                            self._fd, view[: min(len(view), limit - position)], position
+                        )
+                        block = view[:count]
+                        whole = helper.submit(self.whole.update, block)
+                        self.checker.feed(position, block)
+                        whole.result()
+                        position += count
+        except OSError as exc:
+            self.error = exc
+            self._frontier.cancel()
+
+
+def _hash_trailing(
+    fd: int,
+    total: int,
+    extents: Sequence[Extent],
+    frontier: _Frontier,
+    produce: Callable[[], None],
+) -> tuple[str, list[Extent]]:
+    """Run `produce` (which advances `frontier`) while the blob is hashed behind it; return
+    the whole blob's MD5 and the extents whose bytes do not match."""
+    hasher = _Hasher(fd, total, frontier, extents)
+    hasher.start()
+    try:
+        produce()
+        frontier.advance(total)
+        hasher.join()
+    finally:
+        frontier.cancel()
+        hasher.join()
+    if hasher.error is not None:
+        raise StorageError(f"cannot read back a blob being checked ({hasher.error})")
+    return hasher.whole.hexdigest(), hasher.checker.finish()
+
+
+def _read_at(fd: int, view: memoryview, offset: int) -> int:
+    """Fill `view` from `offset` (without allocating when the platform allows)."""
+    if hasattr(os, "preadv"):
+        count = os.preadv(fd, [view], offset)
+    else:  # pragma: no cover - macOS before 11
+        data = os.pread(fd, len(view), offset)
+        view[: len(data)] = data
+        count = len(data)
+    if count <= 0:
+        raise OSError(f"the file ends at {offset} bytes")
+    return count
+
+
+# --- small helpers -------------------------------------------------------------------------
+
+
+def _describe(bad: Sequence[Extent]) -> str:
+    named = ", ".join(
+        f"{e.path} (offset {e.offset}, {e.size} bytes)" for e in bad[:MAX_NAMED_FILES]
+    )
+    more = len(bad) - MAX_NAMED_FILES
+    return f"file {named}" + (f" and {more} more" if more > 0 else "")
+
+
+def _open_partial(partial: Path, what: str) -> int:
+    try:
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(partial, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StorageError(f"{what}: cannot create {partial.name} ({exc.strerror or exc})") from exc
+
+
+def _disk(what: str, call: Callable[..., object], *args: object) -> None:
+    """A failing disk (full, read-only, gone) is a StorageError naming the blob."""
+    try:
+        call(*args)
+    except OSError as exc:
+        raise StorageError(f"{what}: {exc.strerror or exc}") from exc
+
+
+def _write_at(fd: int, data: bytes, offset: int, what: str) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.pwrite(fd, view, offset)
+        except OSError as exc:
+            raise StorageError(f"{what}: cannot write ({exc.strerror or exc})") from exc
+        view = view[written:]
+        offset += written

@@ -19,7 +19,13 @@ import click
 from galaxy_archive import __version__
 from galaxy_archive.app import App
 from galaxy_archive.auth import code_from_redirect
-from galaxy_archive.config import GENERATIONS, OPERATING_SYSTEMS, default_config_path, load
+from galaxy_archive.config import (
+    GENERATIONS,
+    OPERATING_SYSTEMS,
+    default_config_path,
+    load,
+    parse_duration_s,
+)
 from galaxy_archive.dependencies import DependencyMode
 from galaxy_archive.errors import ConfigError, ExitCode, GalaxyArchiveError
 from galaxy_archive.http_client import scrub
@@ -27,6 +33,8 @@ from galaxy_archive.interrupts import stop_on_signals
 from galaxy_archive.output import Progress, print_json, setup_logging
 from galaxy_archive.status import collect_status, format_status
 from galaxy_archive.sync import SyncOptions, run_sync
+from galaxy_archive.verifier import run_verify
+from galaxy_archive.verify_plan import VerifyLevel, VerifyOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -254,6 +262,73 @@ def sync(
                     f"  product {product.product_id}: {product.planned_objects} objects, "
                     f"{product.planned_bytes} bytes"
                 )
+    return report.exit_code
+
+
+def _duration(option: str, text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return parse_duration_s(text)
+    except ValueError as exc:
+        raise ConfigError(f"{option}: {exc}") from None
+
+
+@cli.command()
+@click.argument("product_ids", nargs=-1)
+@click.option("--quick", is_flag=True, help="Presence and size only; reads no file.")
+@click.option(
+    "--deep", is_flag=True, help="Also inflate chunks, parse manifests, check V1 files by offset."
+)
+@click.option(
+    "--max-age", help="Only objects not verified within this long (e.g. 30d), oldest first."
+)
+@click.option("--time-budget", help="Start no new object after this long (e.g. 2h).")
+@click.option(
+    "--repair", is_flag=True, help="Fetch missing and corrupt objects again (needs a login)."
+)
+@click.option(
+    "--workers", type=click.IntRange(1, 64), help="Checking threads (default: one per core)."
+)
+@click.pass_context
+@_exits
+def verify(
+    ctx: click.Context,
+    product_ids: tuple[str, ...],
+    quick: bool,
+    deep: bool,
+    max_age: str | None,
+    time_budget: str | None,
+    repair: bool,
+    workers: int | None,
+) -> ExitCode:
+    """Check stored objects against their recorded sizes and MD5s; record what was proved.
+
+    Corrupt files are moved to <root>/quarantine/ by --repair, never deleted.
+
+    Example (nightly, from cron): galaxy-archive verify --max-age 30d --time-budget 2h
+    """
+    app = _app(ctx)
+    if quick and deep:
+        raise ConfigError("--quick and --deep exclude each other")
+    for product_id in product_ids:
+        if not product_id.isdigit():
+            raise ConfigError(f"{product_id!r} is not a product id")
+    options = VerifyOptions(
+        level=VerifyLevel.QUICK if quick else VerifyLevel.DEEP if deep else VerifyLevel.FULL,
+        product_ids=tuple(dict.fromkeys(product_ids)),
+        max_age_s=_duration("--max-age", max_age),
+        time_budget_s=_duration("--time-budget", time_budget),
+        is_repair=repair,
+        workers=workers or 0,
+    )
+    progress = Progress(is_enabled=None if not app.is_json else False)
+    with stop_on_signals(app.stop, app.abort):
+        report = run_verify(app, options, progress=progress)
+    if app.is_json:
+        print_json(report.to_json())
+    elif app.verbosity >= 0:
+        click.echo(report.summary_line())
     return report.exit_code
 
 

@@ -72,6 +72,11 @@ class Progress:
         self._bytes = 0
         self._last_draw = 0.0
         self._started = time.monotonic()
+        self._total_objects: int | None = None
+
+    def set_total(self, objects: int) -> None:
+        """Known number of objects: the line becomes a bar with a percentage."""
+        self._total_objects = objects
 
     def add_bytes(self, count: int) -> None:
         with self._lock:
@@ -91,9 +96,12 @@ class Progress:
             return
         self._last_draw = now
         rate = self._bytes / max(now - self._started, 1e-6)
-        self._stream.write(
-            f"\r{self._objects} objects, {human_bytes(self._bytes)} ({human_bytes(rate)}/s)   "
-        )
+        done = f"{self._objects} objects"
+        if self._total_objects:
+            share = min(self._objects / self._total_objects, 1.0)
+            bar = "#" * int(share * 20)
+            done = f"[{bar:<20}] {share:4.0%} {self._objects}/{self._total_objects} objects"
+        self._stream.write(f"\r{done}, {human_bytes(self._bytes)} ({human_bytes(rate)}/s)   ")
         self._stream.flush()
 
     def close(self) -> None:

@@ -1,0 +1,258 @@
+"""Check one stored file against what the DB recorded about it. Runs in worker threads.
+
+No DB access here: the main thread hands over a CheckItem (everything the checks need) and
+gets a CheckResult back. Files are read once, in blocks, into a per-thread buffer; hashlib and
+zlib release the GIL on large blocks, so threads use every core.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import os
+import stat
+import threading
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from galaxy_archive.errors import ManifestError
+from galaxy_archive.layout import ObjectKind
+from galaxy_archive.manifests import decode_json, decode_meta
+from galaxy_archive.verify_plan import Check
+
+BLOCK_BYTES = 1 << 20
+# Inflate at most this much per call, so a zlib bomb cannot take the memory.
+INFLATE_STEP_BYTES = 4 << 20
+MAX_EXTENT_PROBLEMS = 20  # named per blob; the count says how many more
+
+
+class Verdict(enum.StrEnum):
+    OK = "ok"
+    MISSING = "missing"
+    CORRUPT = "corrupt"
+    UNPROVEN = "unproven"  # nothing recorded to check the bytes against
+
+
+@dataclass(frozen=True)
+class Extent:
+    """A V1 file inside a blob: its path, where it starts, its size and MD5."""
+
+    path: str
+    offset: int
+    size: int
+    md5: str
+
+
+@dataclass(frozen=True)
+class CheckItem:
+    object_id: int
+    kind: ObjectKind
+    path: str  # relative to the archive root
+    md5: str | None
+    size: int | None
+    checks: frozenset[Check]
+    inflated_md5: str | None = None
+    inflated_size: int | None = None
+    extents: tuple[Extent, ...] = ()
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    item: CheckItem
+    verdict: Verdict
+    detail: str | None = None
+    bytes_read: int = 0
+    bad_extents: tuple[str, ...] = ()  # V1 file paths whose bytes are wrong
+
+
+class _Corrupt(Exception):
+    """A check failed; the message says how."""
+
+
+class ObjectChecker:
+    """Checks files under `root`. Thread-safe: each thread reuses its own read buffer."""
+
+    def __init__(self, root: Path, *, block_bytes: int = BLOCK_BYTES) -> None:
+        self.root = root
+        self._prefix = os.path.join(root, "")  # plain strings: pathlib costs more than a stat
+        self._block_bytes = block_bytes
+        self._local = threading.local()
+
+    def check(self, item: CheckItem) -> CheckResult:
+        return self.check_file(self._prefix + item.path, item)
+
+    def check_file(self, path: str | Path, item: CheckItem) -> CheckResult:
+        """Check `path` (the stored file, or a freshly downloaded temp file) as `item`."""
+        try:
+            found = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return CheckResult(item, Verdict.MISSING, "file is missing")
+        except OSError as exc:
+            return CheckResult(item, Verdict.CORRUPT, f"cannot stat ({exc.strerror})")
+        if not stat.S_ISREG(found.st_mode):
+            return CheckResult(item, Verdict.CORRUPT, "not a regular file")
+        if item.size is not None and found.st_size != item.size:
+            return CheckResult(
+                item, Verdict.CORRUPT, f"size is {found.st_size} bytes, expected {item.size}"
+            )
+        if item.checks <= {Check.SIZE}:
+            return CheckResult(item, Verdict.OK)
+        if item.md5 is None:
+            return CheckResult(item, Verdict.UNPROVEN, "no recorded MD5 to check the bytes against")
+        reader = _Reader(item, self._buffer())
+        try:
+            reader.read(path)
+            bad_extents = reader.finish()
+        except OSError as exc:
+            return CheckResult(
+                item, Verdict.CORRUPT, f"cannot read ({exc.strerror or exc})", reader.size
+            )
+        except _Corrupt as exc:
+            return CheckResult(item, Verdict.CORRUPT, str(exc), reader.size)
+        if bad_extents:
+            shown = ", ".join(bad_extents[:MAX_EXTENT_PROBLEMS])
+            more = len(bad_extents) - MAX_EXTENT_PROBLEMS
+            detail = f"wrong bytes in {len(bad_extents)} file(s): {shown}" + (
+                f" and {more} more" if more > 0 else ""
+            )
+            return CheckResult(item, Verdict.CORRUPT, detail, reader.size, tuple(bad_extents))
+        return CheckResult(item, Verdict.OK, bytes_read=reader.size)
+
+    def _buffer(self) -> bytearray:
+        buffer = getattr(self._local, "buffer", None)
+        if buffer is None:
+            buffer = bytearray(self._block_bytes)
+            self._local.buffer = buffer
+        return buffer
+
+
+class _Reader:
+    """One pass over a file feeding every check the item asks for."""
+
+    def __init__(self, item: CheckItem, buffer: bytearray) -> None:
+        self.item = item
+        self.size = 0
+        self._buffer = buffer
+        self._digest = hashlib.md5(usedforsecurity=False)
+        self._inflater = _Inflater() if Check.INFLATE in item.checks else None
+        self._body: bytearray | None = (
+            bytearray() if item.checks & {Check.META_JSON, Check.JSON} else None
+        )
+        self._extents = _ExtentHasher(item.extents) if Check.EXTENTS in item.checks else None
+
+    def read(self, path: str | Path) -> None:
+        view = memoryview(self._buffer)
+        with open(path, "rb", buffering=0) as handle:
+            while count := handle.readinto(self._buffer):
+                block = view[:count]
+                self._digest.update(block)
+                if self._inflater is not None:
+                    self._inflater.feed(block)
+                if self._body is not None:
+                    self._body += block
+                if self._extents is not None:
+                    self._extents.feed(self.size, block)
+                self.size += count
+
+    def finish(self) -> list[str]:
+        """Raise _Corrupt for a whole-object failure; return the V1 files whose bytes are wrong."""
+        item = self.item
+        if item.size is not None and self.size != item.size:
+            raise _Corrupt(f"read {self.size} bytes, expected {item.size}")
+        md5 = self._digest.hexdigest()
+        if md5 != item.md5:
+            raise _Corrupt(f"MD5 is {md5}, expected {item.md5}")
+        if self._inflater is not None:
+            self._inflater.finish(item.inflated_md5, item.inflated_size)
+        if self._body is not None:
+            _parse(item, bytes(self._body))
+        if self._extents is not None:
+            return self._extents.finish(self.size)
+        return []
+
+
+class _Inflater:
+    """Streaming zlib check: the stream is complete, nothing follows it, and what it inflates
+    to has the recorded MD5 and size."""
+
+    def __init__(self) -> None:
+        self._inflater = zlib.decompressobj(15)
+        self._digest = hashlib.md5(usedforsecurity=False)
+        self.size = 0
+
+    def feed(self, block: memoryview) -> None:
+        data: Any = block
+        try:
+            while data:
+                if self._inflater.eof:
+                    raise _Corrupt("bytes after the end of the zlib stream")
+                out = self._inflater.decompress(data, INFLATE_STEP_BYTES)
+                self._digest.update(out)
+                self.size += len(out)
+                data = self._inflater.unconsumed_tail
+        except zlib.error as exc:
+            raise _Corrupt(f"invalid zlib data ({exc})") from None
+        if self._inflater.unused_data:
+            raise _Corrupt("bytes after the end of the zlib stream")
+
+    def finish(self, expected_md5: str | None, expected_size: int | None) -> None:
+        if not self._inflater.eof:
+            raise _Corrupt("zlib stream is truncated")
+        if expected_size is not None and self.size != expected_size:
+            raise _Corrupt(f"inflates to {self.size} bytes, expected {expected_size}")
+        md5 = self._digest.hexdigest()
+        if expected_md5 is not None and md5 != expected_md5:
+            raise _Corrupt(f"inflated MD5 is {md5}, expected {expected_md5}")
+
+
+class _ExtentHasher:
+    """Hashes every extent (a V1 file at an offset in a blob) during the blob's single read."""
+
+    def __init__(self, extents: tuple[Extent, ...]) -> None:
+        self._pending = sorted(extents, key=lambda e: (e.offset, e.size), reverse=True)
+        self._active: list[tuple[Extent, Any]] = []
+        self._bad: list[str] = []
+
+    def feed(self, position: int, block: memoryview) -> None:
+        end = position + len(block)
+        while self._pending and self._pending[-1].offset < end:
+            self._active.append((self._pending.pop(), hashlib.md5(usedforsecurity=False)))
+        still_active = []
+        for extent, digest in self._active:
+            start = max(extent.offset, position) - position
+            stop = min(extent.offset + extent.size, end) - position
+            if stop > start:
+                digest.update(block[start:stop])
+            if extent.offset + extent.size <= end:
+                self._settle(extent, digest)
+            else:
+                still_active.append((extent, digest))
+        self._active = still_active
+
+    def finish(self, blob_size: int) -> list[str]:
+        for extent, _digest in self._active:
+            self._bad.append(f"{extent.path} (ends past the blob's {blob_size} bytes)")
+        for extent in reversed(self._pending):
+            if extent.size == 0 and extent.offset <= blob_size:
+                self._settle(extent, hashlib.md5(usedforsecurity=False))
+            else:
+                self._bad.append(f"{extent.path} (ends past the blob's {blob_size} bytes)")
+        return self._bad
+
+    def _settle(self, extent: Extent, digest: Any) -> None:
+        md5 = digest.hexdigest()
+        if md5 != extent.md5:
+            self._bad.append(f"{extent.path} (offset {extent.offset}, MD5 {md5} != {extent.md5})")
+
+
+def _parse(item: CheckItem, body: bytes) -> None:
+    what = f"{item.kind} {item.path}"
+    try:
+        if Check.META_JSON in item.checks:
+            decode_meta(body, what)
+        else:
+            decode_json(body, what)
+    except ManifestError as exc:
+        raise _Corrupt(f"does not parse: {exc}") from None

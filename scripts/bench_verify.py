@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""Benchmark `verify` (issue 5): throughput against `md5sum` run as 2 processes, --quick over
+100,000 objects, peak RSS.
+
+An archive of real zlib chunks (>= 2 GB stored: about 8 MiB chunks and many small ones, with
+their DB rows as sync records them) is written directly, which is much faster than syncing
+it. In one run, warm (the page cache holds the whole archive; nothing can drop it here) and
+alternating in ABBA order, `find v2 -type f -print0 | xargs -0 -P 2 -n 64 md5sum` and
+`galaxy-archive verify` (the default level, every object re-hashed and re-stamped) each run
+ROUNDS times; the median of the per-round throughput ratios is printed, with the CPU time of
+both and the fixed cost of a verify process (a run over an empty archive). Then an archive of
+100,000 small objects is checked with `verify --quick` (tree walk included) and, for
+reference, the default level.
+
+    python scripts/bench_verify.py [--gib 2.0] [--rounds 7] [--quick-objects 100000] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchlib import REPO, galaxy_archive, mib_per_s
+
+from galaxy_archive.layout import ObjectKind, cas_path
+from galaxy_archive.statedb import iso, open_db
+
+MIB = 2**20
+ROUNDS = 7
+BIG_CHUNK_BYTES = 8 * MIB
+SMALL_CHUNKS = 3000
+
+
+# Like benchlib.run_timed (a small Python process in between, so the peak RSS is the measured
+# command's own), plus the CPU seconds it and its children used: on a shared machine the wall
+# time is noisy, the CPU time much less so.
+_WRAPPER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+children = os.times()
+with open(sys.argv[1], "w") as out:
+    out.write(f"{usage.ru_maxrss * 1024} {children.children_user + children.children_system}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@dataclass(frozen=True)
+class Measured:
+    seconds: float
+    cpu_seconds: float
+    peak_rss_bytes: int
+    returncode: int
+
+
+def run_measured(command: list[str]) -> Measured:
+    with tempfile.NamedTemporaryFile("r") as report:
+        started = time.monotonic()
+        completed = subprocess.run(
+            [sys.executable, "-c", _WRAPPER, report.name, *command],
+            check=False,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+        )
+        elapsed = time.monotonic() - started
+        rss, cpu = report.read().split()
+    return Measured(elapsed, float(cpu), int(rss), completed.returncode)
+
+
+def _chunk(seed: int, raw_size: int) -> tuple[bytes, str, int]:
+    """A zlib chunk like GOG's: half random, half repetitive (deflates to about half)."""
+    rng = hashlib.sha256(seed.to_bytes(8, "big")).digest()
+    random_part = os.urandom(raw_size // 2)
+    raw = random_part + (rng * (raw_size // 64 + 1))[: raw_size - len(random_part)]
+    return zlib.compress(raw, 1), hashlib.md5(raw).hexdigest(), len(raw)
+
+
+def _write_chunk(root: Path, job: tuple[int, int]) -> tuple[str, str, int, str, int]:
+    seed, raw_size = job
+    body, raw_md5, size = _chunk(seed, raw_size)
+    md5 = hashlib.md5(body).hexdigest()
+    path = root / cas_path(ObjectKind.STORE, md5)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body)
+    return cas_path(ObjectKind.STORE, md5), md5, len(body), raw_md5, size
+
+
+def _jobs(stored_target: int) -> Iterator[tuple[int, int]]:
+    """Big chunks until about the target (at about 50% deflation), then the small ones."""
+    seed = 0
+    for _ in range(int(stored_target / (BIG_CHUNK_BYTES * 0.5)) + 1):
+        seed += 1
+        yield seed, BIG_CHUNK_BYTES + (seed % 5) * 100_000
+    for small in range(SMALL_CHUNKS):
+        seed += 1
+        yield seed, 2_000 + small * 13
+
+
+def make_archive(root: Path, jobs: Iterator[tuple[int, int]], workers: int = 2) -> int:
+    """Write chunk files and their DB rows (state verified, as sync leaves them)."""
+    root.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    db = open_db(root / "archive.db", now=now)
+    stamp = iso(now - 90 * 86400)
+    total = 0
+    with ProcessPoolExecutor(workers) as pool:
+        rows = []
+        for path, md5, size, raw_md5, raw_size in pool.map(
+            _write_chunk, itertools.repeat(root), jobs, chunksize=16
+        ):
+            rows.append(
+                (
+                    ObjectKind.STORE.value,
+                    path,
+                    md5,
+                    size,
+                    raw_md5,
+                    raw_size,
+                    "1207658930",
+                    stamp,
+                    stamp,
+                    stamp,
+                )
+            )
+            total += size
+    db.conn.executemany(
+        "INSERT INTO objects (kind, path, md5, size, inflated_md5, inflated_size, state, "
+        "product_id, fetched_at, verified_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, 'verified', ?, ?, ?, ?)",
+        rows,
+    )
+    db.conn.commit()
+    db.close()
+    return total
+
+
+def write_config(path: Path, root: Path) -> Path:
+    path.write_text(f'[archive]\nroot = "{root}"\n')
+    return path
+
+
+def bench_throughput(workdir: Path, stored_target: int, rounds: int) -> None:
+    root = workdir / "big"
+    print(f"writing about {stored_target / 2**30:.2f} GiB of zlib chunks ...", flush=True)
+    total = make_archive(root, _jobs(stored_target))
+    files = sum(1 for _ in (root / "v2").rglob("*") if _.is_file())
+    print(f"archive: {files} objects, {total / MIB:.0f} MiB stored")
+    config = write_config(workdir / "big.toml", root)
+    md5sum = [
+        "bash",
+        "-c",
+        f"find {root}/v2 -type f -print0 | xargs -0 -P 2 -n 64 md5sum > /dev/null",
+    ]
+    verify = galaxy_archive(config, "-q", "verify")
+    # The fixed cost of a verify run: interpreter, imports, DB open, plan, run record.
+    empty = workdir / "empty"
+    open_db(empty / "archive.db", now=time.time()).close()
+    verify_empty = galaxy_archive(write_config(workdir / "empty.toml", empty), "-q", "verify")
+    run_measured(md5sum)  # warm the page cache, then alternate (ABBA: no side always first)
+    theirs_runs, ours_runs, fixed_runs = [], [], []
+    for number in range(1, rounds + 1):
+        if number % 2:
+            theirs, ours = run_measured(md5sum), run_measured(verify)
+        else:
+            ours, theirs = run_measured(verify), run_measured(md5sum)
+        fixed_runs.append(run_measured(verify_empty))
+        assert theirs.returncode == 0 and ours.returncode == 0, "a run failed"
+        theirs_runs.append(theirs)
+        ours_runs.append(ours)
+        print(
+            f"round {number}: md5sum -P 2 {theirs.seconds:5.2f} s "
+            f"({mib_per_s(total, theirs.seconds):6.1f} MiB/s, CPU {theirs.cpu_seconds:5.2f} s) | "
+            f"verify {ours.seconds:5.2f} s ({mib_per_s(total, ours.seconds):6.1f} MiB/s, "
+            f"CPU {ours.cpu_seconds:5.2f} s, peak RSS {ours.peak_rss_bytes / MIB:.0f} MiB) | "
+            f"ratio {theirs.seconds / ours.seconds:.2f}  load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
+    ratios = [t.seconds / o.seconds for t, o in zip(theirs_runs, ours_runs, strict=True)]
+    best = min(t.seconds for t in theirs_runs) / min(o.seconds for o in ours_runs)
+    cpu = statistics.median(t.cpu_seconds for t in theirs_runs) / statistics.median(
+        o.cpu_seconds for o in ours_runs
+    )
+    fixed = statistics.median(f.seconds for f in fixed_runs)
+    hashing = statistics.median(
+        t.seconds / (o.seconds - fixed) for t, o in zip(theirs_runs, ours_runs, strict=True)
+    )
+    print(
+        f"RATIO verify/md5sum throughput: median of {rounds} rounds {statistics.median(ratios):.2f}"
+        f", best against best {best:.2f}  (target >= 0.90); CPU-time ratio {cpu:.2f}"
+    )
+    print(
+        f"fixed cost of a verify run (0 objects: interpreter, imports, DB): {fixed:.2f} s; "
+        f"ratio without it {hashing:.2f}"
+    )
+    print(
+        f"peak RSS of verify: {max(o.peak_rss_bytes for o in ours_runs) / MIB:.0f} MiB"
+        "  (target < 200 MiB)"
+    )
+    deep = run_measured(galaxy_archive(config, "-q", "verify", "--deep"))
+    assert deep.returncode == 0, "verify --deep failed"
+    print(
+        f"for reference, verify --deep (inflate every chunk too): {deep.seconds:.2f} s, "
+        f"{mib_per_s(total, deep.seconds):.1f} MiB/s, peak RSS {deep.peak_rss_bytes / MIB:.0f} MiB"
+    )
+
+
+def _small_jobs(count: int) -> Iterator[tuple[int, int]]:
+    for seed in range(count):
+        yield 10**7 + seed, 200
+
+
+def bench_quick(workdir: Path, count: int) -> None:
+    root = workdir / "small"
+    print(f"writing {count} small objects ...", flush=True)
+    make_archive(root, _small_jobs(count))
+    config = write_config(workdir / "small.toml", root)
+    quick = run_measured(galaxy_archive(config, "-q", "verify", "--quick"))
+    assert quick.returncode == 0, "verify --quick failed"
+    print(
+        f"verify --quick over {count} objects (tree walk included): {quick.seconds:.2f} s "
+        f"(target < 10 s), peak RSS {quick.peak_rss_bytes / MIB:.0f} MiB"
+    )
+    full = run_measured(galaxy_archive(config, "-q", "verify"))
+    assert full.returncode == 0, "verify failed"
+    print(
+        f"for reference, verify (default level) over the same: {full.seconds:.2f} s, "
+        f"peak RSS {full.peak_rss_bytes / MIB:.0f} MiB"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gib", type=float, default=2.0, help="GiB of stored chunks")
+    parser.add_argument("--quick-objects", type=int, default=100_000, help="0: skip")
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--workdir", type=Path)
+    args = parser.parse_args()
+    print(f"cores: {os.cpu_count()}; load average before: {os.getloadavg()}")
+    with tempfile.TemporaryDirectory(dir=args.workdir) as scratch:
+        workdir = Path(scratch)
+        bench_throughput(workdir, int(args.gib * 2**30), args.rounds)
+        if args.quick_objects:
+            bench_quick(workdir, args.quick_objects)
+    print(f"load average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

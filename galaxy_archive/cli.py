@@ -32,7 +32,8 @@ from galaxy_archive.http_client import scrub
 from galaxy_archive.interrupts import stop_on_signals
 from galaxy_archive.output import Progress, print_json, setup_logging
 from galaxy_archive.status import collect_status, format_status
-from galaxy_archive.sync import SyncOptions, run_sync
+from galaxy_archive.sync import SyncOptions
+from galaxy_archive.sync_run import run_sync
 from galaxy_archive.verifier import run_verify
 from galaxy_archive.verify_plan import VerifyLevel, VerifyOptions
 

@@ -87,15 +87,23 @@ class Archive:
         """The CLI as a separate process (for signals, kill -9 and real stdin)."""
         return subprocess.run(
             [sys.executable, "-m", "galaxy_archive", "--config", str(self.config_path), *args],
-            capture_output=True, text=True, stdin=subprocess.DEVNULL, cwd=REPO,
-            timeout=kwargs.pop("timeout", 120), check=False, **kwargs,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO,
+            timeout=kwargs.pop("timeout", 120),
+            check=False,
+            **kwargs,
         )
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, "-m", "galaxy_archive", "--config", str(self.config_path), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-            text=True, cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            cwd=REPO,
         )
 
     def login(self) -> None:

@@ -18,7 +18,8 @@ from galaxy_archive.app import App
 from galaxy_archive.config import load
 from galaxy_archive.dependencies import DependencyMode
 from galaxy_archive.manifests import decode_meta, parse_depot_manifest
-from galaxy_archive.sync import SyncOptions, run_sync
+from galaxy_archive.sync import SyncOptions
+from galaxy_archive.sync_run import run_sync
 from tests.conftest import Archive
 from tests.fakegalaxy import FakeGalaxy, Patch, V2Build, World, galaxy_path, md5_hex, random_bytes
 from tests.fakegalaxy import zlib_json as fake_zlib_json
@@ -37,14 +38,24 @@ def patched_world() -> tuple[World, list[V2Build]]:
         "readme.txt": b"version 1\n" * 10,
     }
     builds = [
-        world.add_v2_build(PID, files=base, dlcs={DLC: {"dlc\\extra.pak": random_bytes(60_000, 3)}},
-                           chunk_size=64 * 1024),
-        world.add_v2_build(PID, files={**base, "bin\\game.exe": random_bytes(120_000, 4)},
-                           dlcs={DLC: {"dlc\\extra.pak": random_bytes(60_000, 5)}},
-                           chunk_size=64 * 1024),
-        world.add_v2_build(PID, files={**base, "data\\main.pak": random_bytes(150_000, 6)},
-                           dlcs={DLC: {"dlc\\extra.pak": random_bytes(60_000, 5)}},
-                           chunk_size=64 * 1024),
+        world.add_v2_build(
+            PID,
+            files=base,
+            dlcs={DLC: {"dlc\\extra.pak": random_bytes(60_000, 3)}},
+            chunk_size=64 * 1024,
+        ),
+        world.add_v2_build(
+            PID,
+            files={**base, "bin\\game.exe": random_bytes(120_000, 4)},
+            dlcs={DLC: {"dlc\\extra.pak": random_bytes(60_000, 5)}},
+            chunk_size=64 * 1024,
+        ),
+        world.add_v2_build(
+            PID,
+            files={**base, "data\\main.pak": random_bytes(150_000, 6)},
+            dlcs={DLC: {"dlc\\extra.pak": random_bytes(60_000, 5)}},
+            chunk_size=64 * 1024,
+        ),
     ]
     beta = [
         world.add_v2_build(PID, branch="beta", files={"beta.bin": random_bytes(30_000, 7)}),
@@ -65,8 +76,11 @@ def v2_tree(world: World, **kw: object) -> dict[str, bytes]:
 
 
 def index_requests(server: FakeGalaxy) -> list[dict[str, str]]:
-    return [r.query for r in server.requests
-            if r.role == "content_system" and r.path.endswith("/patches")]
+    return [
+        r.query
+        for r in server.requests
+        if r.role == "content_system" and r.path.endswith("/patches")
+    ]
 
 
 def test_sync_archives_patches_byte_for_byte(
@@ -82,24 +96,39 @@ def test_sync_archives_patches_byte_for_byte(
     report = json.loads(result.stdout)
     assert report["patches"] == {"asked": 3, "patch": 3, "complete": 3}
 
-    rows = archive.db_rows("SELECT from_build_id, to_build_id, os, branch, outcome, state, "
-                           "patch_id FROM patches ORDER BY branch, from_build_id")
+    rows = archive.db_rows(
+        "SELECT from_build_id, to_build_id, os, branch, outcome, state, "
+        "patch_id FROM patches ORDER BY branch, from_build_id"
+    )
     first = world.patch(PID, builds[0].build_id, builds[1].build_id)
     assert first is not None
-    assert (builds[0].build_id, builds[1].build_id, "windows", None, "patch", "complete",
-            first.patch_id) in rows
+    assert (
+        builds[0].build_id,
+        builds[1].build_id,
+        "windows",
+        None,
+        "patch",
+        "complete",
+        first.patch_id,
+    ) in rows
     assert len(rows) == 3 and {r[3] for r in rows} == {None, "beta"}
     # the raw index answers are kept with when they were asked
-    bodies = archive.db_rows("SELECT q.status, q.asked_at, b.body FROM patch_queries q "
-                             "JOIN json_bodies b ON b.md5 = q.body_md5")
+    bodies = archive.db_rows(
+        "SELECT q.status, q.asked_at, b.body FROM patch_queries q "
+        "JOIN json_bodies b ON b.md5 = q.body_md5"
+    )
     assert len(bodies) == 3 and all(status == 200 for status, _, _ in bodies)
     assert any(json.loads(body)["id"] == first.patch_id for _, _, body in bodies)
     # chunks came through the secure link with root /patches/store, under their product
-    assert any(q.get("root") == "/patches/store" for q in
-               (r.query for r in server.requests if r.path.endswith("/secure_link")))
-    chunks = archive.db_rows("SELECT o.product_id, o.endpoint, o.source_url, p.product_id "
-                             "FROM objects o JOIN object_products p ON p.object_id = o.id "
-                             "WHERE o.kind = 'patch_store'")
+    assert any(
+        q.get("root") == "/patches/store"
+        for q in (r.query for r in server.requests if r.path.endswith("/secure_link"))
+    )
+    chunks = archive.db_rows(
+        "SELECT o.product_id, o.endpoint, o.source_url, p.product_id "
+        "FROM objects o JOIN object_products p ON p.object_id = o.id "
+        "WHERE o.kind = 'patch_store'"
+    )
     assert {row[0] for row in chunks} == {PID, DLC}
     for product, endpoint, source_url, linked in chunks:
         assert product == linked and endpoint == "fastly"
@@ -136,8 +165,10 @@ def test_sync_accepts_the_from_to_index_keys(
 
 
 def _two_builds(world: World) -> tuple[V2Build, V2Build]:
-    return (world.add_v2_build(PID, files={"a.bin": random_bytes(20_000, 1)}),
-            world.add_v2_build(PID, files={"a.bin": random_bytes(20_000, 2)}))
+    return (
+        world.add_v2_build(PID, files={"a.bin": random_bytes(20_000, 1)}),
+        world.add_v2_build(PID, files={"a.bin": random_bytes(20_000, 2)}),
+    )
 
 
 def test_sync_no_patch_is_asked_again_only_after_the_interval(
@@ -160,7 +191,8 @@ def test_sync_no_patch_is_asked_again_only_after_the_interval(
     assert sync_after(0) == 0
     assert len(index_requests(server)) == 1
     assert archive.db_rows("SELECT outcome, state, patch_id FROM patches") == [
-        ("no_patch", "none", None)]
+        ("no_patch", "none", None)
+    ]
 
     world.add_patch(PID, old, new)  # GOG makes a patch later
     assert sync_after(6.9) == 0
@@ -169,7 +201,8 @@ def test_sync_no_patch_is_asked_again_only_after_the_interval(
 
     assert sync_after(7.1) == 0
     assert index_requests(server) == [
-        {"_version": "4", "from_build_id": old.build_id, "to_build_id": new.build_id}]
+        {"_version": "4", "from_build_id": old.build_id, "to_build_id": new.build_id}
+    ]
     assert archive.db_rows("SELECT outcome, state FROM patches") == [("patch", "complete")]
     asked = archive.db_rows("SELECT outcome, asked_at FROM patch_queries ORDER BY id")
     assert [a[0] for a in asked] == ["no_patch", "patch"] and asked[0][1] < asked[1][1]
@@ -206,7 +239,8 @@ def test_sync_records_an_empty_patch_and_goes_on(
     assert archive.tree() == v2_tree(world)
     assert archive.tree()[f"v2/patches/meta/{galaxy_path(patch.patch_id)}"] == zlib.compress(b"{}")
     assert archive.db_rows("SELECT outcome, state, patch_id FROM patches") == [
-        ("empty", "complete", patch.patch_id)]
+        ("empty", "complete", patch.patch_id)
+    ]
     assert json.loads(result.stdout)["patches"] == {"asked": 1, "empty": 1}
     server.clear_requests()
     assert archive.run("sync", PID, "--generation", "2").exit_code == 0
@@ -218,7 +252,8 @@ def _put_root(world: World, old: V2Build, new: V2Build, raw: bytes, patch_id: st
     patch_id = patch_id or md5_hex(raw)
     world.patch_meta[patch_id] = raw
     world.patches[(PID, old.build_id, new.build_id)] = Patch(
-        PID, old.build_id, new.build_id, patch_id, raw, [])
+        PID, old.build_id, new.build_id, patch_id, raw, []
+    )
     return patch_id
 
 
@@ -241,8 +276,12 @@ def test_sync_records_invalid_and_unsupported_patch_roots_and_goes_on(
     assert f"patch root {bsdiff}" in problems and "'bsdiff' is not supported" in problems
     assert "ZZZZ" in problems and "is not a 32-hex MD5" in problems
     outcomes = dict(archive.db_rows("SELECT from_build_id, outcome FROM patches"))
-    assert outcomes == {builds[0].build_id: "invalid", builds[1].build_id: "unsupported",
-                        builds[2].build_id: "patch", builds[3].build_id: "error"}
+    assert outcomes == {
+        builds[0].build_id: "invalid",
+        builds[1].build_id: "unsupported",
+        builds[2].build_id: "patch",
+        builds[3].build_id: "error",
+    }
     tree = archive.tree()
     assert f"v2/patches/meta/{galaxy_path(garbage)}" not in tree  # never written
     assert tree[f"v2/patches/meta/{galaxy_path(bsdiff)}"] == bsdiff_root  # GOG's bytes, kept
@@ -269,8 +308,9 @@ def test_sync_pairs_run_over_every_recorded_build_listed_or_not(
     assert index_requests(server) == []  # both pairs were answered already
     assert archive.tree() == v2_tree(world, include_delisted=True)
     pairs = archive.db_rows("SELECT from_build_id, to_build_id FROM patches WHERE branch IS NULL")
-    assert sorted(pairs) == sorted([(builds[0].build_id, builds[1].build_id),
-                                    (builds[1].build_id, builds[2].build_id)])
+    assert sorted(pairs) == sorted(
+        [(builds[0].build_id, builds[1].build_id), (builds[1].build_id, builds[2].build_id)]
+    )
 
 
 def test_sync_no_patches_option_and_config(
@@ -362,8 +402,19 @@ def test_sync_archives_a_real_xdelta3_patch_that_applies(
     target = bytes(target)
     (tmp_path / "source").write_bytes(source)
     (tmp_path / "target").write_bytes(target)
-    subprocess.run([xdelta3, "-e", "-f", "-s", str(tmp_path / "source"), str(tmp_path / "target"),
-                    str(tmp_path / "delta")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            xdelta3,
+            "-e",
+            "-f",
+            "-s",
+            str(tmp_path / "source"),
+            str(tmp_path / "target"),
+            str(tmp_path / "delta"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     delta = (tmp_path / "delta").read_bytes()
 
     world = World(seed=12)
@@ -378,20 +429,33 @@ def test_sync_archives_a_real_xdelta3_patch_that_applies(
 
     # From the archive alone: the patch depot manifest's DepotDiff, its chunks in order.
     depot_md5 = archive.db_rows(
-        "SELECT o.md5 FROM patch_depots pd JOIN objects o ON o.id = pd.manifest_object_id")
+        "SELECT o.md5 FROM patch_depots pd JOIN objects o ON o.id = pd.manifest_object_id"
+    )
     assert len(depot_md5) == 1
     manifest_path = archive.root / "v2/patches/meta" / galaxy_path(depot_md5[0][0])
     manifest = parse_depot_manifest(decode_meta(manifest_path.read_bytes(), "m"), "m")
     (diff,) = manifest.diffs
     assert len(diff.chunks) > 1
     archived_delta = b"".join(
-        zlib.decompress((archive.root / "v2/patches/store" / galaxy_path(c.compressed_md5))
-                        .read_bytes())
-        for c in diff.chunks)
+        zlib.decompress(
+            (archive.root / "v2/patches/store" / galaxy_path(c.compressed_md5)).read_bytes()
+        )
+        for c in diff.chunks
+    )
     (tmp_path / "archived.delta").write_bytes(archived_delta)
-    subprocess.run([xdelta3, "-d", "-f", "-s", str(tmp_path / "source"),
-                    str(tmp_path / "archived.delta"), str(tmp_path / "out")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            xdelta3,
+            "-d",
+            "-f",
+            "-s",
+            str(tmp_path / "source"),
+            str(tmp_path / "archived.delta"),
+            str(tmp_path / "out"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     out_md5 = hashlib.md5((tmp_path / "out").read_bytes()).hexdigest()
     assert out_md5 == diff.md5_target == md5_hex(target)
     assert diff.md5_source == md5_hex(source)
@@ -401,9 +465,11 @@ def test_sync_patches_and_dependencies_survive_faults_without_leaking_secrets(
     serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
 ) -> None:
     world, builds = patched_world()
-    world.set_dependencies("59705672826648994", {
-        "MSVC2019": {"__redist\\MSVC2019\\VC_redist.x64.exe": random_bytes(80_000, 30)}},
-        chunk_size=16 * 1024)
+    world.set_dependencies(
+        "59705672826648994",
+        {"MSVC2019": {"__redist\\MSVC2019\\VC_redist.x64.exe": random_bytes(80_000, 30)}},
+        chunk_size=16 * 1024,
+    )
     server = serve(world, link_ttl_s=3600)
     archive = make_archive(server)
     server.faults.configure(rate=0.05, kinds=["500", "503", "reset", "truncate", "short"], seed=4)
@@ -416,8 +482,11 @@ def test_sync_patches_and_dependencies_survive_faults_without_leaking_secrets(
     result = archive.run("--json", "sync", PID, "--generation", "2")
     assert result.exit_code == 0, result.output
     injected = {(f.kind, f.path.rsplit("/", 1)[-1]) for f in server.faults.injected}
-    assert {("truncate", "patches"), ("reset", "repository"),
-            ("corrupt", patch.depots[0].chunks[0])} <= injected
+    assert {
+        ("truncate", "patches"),
+        ("reset", "repository"),
+        ("corrupt", patch.depots[0].chunks[0]),
+    } <= injected
     assert archive.tree() == v2_tree(world, include_dependencies="referenced")
     secrets = {q["wsSecret"] for q in (r.query for r in server.requests) if "wsSecret" in q}
     for request in server.requests:

@@ -31,16 +31,20 @@ OTHER = "1423049311"
 
 
 def v2_tree(world: World, **kw: object) -> dict[str, bytes]:
-    expected = world.expected_tree(generations=(2,), include_patches=False,
-                                   include_dependencies=False, **kw)  # type: ignore[arg-type]
+    expected = world.expected_tree(
+        generations=(2,), include_patches=False, include_dependencies=False, **kw
+    )  # type: ignore[arg-type]
     return {k: v for k, v in expected.items() if k.startswith("v2/")}
 
 
 def medium_world(size: int = 3_000_000) -> World:
     world = World(seed=11)
-    world.add_v2_build(PID, files={f"data\\f{i}.bin": random_bytes(size // 6, i) for i in range(6)},
-                       small_files={f"s{i}.txt": b"x" * (i + 10) for i in range(4)},
-                       chunk_size=128 * 1024)
+    world.add_v2_build(
+        PID,
+        files={f"data\\f{i}.bin": random_bytes(size // 6, i) for i in range(6)},
+        small_files={f"s{i}.txt": b"x" * (i + 10) for i in range(4)},
+        chunk_size=128 * 1024,
+    )
     world.add_v2_build(OTHER, files={"game.exe": random_bytes(400_000, 99)}, chunk_size=128 * 1024)
     return world
 
@@ -98,8 +102,12 @@ def test_sync_fails_over_to_the_next_cdn_endpoint(
     result = archive.run("sync", PID, "--generation", "2")
     assert result.exit_code == 0, result.output
     assert archive.tree() == v2_tree(world, products=[PID])
-    endpoints = {row[0] for row in archive.db_rows(
-        "SELECT endpoint FROM objects WHERE kind = 'store' AND state = 'verified'")}
+    endpoints = {
+        row[0]
+        for row in archive.db_rows(
+            "SELECT endpoint FROM objects WHERE kind = 'store' AND state = 'verified'"
+        )
+    }
     assert endpoints == {"gcore"}
 
 
@@ -122,8 +130,25 @@ def _set_repository(world: World, build: V2Build, raw: bytes) -> None:
 
 
 def _depot_doc(path: str, chunk_md5: str = "0" * 32) -> dict:
-    return {"version": 2, "depot": {"items": [{"type": "DepotFile", "path": path, "chunks": [
-        {"compressedMd5": chunk_md5, "compressedSize": 10, "md5": "1" * 32, "size": 20}]}]}}
+    return {
+        "version": 2,
+        "depot": {
+            "items": [
+                {
+                    "type": "DepotFile",
+                    "path": path,
+                    "chunks": [
+                        {
+                            "compressedMd5": chunk_md5,
+                            "compressedSize": 10,
+                            "md5": "1" * 32,
+                            "size": 20,
+                        }
+                    ],
+                }
+            ]
+        },
+    }
 
 
 HOSTILE_DEPOTS = {
@@ -131,14 +156,17 @@ HOSTILE_DEPOTS = {
     "absolute": zlib_json(_depot_doc("/tmp/evil.txt")),
     "non_hex": zlib_json(_depot_doc("ok.txt", "../../../../../evil/aaaaaaaaaaaaaaaaaaaa")),
     "invalid_zlib": b"\x78\x9c" + b"\xde\xad\xbe\xef" * 20,
-    "wrong_types": zlib_json({"depot": {"items": [{"type": "DepotFile", "path": 7,
-                                                    "chunks": "lots"}]}}),
+    "wrong_types": zlib_json(
+        {"depot": {"items": [{"type": "DepotFile", "path": 7, "chunks": "lots"}]}}
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE_DEPOTS))
 def test_sync_hostile_depot_manifest_is_named_and_contained(
-    case: str, tmp_path: Path, serve: Callable[..., FakeGalaxy],
+    case: str,
+    tmp_path: Path,
+    serve: Callable[..., FakeGalaxy],
     make_archive: Callable[..., Archive],
 ) -> None:
     world = medium_world(200_000)
@@ -183,7 +211,8 @@ def test_sync_chunk_that_never_matches_its_hash_is_not_stored(
     assert not any(p.name == victim for p in archive.root.rglob("*"))
     assert temp_files(archive.root) == []
     assert archive.db_rows("SELECT state FROM builds WHERE product_id = ?", OTHER) == [
-        ("complete",)]
+        ("complete",)
+    ]
     row = archive.db_rows("SELECT state, error FROM objects WHERE md5 = ?", victim)[0]
     assert row[0] == "missing" and "MD5" in row[1]
 
@@ -224,8 +253,9 @@ def test_sync_never_leaks_tokens_or_signed_urls(
     server.faults.configure(rate=0.15, kinds=["503", "reset", "corrupt"], seed=2)
     victim = next(h for h in sorted(world.store) if PID in world.store_owners[h])
     server.faults.always(victim, "corrupt")  # a failure, reported with detail
-    result = archive.run_process("-vv", "--json", "sync", PID, "--generation", "2",
-                                 "--password", "hunter2secret")
+    result = archive.run_process(
+        "-vv", "--json", "sync", PID, "--generation", "2", "--password", "hunter2secret"
+    )
     assert result.returncode == 1
     tokens = json.loads(archive.token_file.read_text())
     secrets = {tokens["access_token"], tokens["refresh_token"], "hunter2secret"}
@@ -235,13 +265,15 @@ def test_sync_never_leaks_tokens_or_signed_urls(
                 secrets.add(str(value))
         secrets.update(re.findall(r"token=([0-9a-f]{16,})", request.path))
     assert len(secrets) > 4
-    haystacks = {"stdout": result.stdout, "stderr": result.stderr,
-                 "log": log_file.read_text(), "db": archive.db_dump()}
+    haystacks = {
+        "stdout": result.stdout,
+        "stderr": result.stderr,
+        "log": log_file.read_text(),
+        "db": archive.db_dump(),
+    }
     assert f"chunk {victim}" in haystacks["log"] and f"chunk {victim}" in result.stderr
     for name, text in haystacks.items():
         for secret in secrets:
             if secret in (PID, "46899977096215655") or secret.isdigit():
                 continue
             assert secret not in text, f"a secret leaked into {name}"
-
-

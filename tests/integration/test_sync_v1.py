@@ -47,8 +47,9 @@ def v1_world(size: int = 600_000, *, padding: int = 0, dlc: bool = True) -> Worl
 
 
 def v1_tree(world: World, **kw: object) -> dict[str, bytes]:
-    expected = world.expected_tree(generations=(1,), include_patches=False,
-                                   include_dependencies=False, **kw)  # type: ignore[arg-type]
+    expected = world.expected_tree(
+        generations=(1,), include_patches=False, include_dependencies=False, **kw
+    )  # type: ignore[arg-type]
     return {k: v for k, v in expected.items() if k.startswith("v1/")}
 
 
@@ -63,8 +64,11 @@ def blob_path(build: V1Build, product_id: str = PID) -> str:
 
 
 def blob_bytes_sent(server: FakeGalaxy) -> int:
-    return sum(r.bytes_sent for r in list(server.requests)
-               if r.method == "GET" and r.path.endswith("/main.bin"))
+    return sum(
+        r.bytes_sent
+        for r in list(server.requests)
+        if r.method == "GET" and r.path.endswith("/main.bin")
+    )
 
 
 def ranged_archive(make_archive: Callable[..., Archive], server: FakeGalaxy) -> Archive:
@@ -91,17 +95,24 @@ def test_sync_v1_mirrors_builds_byte_for_byte(
         rows = archive.db_rows(
             'SELECT e.path, e."offset", e.size, e.md5 FROM v1_extents e '
             "JOIN objects o ON o.id = e.blob_object_id WHERE o.path = ?",
-            blob_path(build, depot.product_id))
-        assert set(rows) == {(path.lstrip("/"), depot.offsets[path], len(data), md5_hex(data))
-                             for path, data in depot.files.items() if data}
+            blob_path(build, depot.product_id),
+        )
+        assert set(rows) == {
+            (path.lstrip("/"), depot.offsets[path], len(data), md5_hex(data))
+            for path, data in depot.files.items()
+            if data
+        }
     blob = build.blobs[PID]
-    assert archive.db_rows("SELECT md5, size, state, product_id FROM objects WHERE path = ?",
-                           blob_path(build)) == [(md5_hex(blob), len(blob), "verified", PID)]
+    assert archive.db_rows(
+        "SELECT md5, size, state, product_id FROM objects WHERE path = ?", blob_path(build)
+    ) == [(md5_hex(blob), len(blob), "verified", PID)]
     items = archive.db_rows("SELECT path, kind, target FROM v1_items ORDER BY path")
     assert ("empty.cfg", "empty_file", None) in items and ("bin", "directory", None) in items
     assert any(kind == "symlink" and target == "game" for _, kind, target in items)  # osx
-    assert archive.db_rows("SELECT redist, executable, argument, size FROM v1_redists") == [
-        ("MSVC2010", "__redist/MSVC2010/setup.exe", "/q", "0")] * 2
+    assert (
+        archive.db_rows("SELECT redist, executable, argument, size FROM v1_redists")
+        == [("MSVC2010", "__redist/MSVC2010/setup.exe", "/q", "0")] * 2
+    )
     states = archive.db_rows("SELECT state FROM builds WHERE generation = 1")
     assert states == [("complete",), ("complete",)]
     report = json.loads(result.stdout)
@@ -156,8 +167,9 @@ def test_sync_v1_checks_every_file_record_before_the_rename(
     assert result.exit_code == 1
     assert f"{blob_path(build)}: file data/main.pak (offset" in result.output
     assert not (archive.root / blob_path(build)).exists()
-    state, error = archive.db_rows("SELECT state, error FROM objects WHERE path = ?",
-                                   blob_path(build))[0]
+    state, error = archive.db_rows(
+        "SELECT state, error FROM objects WHERE path = ?", blob_path(build)
+    )[0]
     assert state == "missing" and "data/main.pak" in error
     assert (archive.root / blob_path(build, DLC)).read_bytes() == build.blobs[DLC]
     assert archive.db_rows("SELECT state FROM builds WHERE os = 'windows'") == [("incomplete",)]
@@ -187,9 +199,18 @@ def test_sync_v1_completes_through_a_few_percent_of_faults(
     server = serve(world)
     archive = ranged_archive(make_archive, server)
     server.faults.configure(
-        rate=0.12, paths="main.bin", seed=4,
-        kinds=["range_as_200", "short_206", "wrong_content_range", "corrupt", "503", "reset",
-               "truncate"],
+        rate=0.12,
+        paths="main.bin",
+        seed=4,
+        kinds=[
+            "range_as_200",
+            "short_206",
+            "wrong_content_range",
+            "corrupt",
+            "503",
+            "reset",
+            "truncate",
+        ],
     )
     result = archive.run("sync", PID, "--generation", "1")
     assert result.exit_code == 0, result.output
@@ -218,8 +239,15 @@ def test_sync_v1_hostile_depot_manifest_is_named_and_contained(
     depot = build.depots[0]
     key = f"{build.manifest_dir()}/{depot.manifest_name}"
     doc = json.loads(world.v1_manifests[key])
-    doc["depot"]["files"].append({"path": "/../../../evil.txt", "size": 4, "offset": 0,
-                                  "hash": md5_hex(b"evil"), "url": f"{PID}/main.bin"})
+    doc["depot"]["files"].append(
+        {
+            "path": "/../../../evil.txt",
+            "size": 4,
+            "offset": 0,
+            "hash": md5_hex(b"evil"),
+            "url": f"{PID}/main.bin",
+        }
+    )
     world.v1_manifests[key] = json.dumps(doc).encode()
     archive = ranged_archive(make_archive, serve(world))
     result = archive.run("sync", PID, "--generation", "1")
@@ -359,8 +387,9 @@ def test_download_blob_serves_verify_repair(
     def repair(product_id: str) -> Outcome:
         row = db.object_by_path(blob_path(build, product_id))
         assert row is not None
-        result = download_blob(db, app.store(), http, links, row.id, workers=2,
-                               range_size=RANGE_SIZE)
+        result = download_blob(
+            db, app.store(), http, links, row.id, workers=2, range_size=RANGE_SIZE
+        )
         assert result.error is None
         assert result.md5 == md5_hex(build.blobs[product_id])
         assert (archive.root / blob_path(build, product_id)).read_bytes() == build.blobs[product_id]
@@ -409,8 +438,16 @@ def test_sync_v1_two_gigabyte_blob_with_flat_memory(
     with open(served, "wb") as out:
         for _ in range(parts):
             out.write(part)
-    records = [{"url": f"{PID}/main.bin", "path": f"/data/part{i:02}.bin", "size": part_size,
-                "offset": i * part_size, "hash": md5_hex(part)} for i in range(parts)]
+    records = [
+        {
+            "url": f"{PID}/main.bin",
+            "path": f"/data/part{i:02}.bin",
+            "size": part_size,
+            "offset": i * part_size,
+            "hash": md5_hex(part),
+        }
+        for i in range(parts)
+    ]
     del part
     manifest_key = f"{build.manifest_dir()}/{build.depots[0].manifest_name}"
     world.v1_manifests[manifest_key] = json.dumps({"depot": {"files": records}}).encode()
@@ -451,8 +488,7 @@ def test_sync_v1_never_leaks_signed_urls(
     log_file = tmp_path / "sync.log"
     archive.write_config(log={"file": str(log_file)})
     server.endpoints = ["gcore", "fastly"]  # query-string tokens too
-    server.faults.configure(rate=0.2, kinds=["503", "reset", "short_206"], paths="main.bin",
-                            seed=3)
+    server.faults.configure(rate=0.2, kinds=["503", "reset", "short_206"], paths="main.bin", seed=3)
     server.faults.always(f"/{DLC}/", "wrong_content_range")  # a failure, reported in detail
     result = archive.run_process("-vv", "--json", "sync", PID, "--generation", "1")
     assert result.returncode == 1
@@ -462,8 +498,12 @@ def test_sync_v1_never_leaks_signed_urls(
         secrets.update(v for k, v in request.query.items() if k == "wsSecret")
         secrets.update(re.findall(r"token=([0-9a-f]{16,})", request.path))
     assert len(secrets) >= 2
-    haystacks = {"stdout": result.stdout, "stderr": result.stderr,
-                 "log": log_file.read_text(), "db": archive.db_dump()}
+    haystacks = {
+        "stdout": result.stdout,
+        "stderr": result.stderr,
+        "log": log_file.read_text(),
+        "db": archive.db_dump(),
+    }
     for name, text in haystacks.items():
         for secret in secrets:
             assert secret not in text, f"a signed URL leaked into {name}"

@@ -21,24 +21,38 @@ def two_build_world() -> World:
         "empty.dat": b"",
     }
     small = {f"config\\f{i}.ini": f"setting={i}\n".encode() * (i + 1) for i in range(6)}
-    world.add_v2_build(PID, files=files, small_files=small, chunk_size=256 * 1024,
-                       dlcs={DLC: {"dlc\\extra.pak": random_bytes(200_000, 3)}},
-                       languages={"en-US": {"lang\\en.pak": random_bytes(50_000, 4)},
-                                  "de-DE": {"lang\\de.pak": random_bytes(50_000, 5)}},
-                       version_name="1.0")
+    world.add_v2_build(
+        PID,
+        files=files,
+        small_files=small,
+        chunk_size=256 * 1024,
+        dlcs={DLC: {"dlc\\extra.pak": random_bytes(200_000, 3)}},
+        languages={
+            "en-US": {"lang\\en.pak": random_bytes(50_000, 4)},
+            "de-DE": {"lang\\de.pak": random_bytes(50_000, 5)},
+        },
+        version_name="1.0",
+    )
     files2 = {**files, "bin\\game.exe": random_bytes(300_000, 6)}
     small2 = {path: data + b"v2\n" for path, data in small.items()}
-    world.add_v2_build(PID, files=files2, small_files=small2, chunk_size=256 * 1024,
-                       dlcs={DLC: {"dlc\\extra.pak": random_bytes(200_000, 3)}},
-                       absent_member_chunks=True, version_name="1.1")
+    world.add_v2_build(
+        PID,
+        files=files2,
+        small_files=small2,
+        chunk_size=256 * 1024,
+        dlcs={DLC: {"dlc\\extra.pak": random_bytes(200_000, 3)}},
+        absent_member_chunks=True,
+        version_name="1.1",
+    )
     world.add_v2_build(PID, "osx", files={"Game.app\\Contents\\game": random_bytes(100_000, 7)})
     world.owned.update({int(PID), int(DLC)})
     return world
 
 
 def v2_tree(world: World, **kw: object) -> dict[str, bytes]:
-    expected = world.expected_tree(generations=(2,), include_patches=False,
-                                   include_dependencies=False, **kw)  # type: ignore[arg-type]
+    expected = world.expected_tree(
+        generations=(2,), include_patches=False, include_dependencies=False, **kw
+    )  # type: ignore[arg-type]
     return {k: v for k, v in expected.items() if k.startswith("v2/")}
 
 
@@ -94,7 +108,9 @@ def test_sync_records_products_provenance_and_sfc_membership(
     assert archive.run("sync", PID, "--generation", "2").exit_code == 0
     dlc_chunks = archive.db_rows(
         "SELECT o.path, o.product_id, o.endpoint, o.source_url FROM objects o "
-        "JOIN object_products p ON p.object_id = o.id WHERE p.product_id = ?", DLC)
+        "JOIN object_products p ON p.object_id = o.id WHERE p.product_id = ?",
+        DLC,
+    )
     assert dlc_chunks
     for _path, product, endpoint, source_url in dlc_chunks:
         assert product == DLC and endpoint == "fastly"
@@ -138,7 +154,8 @@ def test_sync_records_raw_builds_lists_and_keeps_first_seen(
     assert archive.run("sync", PID, "--generation", "2", "--os", "windows").exit_code == 0
     fetches = archive.db_rows(
         "SELECT f.os, f.generation, f.status, b.body FROM build_list_fetches f "
-        "JOIN json_bodies b ON b.md5 = f.body_md5")
+        "JOIN json_bodies b ON b.md5 = f.body_md5"
+    )
     assert {(os_name, gen) for os_name, gen, _, _ in fetches} == {("windows", 1), ("windows", 2)}
     for _os, generation, status, body in fetches:
         assert status == 200
@@ -158,13 +175,15 @@ def test_sync_private_branch_needs_its_password(
 ) -> None:
     world = World(seed=5)
     world.add_v2_build(PID, files={"a.bin": random_bytes(10_000, 1)})
-    beta = world.add_v2_build(PID, files={"a.bin": random_bytes(10_000, 2)}, branch="beta",
-                              private_password="s3cret")
+    beta = world.add_v2_build(
+        PID, files={"a.bin": random_bytes(10_000, 2)}, branch="beta", private_password="s3cret"
+    )
     archive = make_archive(serve(world))
     assert archive.run("sync", PID, "--generation", "2").exit_code == 0
     assert beta.build_id not in {r[0] for r in archive.db_rows("SELECT build_id FROM builds")}
-    result = archive.run("sync", PID, "--generation", "2", "--branch", "beta",
-                         "--password", "s3cret")
+    result = archive.run(
+        "sync", PID, "--generation", "2", "--branch", "beta", "--password", "s3cret"
+    )
     assert result.exit_code == 0, result.output
     rows = archive.db_rows("SELECT build_id, branch, state FROM builds")
     assert (beta.build_id, "beta", "complete") in rows

@@ -22,7 +22,8 @@ from galaxy_archive.config import load
 from galaxy_archive.errors import ExitCode
 from galaxy_archive.lock import lock_path
 from galaxy_archive.storage import TEMP_SUFFIX
-from galaxy_archive.sync import SyncOptions, run_sync
+from galaxy_archive.sync import SyncOptions
+from galaxy_archive.sync_run import run_sync
 from tests.conftest import REPO, Archive
 from tests.fakegalaxy import FakeGalaxy, World, random_bytes
 

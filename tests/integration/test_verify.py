@@ -38,19 +38,29 @@ def verify_world() -> World:
         "readme.txt": b"hello",
     }
     small = {f"config\\f{i}.ini": f"setting={i}\n".encode() * (i + 1) for i in range(4)}
-    world.add_v2_build(PID, files=files, small_files=small, chunk_size=256 * 1024,
-                       dlcs={DLC: {"dlc\\extra.pak": random_bytes(200_000, 3)}},
-                       version_name="1.0")
-    world.add_v2_build(PID, files={**files, "bin\\game.exe": random_bytes(300_000, 4)},
-                       chunk_size=256 * 1024, version_name="1.1")
+    world.add_v2_build(
+        PID,
+        files=files,
+        small_files=small,
+        chunk_size=256 * 1024,
+        dlcs={DLC: {"dlc\\extra.pak": random_bytes(200_000, 3)}},
+        version_name="1.0",
+    )
+    world.add_v2_build(
+        PID,
+        files={**files, "bin\\game.exe": random_bytes(300_000, 4)},
+        chunk_size=256 * 1024,
+        version_name="1.1",
+    )
     world.add_v2_build(OTHER, files={"other.dat": random_bytes(100_000, 5)})
     world.owned.update({int(PID), int(DLC), int(OTHER)})
     return world
 
 
 def v2_tree(world: World) -> dict[str, bytes]:
-    expected = world.expected_tree(generations=(2,), include_patches=False,
-                                   include_dependencies=False)
+    expected = world.expected_tree(
+        generations=(2,), include_patches=False, include_dependencies=False
+    )
     return {k: v for k, v in expected.items() if k.startswith("v2/")}
 
 
@@ -80,14 +90,19 @@ def chunk(archive: Archive, product: str = PID, *, rank: int = 0, kind: str = "s
         "JOIN manifest_objects mo ON mo.object_id = o.id AND mo.role != 'sfc_member' "
         "JOIN build_depots bd ON bd.manifest_object_id = mo.manifest_object_id "
         "WHERE bd.product_id = ? AND o.kind = ? AND o.state = 'verified' "
-        "ORDER BY o.size DESC, o.path", product, kind)
+        "ORDER BY o.size DESC, o.path",
+        product,
+        kind,
+    )
     return str(rows[rank][0])
 
 
 def depot_manifest(archive: Archive, product: str = PID) -> str:
     rows = archive.db_rows(
         "SELECT o.path FROM build_depots bd JOIN objects o ON o.id = bd.manifest_object_id "
-        "WHERE bd.product_id = ? AND bd.is_offline = 0 ORDER BY bd.size DESC, o.path", product)
+        "WHERE bd.product_id = ? AND bd.is_offline = 0 ORDER BY bd.size DESC, o.path",
+        product,
+    )
     return str(rows[0][0])
 
 
@@ -110,7 +125,10 @@ def builds_of(archive: Archive, relative: str) -> set[str]:
         "JOIN manifest_objects mo ON mo.object_id = o.id "
         "JOIN build_depots bd ON bd.manifest_object_id = mo.manifest_object_id "
         "WHERE o.path = ? UNION SELECT bd.build_id FROM objects o JOIN build_depots bd "
-        "ON bd.manifest_object_id = o.id WHERE o.path = ?", relative, relative)
+        "ON bd.manifest_object_id = o.id WHERE o.path = ?",
+        relative,
+        relative,
+    )
     return {row[0] for row in rows}
 
 
@@ -124,8 +142,7 @@ def state_of(archive: Archive, relative: str) -> str:
 def test_verify_clean_archive_exits_0_without_network(synced: tuple[World, Archive]) -> None:
     _world, archive = synced
     archive.server.clear_requests()
-    objects = archive.db_rows(
-        "SELECT count(*) FROM objects WHERE state = 'verified'")[0][0]
+    objects = archive.db_rows("SELECT count(*) FROM objects WHERE state = 'verified'")[0][0]
     for level in ("--quick", None, "--deep"):
         code, report = verify_json(archive, *([level] if level else []))
         assert code == 0, report["problems"]
@@ -222,8 +239,10 @@ def test_verify_deep_inflates_chunks_and_parses_manifests(synced: tuple[World, A
     (archive.root / manifest).write_bytes(not_json)
     with sqlite3.connect(archive.root / "archive.db") as conn:
         conn.execute("UPDATE objects SET inflated_md5 = ? WHERE path = ?", ("0" * 32, victim_chunk))
-        conn.execute("UPDATE objects SET md5 = ?, size = ? WHERE path = ?",
-                     (hashlib.md5(not_json).hexdigest(), len(not_json), manifest))
+        conn.execute(
+            "UPDATE objects SET md5 = ?, size = ? WHERE path = ?",
+            (hashlib.md5(not_json).hexdigest(), len(not_json), manifest),
+        )
     code, report = verify_json(archive)
     assert code == 0, report["problems"]
     code, report = verify_json(archive, "--deep")
@@ -240,8 +259,9 @@ def test_verify_product_filter_checks_only_that_product(synced: tuple[World, Arc
     flip_byte(archive, victim)
     code, report = verify_json(archive, PID)
     assert code == 0 and not report["tree_walked"]
-    dlc_chunks = archive.db_rows(
-        "SELECT count(*) FROM object_products WHERE product_id = ?", DLC)[0][0]
+    dlc_chunks = archive.db_rows("SELECT count(*) FROM object_products WHERE product_id = ?", DLC)[
+        0
+    ][0]
     assert dlc_chunks > 0
     assert report["checked"] > dlc_chunks  # the base game's, its DLC's chunks, its manifests
     code, report = verify_json(archive, OTHER)
@@ -253,11 +273,16 @@ def test_verify_product_filter_checks_only_that_product(synced: tuple[World, Arc
 
 def v1_world() -> World:
     world = World(seed=12)
-    world.add_v1_build(PID, files={
-        "bin\\game.exe": random_bytes(200_000, 1),
-        "data\\level1.dat": random_bytes(150_000, 2),
-        "data\\level2.dat": random_bytes(150_000, 3),
-    }, dlcs={DLC: {"dlc\\extra.pak": random_bytes(50_000, 4)}}, padding=64)
+    world.add_v1_build(
+        PID,
+        files={
+            "bin\\game.exe": random_bytes(200_000, 1),
+            "data\\level1.dat": random_bytes(150_000, 2),
+            "data\\level2.dat": random_bytes(150_000, 3),
+        },
+        dlcs={DLC: {"dlc\\extra.pak": random_bytes(50_000, 4)}},
+        padding=64,
+    )
     world.owned.add(int(PID))
     return world
 
@@ -281,8 +306,9 @@ def v1_blob(build: V1Build, product_id: str = PID) -> str:
 
 
 def v1_tree(world: World) -> dict[str, bytes]:
-    expected = world.expected_tree(generations=(1,), include_patches=False,
-                                   include_dependencies=False)
+    expected = world.expected_tree(
+        generations=(1,), include_patches=False, include_dependencies=False
+    )
     return {k: v for k, v in expected.items() if k.startswith("v1/")}
 
 
@@ -302,11 +328,14 @@ def test_verify_flipped_byte_in_v1_extent_is_named_by_deep(
     assert problem["files"] == []  # the default level checks the whole blob only
     assert [b["build_id"] for b in problem["builds"]] == [build.build_id]
     assert report["builds_no_longer_complete"] == [
-        {"product_id": PID, "build_id": build.build_id, "generation": 1}]
+        {"product_id": PID, "build_id": build.build_id, "generation": 1}
+    ]
 
     with sqlite3.connect(archive.root / "archive.db") as conn:  # as if the blob were refetched
-        conn.execute("UPDATE objects SET md5 = ? WHERE path = ?",
-                     (hashlib.md5((archive.root / blob).read_bytes()).hexdigest(), blob))
+        conn.execute(
+            "UPDATE objects SET md5 = ? WHERE path = ?",
+            (hashlib.md5((archive.root / blob).read_bytes()).hexdigest(), blob),
+        )
     assert verify_json(archive)[0] == 0  # the whole-blob MD5 now matches...
     code, report = verify_json(archive, "--deep")  # ...but the file inside is wrong
     assert code == 1
@@ -346,7 +375,8 @@ def test_verify_repair_brings_back_v1_blobs_and_manifests(
     quarantined = problems_by_path(report)[blob]["quarantined_to"]
     assert (archive.root / quarantined).read_bytes() == damaged
     assert report["builds_complete_again"] == [
-        {"product_id": PID, "build_id": build.build_id, "generation": 1}]
+        {"product_id": PID, "build_id": build.build_id, "generation": 1}
+    ]
     assert archive.db_rows("SELECT state FROM builds WHERE generation = 1") == [("complete",)]
     assert verify_json(archive, "--deep")[0] == 0
 
@@ -355,21 +385,27 @@ def test_verify_names_patches_and_dependencies_and_repairs_them(
     serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
 ) -> None:
     world = World(seed=13)
-    world.set_dependencies("59705672826648994", {
-        "MSVC2019": {"__redist\\MSVC2019\\VC_redist.x64.exe": random_bytes(70_000, 10)}},
-        chunk_size=32 * 1024)
-    old = world.add_v2_build(PID, files={"game.exe": random_bytes(60_000, 1)},
-                             dependencies=["MSVC2019"])
-    new = world.add_v2_build(PID, files={"game.exe": random_bytes(60_000, 2)},
-                             dependencies=["MSVC2019"])
+    world.set_dependencies(
+        "59705672826648994",
+        {"MSVC2019": {"__redist\\MSVC2019\\VC_redist.x64.exe": random_bytes(70_000, 10)}},
+        chunk_size=32 * 1024,
+    )
+    old = world.add_v2_build(
+        PID, files={"game.exe": random_bytes(60_000, 1)}, dependencies=["MSVC2019"]
+    )
+    new = world.add_v2_build(
+        PID, files={"game.exe": random_bytes(60_000, 2)}, dependencies=["MSVC2019"]
+    )
     world.add_patch(PID, old, new, chunk_size=4096)
     archive = make_archive(serve(world))
     assert archive.run("sync", PID, "--generation", "2").exit_code == 0
     expected = archive.tree()
-    patch_chunk = str(archive.db_rows(
-        "SELECT path FROM objects WHERE kind = 'patch_store' ORDER BY path")[0][0])
-    dep_chunk = str(archive.db_rows(
-        "SELECT path FROM objects WHERE kind = 'dep_store' ORDER BY path")[0][0])
+    patch_chunk = str(
+        archive.db_rows("SELECT path FROM objects WHERE kind = 'patch_store' ORDER BY path")[0][0]
+    )
+    dep_chunk = str(
+        archive.db_rows("SELECT path FROM objects WHERE kind = 'dep_store' ORDER BY path")[0][0]
+    )
     assert archive.db_rows("SELECT state FROM patches") == [("complete",)]
     flip_byte(archive, patch_chunk, offset=5)
     (archive.root / dep_chunk).unlink()
@@ -377,18 +413,20 @@ def test_verify_names_patches_and_dependencies_and_repairs_them(
     code, report = verify_json(archive)
     assert code == 1
     problems = problems_by_path(report)
-    assert problems[patch_chunk]["needed_by"] == [
-        f"patch {PID} {old.build_id}->{new.build_id}"]
+    assert problems[patch_chunk]["needed_by"] == [f"patch {PID} {old.build_id}->{new.build_id}"]
     assert problems[dep_chunk]["needed_by"] == ["dependency MSVC2019"]
     assert sorted(report["others_no_longer_complete"]) == [
-        "dependency MSVC2019", f"patch {PID} {old.build_id}->{new.build_id}"]
+        "dependency MSVC2019",
+        f"patch {PID} {old.build_id}->{new.build_id}",
+    ]
     assert archive.db_rows("SELECT state FROM patches") == [("incomplete",)]
 
     code, report = verify_json(archive, "--repair")
     assert code == 0, report["problems"]
     assert report["repaired"] == 2 and archive.tree() == expected
-    assert archive.db_rows("SELECT state FROM dependency_depots WHERE dependency_id = "
-                           "'MSVC2019'") == [("complete",)]
+    assert archive.db_rows(
+        "SELECT state FROM dependency_depots WHERE dependency_id = 'MSVC2019'"
+    ) == [("complete",)]
 
 
 # --- repair ------------------------------------------------------------------------------------
@@ -415,14 +453,21 @@ def test_verify_repair_brings_back_a_byte_identical_tree(synced: tuple[World, Ar
     assert archive.tree() == v2_tree(world)
     quarantined = {
         p["path"]: (archive.root / p["quarantined_to"]).read_bytes()
-        for p in report["problems"] if p["quarantined_to"]
+        for p in report["problems"]
+        if p["quarantined_to"]
     }
     assert quarantined == damaged
     for problem in report["problems"]:
         if problem["quarantined_to"]:
             assert problem["quarantined_to"].startswith(f"quarantine/{problem['path']}.")
-    assert archive.db_rows("SELECT DISTINCT state FROM objects WHERE path IN (?, ?, ?, ?, ?)",
-                           flipped, truncated, deleted, offline, manifest) == [("verified",)]
+    assert archive.db_rows(
+        "SELECT DISTINCT state FROM objects WHERE path IN (?, ?, ?, ?, ?)",
+        flipped,
+        truncated,
+        deleted,
+        offline,
+        manifest,
+    ) == [("verified",)]
     assert archive.db_rows("SELECT build_id, state FROM builds ORDER BY build_id") == builds_before
     code, report = verify_json(archive, "--deep")
     assert code == 0 and report["tree_walked"]  # quarantine/ is outside the tree
@@ -442,7 +487,8 @@ def test_verify_repair_reports_what_the_cdn_no_longer_has(synced: tuple[World, A
     assert (archive.root / problem["quarantined_to"]).exists()
     assert state_of(archive, victim) == "absent_upstream"
     assert {b["build_id"] for b in report["builds_no_longer_complete"]} == builds_of(
-        archive, victim)
+        archive, victim
+    )
     code, report = verify_json(archive)  # not on disk by design now: counted, not checked
     assert report["absent_upstream"] == 1 and victim not in problems_by_path(report)
 
@@ -457,8 +503,11 @@ def test_verify_repair_fetches_manifests_where_sync_found_them(
     server.collector_manifests_on_cdn = False  # only the collector host has it
     archive = make_archive(server)
     assert archive.run("sync", PID, "--generation", "2").exit_code == 0
-    repository = str(archive.db_rows(
-        "SELECT o.path FROM builds b JOIN objects o ON o.id = b.repository_object_id")[0][0])
+    repository = str(
+        archive.db_rows(
+            "SELECT o.path FROM builds b JOIN objects o ON o.id = b.repository_object_id"
+        )[0][0]
+    )
     flip_byte(archive, repository, offset=20)
     code, report = verify_json(archive, "--repair")
     assert code == 0 and problems_by_path(report)[repository]["repair"] == "repaired"
@@ -532,8 +581,10 @@ def test_verify_leaves_temp_files_of_a_live_run_and_dead_runs_to_sync(
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         with sqlite3.connect(archive.root / "archive.db") as conn:
-            conn.execute("INSERT INTO runs (command, pid, started_at) VALUES ('sync', ?, ?)",
-                         (other.pid, iso(0)))
+            conn.execute(
+                "INSERT INTO runs (command, pid, started_at) VALUES ('sync', ?, ?)",
+                (other.pid, iso(0)),
+            )
         code, report = verify_json(archive)  # a sync is downloading: its temp file is in use
         assert code == 0 and report["temp_files"] == [] and report["tree_walked"]
     finally:
@@ -569,8 +620,7 @@ def verify_with_clock(archive: Archive, clock: Callable[[], float], **options: A
 
 
 def stamps(archive: Archive) -> dict[str, str]:
-    return dict(archive.db_rows(
-        "SELECT path, verified_at FROM objects WHERE state = 'verified'"))
+    return dict(archive.db_rows("SELECT path, verified_at FROM objects WHERE state = 'verified'"))
 
 
 def test_verify_max_age_rechecks_only_what_is_due(synced: tuple[World, Archive]) -> None:
@@ -580,8 +630,9 @@ def test_verify_max_age_rechecks_only_what_is_due(synced: tuple[World, Archive])
     report = verify_with_clock(archive, StepClock(start + 10 * DAY_S, 0), max_age_s=30 * DAY_S)
     assert report.planned == 0 and report.exit_code == 0
     assert max(stamps(archive).values()) == synced_at
-    quick = verify_with_clock(archive, StepClock(start + 31 * DAY_S, 0), max_age_s=30 * DAY_S,
-                              level=VerifyLevel.QUICK)
+    quick = verify_with_clock(
+        archive, StepClock(start + 31 * DAY_S, 0), max_age_s=30 * DAY_S, level=VerifyLevel.QUICK
+    )
     assert quick.checked == len(stamps(archive)) and quick.exit_code == 0
     assert max(stamps(archive).values()) == synced_at  # a stat proves no bytes: no stamp
     report = verify_with_clock(archive, StepClock(start + 31 * DAY_S, 0), max_age_s=30 * DAY_S)
@@ -597,8 +648,10 @@ def test_verify_time_budget_checks_oldest_first_and_resumes(
     order = paths[::-1]  # verified longest ago first: the reverse of path order
     with sqlite3.connect(archive.root / "archive.db") as conn:
         for age, path in enumerate(order):
-            conn.execute("UPDATE objects SET verified_at = ? WHERE path = ?",
-                         (iso(1_600_000_000 + age * DAY_S), path))
+            conn.execute(
+                "UPDATE objects SET verified_at = ? WHERE path = ?",
+                (iso(1_600_000_000 + age * DAY_S), path),
+            )
         conn.execute("UPDATE objects SET verified_at = NULL WHERE path = ?", (order[-1],))
     order = [order[-1], *order[:-1]]  # never verified comes first of all
     now = 1_900_000_000.0
@@ -648,13 +701,20 @@ def clock():
 app = App(config=load(Path({str(archive.config_path)!r})), clock=clock)
 run_verify(app, VerifyOptions(workers=1), progress=KillAfter(is_enabled=False))
 """
-    process = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
-                             text=True, timeout=60, check=False)
+    process = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert process.returncode == -signal.SIGKILL, process.stderr
     proved = {p for p, s in stamps(archive).items() if s >= iso(start)}
     assert 6 <= len(proved) <= 12  # committed about once a (fake) second, as it went
-    assert archive.db_rows("SELECT count(*) FROM runs WHERE command = 'verify' "
-                           "AND ended_at IS NULL") == [(1,)]
+    assert archive.db_rows(
+        "SELECT count(*) FROM runs WHERE command = 'verify' AND ended_at IS NULL"
+    ) == [(1,)]
     report = verify_with_clock(archive, StepClock(start + 100, 0), max_age_s=1000)
     assert report.planned == total - len(proved) and report.exit_code == 0
 
@@ -674,8 +734,9 @@ def test_verify_stops_cleanly_when_asked(synced: tuple[World, Archive]) -> None:
 # --- the command line ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args", [
-    ("--quick", "--deep"), ("--max-age", "soon"), ("--time-budget", "-1h"), ("nope",)])
+@pytest.mark.parametrize(
+    "args", [("--quick", "--deep"), ("--max-age", "soon"), ("--time-budget", "-1h"), ("nope",)]
+)
 def test_verify_rejects_bad_options(synced: tuple[World, Archive], args: tuple[str, ...]) -> None:
     _world, archive = synced
     result = archive.run("verify", *args)

@@ -16,7 +16,12 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 def test_cli_exit_codes_are_pinned() -> None:
     assert {code.name: int(code) for code in ExitCode} == {
-        "OK": 0, "PROBLEMS": 1, "USAGE": 2, "NOT_LOGGED_IN": 3, "LOCKED": 4, "INTERRUPTED": 130,
+        "OK": 0,
+        "PROBLEMS": 1,
+        "USAGE": 2,
+        "NOT_LOGGED_IN": 3,
+        "LOCKED": 4,
+        "INTERRUPTED": 130,
     }
     table = re.findall(r"^\| (\d+) \|", README, re.M)
     assert sorted(int(code) for code in table) == sorted(int(code) for code in ExitCode)

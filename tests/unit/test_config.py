@@ -88,8 +88,10 @@ def test_config_load_reports_missing_and_invalid_files(tmp_path: Path) -> None:
         config.load(bad)
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("45s", 45), ("30m", 1800),
-                                                ("2h", 7200), ("7d", 604800), ("1w", 604800)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90), ("45s", 45), ("30m", 1800), ("2h", 7200), ("7d", 604800), ("1w", 604800)],
+)
 def test_config_parse_duration(text: str, seconds: float) -> None:
     assert config.parse_duration_s(text) == seconds
 

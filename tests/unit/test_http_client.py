@@ -12,8 +12,9 @@ GCORE = (
 
 def test_http_redact_url_drops_tokens_and_queries() -> None:
     assert "SECRETTOKEN" not in redact_url(SIGNED)
-    assert redact_url(SIGNED).endswith("/content-system/v2/store/2034949552/f1/d4/"
-                                       "f1d41c76eb9639d2f8c1d3fd2057d7f1")
+    assert redact_url(SIGNED).endswith(
+        "/content-system/v2/store/2034949552/f1/d4/f1d41c76eb9639d2f8c1d3fd2057d7f1"
+    )
     assert "SECRETTOKEN" not in redact_url(GCORE)
     assert "SECRETTOKEN" not in redact_url("https://user:SECRETTOKEN@host/x")
 

@@ -7,17 +7,31 @@ from galaxy_archive.links import parse_link
 FASTLY = {
     "endpoint_name": "fastly",
     "url_format": "{base_url}/token=nva={expires_at}~dirs={dirs}~token={token}{path}",
-    "parameters": {"path": "/content-system/v2/store/2034949552", "dirs": "4", "token": "TOK",
-                   "base_url": "https://gog-cdn-fastly.gog.com", "expires_at": "1717011195"},
-    "priority": 998, "max_fails": 100, "supports_generation": [1, 2], "fallback_only": False,
+    "parameters": {
+        "path": "/content-system/v2/store/2034949552",
+        "dirs": "4",
+        "token": "TOK",
+        "base_url": "https://gog-cdn-fastly.gog.com",
+        "expires_at": "1717011195",
+    },
+    "priority": 998,
+    "max_fails": 100,
+    "supports_generation": [1, 2],
+    "fallback_only": False,
 }
 GCORE = {
     "endpoint_name": "gcore",
     "url_format": "{base_url}/{path}?wsSecret={token}&wsTime={time}&prefix={prefix}",
-    "parameters": {"base_url": "https://gog-cdn.gcdn.co",
-                   "path": "content-system/v2/store/1432813160", "token": "SEC",
-                   "time": "6a6a5075", "prefix": "/content-system/v2/store/1432813160/"},
-    "priority": 1, "supports_generation": [2], "fallback_only": True,
+    "parameters": {
+        "base_url": "https://gog-cdn.gcdn.co",
+        "path": "content-system/v2/store/1432813160",
+        "token": "SEC",
+        "time": "6a6a5075",
+        "prefix": "/content-system/v2/store/1432813160/",
+    },
+    "priority": 1,
+    "supports_generation": [2],
+    "fallback_only": True,
 }
 NOW = 1717000000.0
 
@@ -52,8 +66,14 @@ def test_links_order_fallbacks_last_then_priority_descending() -> None:
 
 
 def test_links_open_link_and_parameterless_endpoints_append_the_suffix() -> None:
-    doc = {"urls": [{"endpoint_name": "fastly",
-                     "url": "https://cdn.example/content-system/v2/dependencies/store"}]}
+    doc = {
+        "urls": [
+            {
+                "endpoint_name": "fastly",
+                "url": "https://cdn.example/content-system/v2/dependencies/store",
+            }
+        ]
+    }
     link = parse_link(doc, "open", generation=2, now=NOW)
     assert link.endpoints[0].build_url("2c/5f/x") == (
         "https://cdn.example/content-system/v2/dependencies/store/2c/5f/x"
@@ -73,8 +93,9 @@ def test_links_short_lived_links_renew_halfway() -> None:
     assert link.renew_at() == NOW + 2
 
 
-@pytest.mark.parametrize("doc", [[], {"urls": "x"}, {"urls": [{"endpoint_name": "x"}]},
-                                 {"urls": [{**GCORE}]}])
+@pytest.mark.parametrize(
+    "doc", [[], {"urls": "x"}, {"urls": [{"endpoint_name": "x"}]}, {"urls": [{**GCORE}]}]
+)
 def test_links_reject_unusable_answers(doc: object) -> None:
     with pytest.raises(ManifestError):
         parse_link(doc, "link", generation=1 if isinstance(doc, dict) else 2, now=NOW)

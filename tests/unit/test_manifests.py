@@ -19,29 +19,61 @@ BUILDS_1A = {
     "total_count": 2,
     "count": 2,
     "items": [
-        {"build_id": "48906206523382029", "product_id": "1207658930", "os": "windows",
-         "branch": None, "version_name": "3.5.0.26", "tags": [], "public": True,
-         "date_published": "2016-03-09T10:16:11+0000", "generation": 2,
-         "link": "https://cdn.gog.com/content-system/v2/meta/92/ab/92ab42631ff4742b309bb62c175e6306"},
-        {"build_id": "3161", "product_id": "1207658930", "os": "windows", "branch": None,
-         "version_name": "", "tags": [], "public": True,
-         "date_published": "2015-05-12T09:21:36+0000", "generation": 1,
-         "link": "https://cdn.gog.com/content-system/v1/manifests/1207658930/windows/37794096/repository.json",
-         "legacy_build_id": 37794096},
+        {
+            "build_id": "48906206523382029",
+            "product_id": "1207658930",
+            "os": "windows",
+            "branch": None,
+            "version_name": "3.5.0.26",
+            "tags": [],
+            "public": True,
+            "date_published": "2016-03-09T10:16:11+0000",
+            "generation": 2,
+            "link": "https://cdn.gog.com/content-system/v2/meta/92/ab/92ab42631ff4742b309bb62c175e6306",
+        },
+        {
+            "build_id": "3161",
+            "product_id": "1207658930",
+            "os": "windows",
+            "branch": None,
+            "version_name": "",
+            "tags": [],
+            "public": True,
+            "date_published": "2015-05-12T09:21:36+0000",
+            "generation": 1,
+            "link": "https://cdn.gog.com/content-system/v1/manifests/1207658930/windows/37794096/repository.json",
+            "legacy_build_id": 37794096,
+        },
     ],
     "has_private_branches": False,
 }
 
 # gog-samples.md 1d (_version=2: urls[] instead of link)
 URLS_ITEM = {
-    "build_id": "58989493373906337", "product_id": "1423049311", "os": "windows",
-    "branch": None, "version_name": "2.31a", "tags": [], "public": True,
-    "date_published": "2025-09-16T13:04:39+0000", "generation": 2,
+    "build_id": "58989493373906337",
+    "product_id": "1423049311",
+    "os": "windows",
+    "branch": None,
+    "version_name": "2.31a",
+    "tags": [],
+    "public": True,
+    "date_published": "2025-09-16T13:04:39+0000",
+    "generation": 2,
     "urls": [
-        {"endpoint_name": "gcore", "url": "https://gcore.example/content-system/v2/meta/9d/40/9d406eaeb2d0421c9b61aff9a1aaf0db",
-         "priority": 1, "fallback_only": True, "supports_generation": [1, 2]},
-        {"endpoint_name": "fastly", "url": "https://fastly.example/content-system/v2/meta/9d/40/9d406eaeb2d0421c9b61aff9a1aaf0db",
-         "priority": 10, "fallback_only": False, "supports_generation": [1, 2]},
+        {
+            "endpoint_name": "gcore",
+            "url": "https://gcore.example/content-system/v2/meta/9d/40/9d406eaeb2d0421c9b61aff9a1aaf0db",
+            "priority": 1,
+            "fallback_only": True,
+            "supports_generation": [1, 2],
+        },
+        {
+            "endpoint_name": "fastly",
+            "url": "https://fastly.example/content-system/v2/meta/9d/40/9d406eaeb2d0421c9b61aff9a1aaf0db",
+            "priority": 10,
+            "fallback_only": False,
+            "supports_generation": [1, 2],
+        },
     ],
 }
 
@@ -50,33 +82,64 @@ REPOSITORY_2A = {
     "baseProductId": "1207658930",
     "dependencies": ["MSVC2010", "MSVC2010_x64", "DirectX", "dotNet4"],
     "depots": [
-        {"languages": ["*", "en"], "manifest": "79a1f5fd67f6d0cda22c51f1bd706b31",
-         "productId": "1207658930", "size": 492},
-        {"languages": ["en"], "manifest": "32eee2cc5e7da11f22de078eac90ba60",
-         "productId": "1207658930", "size": 24452205574},
+        {
+            "languages": ["*", "en"],
+            "manifest": "79a1f5fd67f6d0cda22c51f1bd706b31",
+            "productId": "1207658930",
+            "size": 492,
+        },
+        {
+            "languages": ["en"],
+            "manifest": "32eee2cc5e7da11f22de078eac90ba60",
+            "productId": "1207658930",
+            "size": 24452205574,
+        },
     ],
     "installDirectory": "The Witcher 2",
-    "offlineDepot": {"languages": ["*"], "manifest": "d1e0f516a5ca1eae591c5969c5044f0f",
-                     "productId": "1207658930", "size": 3046},
+    "offlineDepot": {
+        "languages": ["*"],
+        "manifest": "d1e0f516a5ca1eae591c5969c5044f0f",
+        "productId": "1207658930",
+        "size": 3046,
+    },
     "platform": "windows",
-    "products": [{"name": "The Witcher 2", "productId": "1207658930", "script": "x",
-                  "temp_arguments": "", "temp_executable": "x.exe"}],
+    "products": [
+        {
+            "name": "The Witcher 2",
+            "productId": "1207658930",
+            "script": "x",
+            "temp_arguments": "",
+            "temp_executable": "x.exe",
+        }
+    ],
     "version": 2,
 }
 
-CHUNK = {"compressedMd5": "f149b52a4ce1d025bbae57e8f8f7f662", "compressedSize": 351,
-         "md5": "53318eac2bcdac67c84dfde40e58006d", "size": 1024}
+CHUNK = {
+    "compressedMd5": "f149b52a4ce1d025bbae57e8f8f7f662",
+    "compressedSize": 351,
+    "md5": "53318eac2bcdac67c84dfde40e58006d",
+    "size": 1024,
+}
 # gog-samples.md 3a and 3b combined: plain files, flags, an SFC with members.
 DEPOT = {
     "depot": {
         "items": [
-            {"chunks": [CHUNK], "md5": "7da354ae24cee72ee8ef64c42944f530",
-             "path": "CookedPC\\pack0.dzip", "type": "DepotFile"},
+            {
+                "chunks": [CHUNK],
+                "md5": "7da354ae24cee72ee8ef64c42944f530",
+                "path": "CookedPC\\pack0.dzip",
+                "type": "DepotFile",
+            },
             {"chunks": [], "flags": ["hidden"], "path": "empty.txt", "type": "DepotFile"},
             {"type": "DepotDirectory", "path": "saves"},
             {"type": "DepotLink", "path": "link", "target": "saves"},
-            {"path": "goggame-1.hashdb", "type": "DepotFile", "sfcRef": {"offset": 0, "size": 178},
-             "chunks": [{**CHUNK, "compressedMd5": "a" * 32}]},
+            {
+                "path": "goggame-1.hashdb",
+                "type": "DepotFile",
+                "sfcRef": {"offset": 0, "size": 178},
+                "chunks": [{**CHUNK, "compressedMd5": "a" * 32}],
+            },
         ],
         "smallFilesContainer": {"chunks": [{**CHUNK, "compressedMd5": "b" * 32}]},
     },
@@ -102,8 +165,11 @@ def test_manifests_builds_list_urls_variant_prefers_priority_over_fallback() -> 
 
 
 def test_manifests_collector_links_give_the_hash() -> None:
-    item = {**BUILDS_1A["items"][0], "link": "https://downloadable-manifests-collector.gog.com/"
-            "manifests/builds/9d/40/9d406eaeb2d0421c9b61aff9a1aaf0db"}
+    item = {
+        **BUILDS_1A["items"][0],
+        "link": "https://downloadable-manifests-collector.gog.com/"
+        "manifests/builds/9d/40/9d406eaeb2d0421c9b61aff9a1aaf0db",
+    }
     listing = parse_builds_list({"items": [item]}, "list").items[0]
     assert listing.repository_md5 == "9d406eaeb2d0421c9b61aff9a1aaf0db"
 

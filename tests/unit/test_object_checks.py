@@ -48,7 +48,10 @@ def test_checks_each_level_adds_to_the_one_below() -> None:
         quick, full, deep = (checks_for(kind, level) for level in VerifyLevel)
         assert quick < full <= deep
     assert {str(c) for c in checks_for(ObjectKind.STORE, VerifyLevel.DEEP)} == {
-        "size", "md5", "inflate"}
+        "size",
+        "md5",
+        "inflate",
+    }
     assert "meta_json" in checks_for(ObjectKind.DEP_META, VerifyLevel.DEEP)
     assert "json" in checks_for(ObjectKind.V1_MANIFEST, VerifyLevel.DEEP)
     assert "extents" in checks_for(ObjectKind.V1_BLOB, VerifyLevel.DEEP)
@@ -89,7 +92,10 @@ def test_checker_deep_inflates_chunks(tmp_path: Path) -> None:
     raw = bytes(range(256)) * 40
     body = zlib.compress(raw)
     deep: dict[str, Any] = {
-        "level": VerifyLevel.DEEP, "inflated_md5": md5(raw), "inflated_size": len(raw)}
+        "level": VerifyLevel.DEEP,
+        "inflated_md5": md5(raw),
+        "inflated_size": len(raw),
+    }
     cases = {
         "good": (body, None),
         "truncated": (body[:-10], "truncated"),
@@ -150,7 +156,8 @@ def test_checker_extents_names_exactly_the_wrong_files(
     (root / "main.bin").write_bytes(blob)
     checker = ObjectChecker(root, block_bytes=block)
     result = checker.check(
-        item("main.bin", blob, ObjectKind.V1_BLOB, VerifyLevel.DEEP, extents=tuple(extents)))
+        item("main.bin", blob, ObjectKind.V1_BLOB, VerifyLevel.DEEP, extents=tuple(extents))
+    )
     named = {entry.split(" ", 1)[0] for entry in result.bad_extents}
     assert named == wrong
     assert result.verdict is (Verdict.CORRUPT if wrong else Verdict.OK)
@@ -160,6 +167,7 @@ def test_checker_extent_past_the_end_of_the_blob(tmp_path: Path) -> None:
     blob = b"a" * 100
     extents = (Extent("/tail", 90, 20, md5(b"a" * 20)), Extent("/after", 150, 0, md5(b"")))
     result = ObjectChecker(tmp_path).check(
-        item(store(tmp_path, blob), blob, ObjectKind.V1_BLOB, VerifyLevel.DEEP, extents=extents))
+        item(store(tmp_path, blob), blob, ObjectKind.V1_BLOB, VerifyLevel.DEEP, extents=extents)
+    )
     assert result.verdict is Verdict.CORRUPT
     assert sorted(e.split(" ")[0] for e in result.bad_extents) == ["/after", "/tail"]

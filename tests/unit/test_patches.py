@@ -30,8 +30,9 @@ LINK = f"https://cdn.gog.com/content-system/v2/patches/meta/67/cf/{ROOT_ID}"
 PAIR = PatchPair(PID, "windows", None, "49999910531550131", "56452082907692588")
 
 
-def _build(build_id: str, date: str, os_name: str = "windows", branch: str | None = None
-           ) -> BuildPoint:
+def _build(
+    build_id: str, date: str, os_name: str = "windows", branch: str | None = None
+) -> BuildPoint:
     return BuildPoint(build_id, os_name, branch, date)
 
 
@@ -85,8 +86,12 @@ def test_patches_is_due() -> None:
     assert is_due(None, None, 0, week)
     assert is_due(PatchOutcome.ERROR, 100, 101, week)  # errors: every run
     assert not is_due(PatchOutcome.PATCH, 0, 10 * week, week)  # a patch: never again
-    for outcome in (PatchOutcome.NO_PATCH, PatchOutcome.EMPTY, PatchOutcome.UNSUPPORTED,
-                    PatchOutcome.INVALID):
+    for outcome in (
+        PatchOutcome.NO_PATCH,
+        PatchOutcome.EMPTY,
+        PatchOutcome.UNSUPPORTED,
+        PatchOutcome.INVALID,
+    ):
         assert not is_due(outcome, 1000, 1000 + week - 1, week)
         assert is_due(outcome, 1000, 1000 + week, week)
 
@@ -95,45 +100,63 @@ def _answer(status: int, doc: object) -> tuple[int, bytes]:
     return status, json.dumps(doc).encode()
 
 
-@pytest.mark.parametrize("doc", [
-    {"id": ROOT_ID, "from_build_id": PAIR.from_build_id, "to_build_id": PAIR.to_build_id,
-     "link": LINK},
-    {"id": ROOT_ID, "from": PAIR.from_build_id, "to": PAIR.to_build_id, "link": LINK},  # GALAXYDL
-    {"link": LINK},  # id from the link
-    {"id": ROOT_ID.upper()},  # no link: the configured CDN is asked
-])
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {
+            "id": ROOT_ID,
+            "from_build_id": PAIR.from_build_id,
+            "to_build_id": PAIR.to_build_id,
+            "link": LINK,
+        },
+        {
+            "id": ROOT_ID,
+            "from": PAIR.from_build_id,
+            "to": PAIR.to_build_id,
+            "link": LINK,
+        },  # GALAXYDL
+        {"link": LINK},  # id from the link
+        {"id": ROOT_ID.upper()},  # no link: the configured CDN is asked
+    ],
+)
 def test_patches_index_answer_with_a_patch(doc: dict[str, str]) -> None:
     answer = parse_patch_index(*_answer(200, doc), PAIR)
     assert answer.outcome is PatchOutcome.PATCH and answer.error is None
     assert answer.patch_id == ROOT_ID and answer.link == doc.get("link")
 
 
-@pytest.mark.parametrize(("status", "body"), [
-    (404, b'{"error": "not_found", "error_description": ""}'),
-    (400, b'{"error": "not_found"}'),
-    (404, b""),
-    (404, b"<html>Not Found</html>"),
-])
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (404, b'{"error": "not_found", "error_description": ""}'),
+        (400, b'{"error": "not_found"}'),
+        (404, b""),
+        (404, b"<html>Not Found</html>"),
+    ],
+)
 def test_patches_index_not_found(status: int, body: bytes) -> None:
     answer = parse_patch_index(status, body, PAIR)
     assert answer.outcome is PatchOutcome.NO_PATCH and answer.patch_id is None
 
 
-@pytest.mark.parametrize(("status", "body", "message"), [
-    (400, b'{"error": "invalid_request"}', "HTTP 400 (invalid_request)"),
-    (503, b"", "HTTP 503"),
-    (200, b"{not json", "not valid JSON"),
-    (200, b"[1, 2]", "expected a JSON object"),
-    (200, b"", "expected a JSON object"),
-    (200, b'{"error": "not_found"}', "error 'not_found' with HTTP 200"),
-    (200, b'{"id": "../../etc/passwd"}', "is not a 32-hex MD5"),
-    (200, json.dumps({"link": "file:///etc/passwd"}).encode(), "is not an http(s) URL"),
-    (200, json.dumps({"link": "https://cdn/x/y"}).encode(), "does not end in a manifest id"),
-    (200, json.dumps({"id": "0" * 32, "link": LINK}).encode(), "does not match its link"),
-    (200, json.dumps({"id": ROOT_ID, "from_build_id": "1"}).encode(), "from_build_id is 1"),
-    (200, json.dumps({"id": ROOT_ID, "to": "../1"}).encode(), "is not a numeric id"),
-    (200, b"{}", "neither 'id' nor 'link'"),
-])
+@pytest.mark.parametrize(
+    ("status", "body", "message"),
+    [
+        (400, b'{"error": "invalid_request"}', "HTTP 400 (invalid_request)"),
+        (503, b"", "HTTP 503"),
+        (200, b"{not json", "not valid JSON"),
+        (200, b"[1, 2]", "expected a JSON object"),
+        (200, b"", "expected a JSON object"),
+        (200, b'{"error": "not_found"}', "error 'not_found' with HTTP 200"),
+        (200, b'{"id": "../../etc/passwd"}', "is not a 32-hex MD5"),
+        (200, json.dumps({"link": "file:///etc/passwd"}).encode(), "is not an http(s) URL"),
+        (200, json.dumps({"link": "https://cdn/x/y"}).encode(), "does not end in a manifest id"),
+        (200, json.dumps({"id": "0" * 32, "link": LINK}).encode(), "does not match its link"),
+        (200, json.dumps({"id": ROOT_ID, "from_build_id": "1"}).encode(), "from_build_id is 1"),
+        (200, json.dumps({"id": ROOT_ID, "to": "../1"}).encode(), "is not a numeric id"),
+        (200, b"{}", "neither 'id' nor 'link'"),
+    ],
+)
 def test_patches_index_errors_name_the_pair(status: int, body: bytes, message: str) -> None:
     answer = parse_patch_index(status, body, PAIR)
     assert answer.outcome is PatchOutcome.ERROR and answer.patch_id is None
@@ -143,12 +166,21 @@ def test_patches_index_errors_name_the_pair(status: int, body: bytes, message: s
 
 def _root(**extra: object) -> dict[str, object]:
     doc: dict[str, object] = {
-        "algorithm": "xdelta3", "baseProductId": PID, "buildId_source": PAIR.from_build_id,
-        "buildId_target": PAIR.to_build_id, "clientId": "1", "clientSecret": "s",
+        "algorithm": "xdelta3",
+        "baseProductId": PID,
+        "buildId_source": PAIR.from_build_id,
+        "buildId_target": PAIR.to_build_id,
+        "clientId": "1",
+        "clientSecret": "s",
         "products": [{"name": "Game", "productId": PID}, {"name": "DLC", "productId": DLC}],
         "depots": [
-            {"productId": PID, "languages": ["*"], "manifest": "a" * 32, "size": 5,
-             "compressedSize": 3},
+            {
+                "productId": PID,
+                "languages": ["*"],
+                "manifest": "a" * 32,
+                "size": 5,
+                "compressedSize": 3,
+            },
             {"productId": DLC, "languages": ["en-US"], "manifest": "b" * 32, "size": 5},
             {"productId": PID, "languages": ["de-DE"], "manifest": "a" * 32},
             {"productId": "1423049311", "languages": ["*"], "manifest": "c" * 32},
@@ -158,8 +190,9 @@ def _root(**extra: object) -> dict[str, object]:
     return doc
 
 
-@pytest.mark.parametrize("body", [b"", b"  \n", zlib.compress(b""), zlib.compress(b"{}"), b"{}",
-                                  zlib.compress(b" {} ")])
+@pytest.mark.parametrize(
+    "body", [b"", b"  \n", zlib.compress(b""), zlib.compress(b"{}"), b"{}", zlib.compress(b" {} ")]
+)
 def test_patches_root_empty_forms(body: bytes) -> None:
     root = read_patch_root(body, "root x")
     assert root.is_empty and not root.is_supported and root.depots == ()
@@ -179,19 +212,26 @@ def test_patches_root_other_algorithm_is_unsupported() -> None:
     assert not root.is_supported and not root.is_empty and root.algorithm == "bsdiff"
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    (b"\x00\x01garbage", "root x: neither zlib nor a JSON object"),
-    (zlib.compress(b"{}")[:-4], "truncated"),
-    (b"[]", "neither zlib nor a JSON object"),
-    (json.dumps({"depots": []}).encode(), "field 'algorithm' is missing"),
-    (json.dumps(_root(depots=None)).encode(), "field 'depots' is missing"),
-    (json.dumps(_root(depots=[{"productId": PID, "manifest": "../x"}])).encode(),
-     "root x depots[0] manifest: '../x' is not a 32-hex MD5"),
-    (json.dumps(_root(depots=[{"productId": "../1", "manifest": "a" * 32}])).encode(),
-     "is not a numeric id"),
-    (json.dumps(_root(algorithm=7)).encode(), "field 'algorithm' should be str"),
-    (json.dumps(_root(buildId_target="x")).encode(), "buildId_target"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"\x00\x01garbage", "root x: neither zlib nor a JSON object"),
+        (zlib.compress(b"{}")[:-4], "truncated"),
+        (b"[]", "neither zlib nor a JSON object"),
+        (json.dumps({"depots": []}).encode(), "field 'algorithm' is missing"),
+        (json.dumps(_root(depots=None)).encode(), "field 'depots' is missing"),
+        (
+            json.dumps(_root(depots=[{"productId": PID, "manifest": "../x"}])).encode(),
+            "root x depots[0] manifest: '../x' is not a 32-hex MD5",
+        ),
+        (
+            json.dumps(_root(depots=[{"productId": "../1", "manifest": "a" * 32}])).encode(),
+            "is not a numeric id",
+        ),
+        (json.dumps(_root(algorithm=7)).encode(), "field 'algorithm' should be str"),
+        (json.dumps(_root(buildId_target="x")).encode(), "buildId_target"),
+    ],
+)
 def test_patches_root_invalid(body: bytes, message: str) -> None:
     with pytest.raises(ManifestError, match="root x") as info:
         read_patch_root(body, "root x")

@@ -62,8 +62,14 @@ def test_statedb_depot_product_links_survive_a_kill_between_phases(tmp_path: Pat
     manifest = NewObject(ObjectKind.META, "v2/meta/aa/aa/" + "a" * 32, "a" * 32)
     chunk = NewObject(ObjectKind.STORE, "v2/store/bb/bb/" + "b" * 32, "b" * 32, 5)
     ids = state.ensure_objects([manifest, chunk], 0.0)
-    depot = {"product_id": "2", "languages": ["*"], "size": 5, "compressed_size": 5,
-             "is_offline": False, "is_gog_depot": False}
+    depot = {
+        "product_id": "2",
+        "languages": ["*"],
+        "size": 5,
+        "compressed_size": 5,
+        "is_offline": False,
+        "is_gog_depot": False,
+    }
     state.record_build_depot("1", "100", ids[manifest.path], depot)
     state.conn.commit()  # ... and the run is killed before the manifest is indexed
     state.link_depot_products("1")
@@ -71,7 +77,8 @@ def test_statedb_depot_product_links_survive_a_kill_between_phases(tmp_path: Pat
     state.index_manifest(ids[manifest.path], [(ids[chunk.path], "chunk")], [], 1.0)
     state.link_depot_products("1")  # the next run
     assert state.conn.execute("SELECT object_id, product_id FROM object_products").fetchall() == [
-        (ids[chunk.path], "2")]
+        (ids[chunk.path], "2")
+    ]
     state.close()
 
 

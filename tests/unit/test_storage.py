@@ -22,8 +22,9 @@ def _md5(data: bytes) -> str:
 def test_storage_writes_verified_bytes_atomically(tmp_path: Path) -> None:
     store = ArchiveStore(tmp_path)
     data = b"x" * 5000
-    stored = store.write_verified("v2/store/aa/bb/obj", _pieces(data, 700),
-                                  expected_md5=_md5(data), expected_size=len(data))
+    stored = store.write_verified(
+        "v2/store/aa/bb/obj", _pieces(data, 700), expected_md5=_md5(data), expected_size=len(data)
+    )
     assert stored.size == 5000 and stored.md5 == _md5(data)
     assert (tmp_path / "v2/store/aa/bb/obj").read_bytes() == data
     assert list(store.iter_temp_files()) == []

@@ -136,10 +136,18 @@ def test_parse_depot_manifest_v1_directories_symlinks_flags_and_defaults() -> No
             "files": [
                 {"path": "/", "directory": True},
                 {"path": "/Game.app/Contents", "directory": True},
-                {"path": "/Game.app/Contents/Frameworks/SDL2", "target": "Versions/Current/SDL2",
-                 "symlinkType": "file"},
-                {"path": "/Contents/PkgInfo", "size": 8, "hash": "a" * 32,
-                 "executable": True, "support": True},
+                {
+                    "path": "/Game.app/Contents/Frameworks/SDL2",
+                    "target": "Versions/Current/SDL2",
+                    "symlinkType": "file",
+                },
+                {
+                    "path": "/Contents/PkgInfo",
+                    "size": 8,
+                    "hash": "a" * 32,
+                    "executable": True,
+                    "support": True,
+                },
                 {"path": "/empty.txt", "size": 0},
                 {"path": "/sized-as-string", "size": "3", "hash": "B" * 32, "offset": "7"},
             ]

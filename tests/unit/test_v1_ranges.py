@@ -119,10 +119,14 @@ def test_parse_content_range_accepts_rfc_forms_and_rejects_others() -> None:
 ASKED = ByteRange(100, 200)
 
 
-def check(status: int = 206, content_range: str | None = "bytes 100-199/1000",
-          content_length: str | None = "100") -> None:
-    check_partial_response(ASKED, 1000, status=status, content_range=content_range,
-                           content_length=content_length)
+def check(
+    status: int = 206,
+    content_range: str | None = "bytes 100-199/1000",
+    content_length: str | None = "100",
+) -> None:
+    check_partial_response(
+        ASKED, 1000, status=status, content_range=content_range, content_length=content_length
+    )
 
 
 def test_check_partial_response_accepts_the_exact_answer() -> None:

@@ -28,8 +28,12 @@ GOG_LINK = f"{GOG_HOST}/content-system/v1/manifests/{ROOT}/windows/37794096/repo
 @pytest.fixture
 def api(tmp_path: Path) -> GalaxyApi:
     http = HttpClient(requests.Session(), timeout_s=1)
-    auth = Authenticator(http, auth_url="https://auth.example", client=AuthSection(),
-                         store=TokenStore(tmp_path / "t"))
+    auth = Authenticator(
+        http,
+        auth_url="https://auth.example",
+        client=AuthSection(),
+        store=TokenStore(tmp_path / "t"),
+    )
     return GalaxyApi(http, Endpoints(cdn=CDN), auth)
 
 
@@ -39,8 +43,11 @@ def urls(sources: tuple[object, ...]) -> list[str]:
 
 
 def test_v1_repository_is_fetched_where_gog_linked_it_then_on_the_cdn(api: GalaxyApi) -> None:
-    found = urls(v1_manifest_sources(api, ROOT, "windows", 37794096, "repository.json",
-                                     repository_urls=[GOG_LINK]))
+    found = urls(
+        v1_manifest_sources(
+            api, ROOT, "windows", 37794096, "repository.json", repository_urls=[GOG_LINK]
+        )
+    )
     assert found == [
         GOG_LINK,
         f"{CDN}/content-system/v1/manifests/{ROOT}/windows/37794096/repository.json",
@@ -50,8 +57,17 @@ def test_v1_repository_is_fetched_where_gog_linked_it_then_on_the_cdn(api: Galax
 def test_v1_dlc_depot_manifest_is_tried_beside_repository_then_under_game_id(
     api: GalaxyApi,
 ) -> None:
-    found = urls(v1_manifest_sources(api, ROOT, "windows", 37794096, "u.json",
-                                     depot_product_id=DLC, repository_urls=[GOG_LINK]))
+    found = urls(
+        v1_manifest_sources(
+            api,
+            ROOT,
+            "windows",
+            37794096,
+            "u.json",
+            depot_product_id=DLC,
+            repository_urls=[GOG_LINK],
+        )
+    )
     base = "content-system/v1/manifests"
     assert found == [
         f"{GOG_HOST}/{base}/{ROOT}/windows/37794096/u.json",
@@ -75,14 +91,26 @@ def test_split_v1_path_inverts_the_layout() -> None:
     where = split_v1_path(v1_blob_path(DLC, "windows", 37794096, "main.bin"))
     assert where is not None
     assert (where.top, where.product_id, where.os, where.legacy_build_id, where.name) == (
-        "depots", DLC, "windows", 37794096, "main.bin")
+        "depots",
+        DLC,
+        "windows",
+        37794096,
+        "main.bin",
+    )
     assert split_v1_path("v2/meta/ab/cd/abcd") is None
     assert split_v1_path("v1/depots/1/windows/2/../main.bin") is None
 
 
 def link_endpoint(path: str, url_format: str = "{base_url}/token=t{path}") -> Endpoint:
-    doc = {"urls": [{"endpoint_name": "fastly", "url_format": url_format,
-                     "parameters": {"base_url": "https://cdn", "path": path}}]}
+    doc = {
+        "urls": [
+            {
+                "endpoint_name": "fastly",
+                "url_format": url_format,
+                "parameters": {"base_url": "https://cdn", "path": path},
+            }
+        ]
+    }
     return parse_link(doc, "link", generation=1, now=0).endpoints[0]
 
 
@@ -90,13 +118,19 @@ def link_endpoint(path: str, url_format: str = "{base_url}/token=t{path}") -> En
     ("path", "expected_url"),
     [
         # HGD / WARP / PLAYDEN: the link already names the build directory
-        (f"/content-system/v1/depots/{ROOT}/windows/37794096",
-         f"https://cdn/token=t/content-system/v1/depots/{ROOT}/windows/37794096/main.bin"),
-        (f"/content-system/v1/depots/{ROOT}/windows/37794096/",
-         f"https://cdn/token=t/content-system/v1/depots/{ROOT}/windows/37794096/main.bin"),
+        (
+            f"/content-system/v1/depots/{ROOT}/windows/37794096",
+            f"https://cdn/token=t/content-system/v1/depots/{ROOT}/windows/37794096/main.bin",
+        ),
+        (
+            f"/content-system/v1/depots/{ROOT}/windows/37794096/",
+            f"https://cdn/token=t/content-system/v1/depots/{ROOT}/windows/37794096/main.bin",
+        ),
         # GROG: path=/ gives the product directory; the client appends os/legacy/main.bin
-        (f"/content-system/v1/depots/{ROOT}",
-         f"https://cdn/token=t/content-system/v1/depots/{ROOT}/windows/37794096/main.bin"),
+        (
+            f"/content-system/v1/depots/{ROOT}",
+            f"https://cdn/token=t/content-system/v1/depots/{ROOT}/windows/37794096/main.bin",
+        ),
     ],
 )
 def test_blob_suffix_accepts_both_link_shapes(path: str, expected_url: str) -> None:
@@ -106,6 +140,7 @@ def test_blob_suffix_accepts_both_link_shapes(path: str, expected_url: str) -> N
 
 
 def test_blob_suffix_on_a_gcore_style_endpoint() -> None:
-    endpoint = link_endpoint(f"content-system/v1/depots/{ROOT}/osx/9",
-                             "{base_url}/{path}?wsSecret=s")
+    endpoint = link_endpoint(
+        f"content-system/v1/depots/{ROOT}/osx/9", "{base_url}/{path}?wsSecret=s"
+    )
     assert blob_suffix(endpoint, "osx", 9, "main.bin") == "main.bin"

@@ -61,14 +61,17 @@ def planned(records: VerifyRecords) -> list[str]:
 
 
 def test_plan_order_problems_then_never_verified_then_oldest(tmp_path: Path) -> None:
-    records = make_db(tmp_path, {
-        "a": ("verified", 5 * DAY_S),
-        "b": ("verified", 1 * DAY_S),
-        "c": ("corrupt", 9 * DAY_S),
-        "d": ("verified", None),
-        "e": ("absent_upstream", None),
-        "f": ("verified", 50 * DAY_S),
-    })
+    records = make_db(
+        tmp_path,
+        {
+            "a": ("verified", 5 * DAY_S),
+            "b": ("verified", 1 * DAY_S),
+            "c": ("corrupt", 9 * DAY_S),
+            "d": ("verified", None),
+            "e": ("absent_upstream", None),
+            "f": ("verified", 50 * DAY_S),
+        },
+    )
     assert records.make_plan(VerifyOptions(), now=60 * DAY_S) == 5
     assert planned(records) == ["c", "d", "b", "a", "f"]
     # --max-age 30d at day 60: f (day 50) is fresh; problems are checked again regardless.
@@ -112,9 +115,13 @@ def test_report_exit_code_and_summary() -> None:
     assert compact["problems"] == 1 and compact["temp_files"] == 1
 
 
-@given(names=st.lists(
-    st.lists(st.text(alphabet="a0.-_é", min_size=1, max_size=3), min_size=1, max_size=3),
-    min_size=1, max_size=12))
+@given(
+    names=st.lists(
+        st.lists(st.text(alphabet="a0.-_é", min_size=1, max_size=3), min_size=1, max_size=3),
+        min_size=1,
+        max_size=12,
+    )
+)
 def test_tree_listing_comes_out_in_the_dbs_path_order(
     tmp_path_factory: pytest.TempPathFactory, names: list[list[str]]
 ) -> None:

@@ -13,6 +13,8 @@ from galaxy_archive.statedb import StateDB
 # statedb.update_build_states checks) and how many of them are verified, with their bytes.
 # Only objects already known count: a build whose repository manifest was never fetched shows
 # 0/0 (its `state` says it is not complete).
+# The objects each build needs; mirrors statedb.update_build_states (V2) and
+# v1_state.update_v1_build_states (V1): change them together.
 _COMPLETENESS_SQL = """
 SELECT needed.build_id, count(*), coalesce(sum(o.state = 'verified'), 0),
        coalesce(sum(o.size), 0), coalesce(sum(CASE WHEN o.state = 'verified' THEN o.size END), 0)
@@ -23,6 +25,10 @@ FROM (
     UNION SELECT bd.build_id, mo.object_id FROM build_depots bd JOIN manifest_objects mo
         ON mo.manifest_object_id = bd.manifest_object_id
         WHERE bd.product_id = :p AND mo.role != 'sfc_member'
+    -- generation 1: depot manifests and the blobs their file records point into
+    UNION SELECT build_id, manifest_object_id FROM v1_depots WHERE product_id = :p
+    UNION SELECT d.build_id, e.blob_object_id FROM v1_depots d JOIN v1_extents e
+        ON e.manifest_object_id = d.manifest_object_id WHERE d.product_id = :p
 ) needed LEFT JOIN objects o ON o.id = needed.id
 GROUP BY needed.build_id
 """

@@ -6,7 +6,6 @@ it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Collection, Sequence
 from typing import Any
@@ -52,11 +51,7 @@ class DependencyRecords:
         self, answer: RepositoryAnswer, body: bytes, manifest_object_id: int, now: float
     ) -> int:
         """Record a repository version (first/last seen kept) and its raw answer; its id."""
-        body_md5 = hashlib.md5(body, usedforsecurity=False).hexdigest()
-        self.conn.execute(
-            "INSERT OR IGNORE INTO json_bodies (md5, body) VALUES (?, ?)",
-            (body_md5, body.decode("utf-8", "replace")),
-        )
+        body_md5 = self.db.save_json_body(body)
         self.conn.execute(
             "INSERT INTO dependency_repositories (build_id, generation, manifest_md5, "
             "manifest_object_id, manifest_url, body_md5, first_seen, last_seen) "

@@ -5,7 +5,6 @@ Used by the patch phase of `sync` and by `status`. Only the thread that owns the
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -65,13 +64,7 @@ class PatchRecords:
         now: float,
     ) -> PatchRow:
         """Record one index answer (raw body kept) and make it the pair's current state."""
-        body_md5 = None
-        if body:
-            body_md5 = hashlib.md5(body, usedforsecurity=False).hexdigest()
-            self.conn.execute(
-                "INSERT OR IGNORE INTO json_bodies (md5, body) VALUES (?, ?)",
-                (body_md5, body.decode("utf-8", "replace")),
-            )
+        body_md5 = self.db.save_json_body(body)
         keys = (pair.product_id, pair.from_build_id, pair.to_build_id)
         self.conn.execute(
             "INSERT INTO patch_queries (product_id, from_build_id, to_build_id, asked_at, "

@@ -191,18 +191,23 @@ class StateDB:
         body: bytes,
         now: float,
     ) -> None:
-        body_md5 = None
-        if body:
-            body_md5 = hashlib.md5(body, usedforsecurity=False).hexdigest()
-            self.conn.execute(
-                "INSERT OR IGNORE INTO json_bodies (md5, body) VALUES (?, ?)",
-                (body_md5, body.decode("utf-8", "replace")),
-            )
+        body_md5 = self.save_json_body(body)
         self.conn.execute(
             "INSERT INTO build_list_fetches (product_id, os, generation, with_password, "
             "fetched_at, status, body_md5) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (product_id, os_name, generation, int(with_password), iso(now), status, body_md5),
         )
+
+    def save_json_body(self, body: bytes) -> str | None:
+        """Keep a raw API answer once (json_bodies, by MD5); its MD5, None for an empty body."""
+        if not body:
+            return None
+        body_md5 = hashlib.md5(body, usedforsecurity=False).hexdigest()
+        self.conn.execute(
+            "INSERT OR IGNORE INTO json_bodies (md5, body) VALUES (?, ?)",
+            (body_md5, body.decode("utf-8", "replace")),
+        )
+        return body_md5
 
     def upsert_build(self, row: dict[str, Any], now: float) -> None:
         """Insert a listed build or refresh it; first_seen is kept, nothing is ever deleted."""

@@ -239,6 +239,17 @@ def parse_depot_ref(obj: Any, what: str, *, is_offline: bool = False) -> DepotRe
     )
 
 
+def parse_product_ids(doc: Any, what: str) -> tuple[str, ...]:
+    """The `products[].productId` of a repository or patch root: the base game and its DLC."""
+    products = json_field(doc, "products", list, what, [])
+    return tuple(
+        check_id(
+            json_field(p, "productId", (str, int), f"{what} products[{i}]"), f"{what} productId"
+        )
+        for i, p in enumerate(products)
+    )
+
+
 def parse_repository_v2(doc: Any, what: str) -> RepositoryV2:
     depots = tuple(
         parse_depot_ref(d, f"{what} depots[{i}]")
@@ -250,13 +261,7 @@ def parse_repository_v2(doc: Any, what: str) -> RepositoryV2:
         if offline_raw is not None
         else None
     )
-    products = json_field(doc, "products", list, what, [])
-    product_ids = tuple(
-        check_id(
-            json_field(p, "productId", (str, int), f"{what} products[{i}]"), f"{what} productId"
-        )
-        for i, p in enumerate(products)
-    )
+    product_ids = parse_product_ids(doc, what)
     build_id = json_field(doc, "buildId", (str, int), what, None)
     return RepositoryV2(
         base_product_id=check_id(json_field(doc, "baseProductId", (str, int), what), what),

@@ -26,6 +26,7 @@ from galaxy_archive.manifests import (
     json_field,
     looks_like_zlib,
     parse_depot_ref,
+    parse_product_ids,
 )
 
 SUPPORTED_ALGORITHM = "xdelta3"  # every client refuses anything else (protocol.md 7.2)
@@ -215,13 +216,7 @@ def parse_patch_root(doc: Any, what: str) -> PatchRoot:
         parse_depot_ref(d, f"{what} depots[{i}]")
         for i, d in enumerate(json_field(doc, "depots", list, what))
     )
-    products = json_field(doc, "products", list, what, [])
-    product_ids = tuple(
-        check_id(
-            json_field(p, "productId", (str, int), f"{what} products[{i}]"), f"{what} productId"
-        )
-        for i, p in enumerate(products)
-    )
+    product_ids = parse_product_ids(doc, what)
     return PatchRoot(
         algorithm=algorithm,
         base_product_id=_optional_id(doc, "baseProductId", what),

@@ -1,4 +1,8 @@
-from galaxy_archive.http_client import RateLimiter, build_retry, redact_url, scrub
+import pytest
+import requests
+
+from galaxy_archive.errors import UpstreamError
+from galaxy_archive.http_client import HttpClient, RateLimiter, build_retry, redact_url, scrub
 
 SIGNED = (
     "https://gog-cdn-fastly.gog.com/token=nva=1717011195~dirs=4~token=SECRETTOKEN"
@@ -58,3 +62,17 @@ def test_http_rate_limiter_spreads_bytes_over_time() -> None:
     unlimited = RateLimiter(0, clock=lambda: 0.0, sleep=sleep)
     unlimited.take(10**9)
     assert len(slept) == len([s for s in slept if s > 0])
+
+
+def test_http_plain_http_only_for_loopback_and_configured_hosts() -> None:
+    client = HttpClient(requests.Session(), timeout_s=1, plain_http_hosts=frozenset({"mirror.lan"}))
+    for url in ("http://cdn.example.com/x", "ftp://127.0.0.1/x", "http://10.0.0.1/x"):
+        with pytest.raises(UpstreamError, match=r"refusing .* \(not https\)"):  # nothing sent
+            client.get(url, what="object")
+    # allowed hosts get past the policy check (and then fail to connect: nothing listens)
+    for url in ("http://127.0.0.1:9/x", "http://localhost:9/x", "http://[::1]:9/x"):
+        with pytest.raises(UpstreamError) as info:
+            client.get(url, what="object")
+        assert "refusing" not in str(info.value)
+    client._check_transport("http://mirror.lan/x", "object")  # configured: no error
+    client._check_transport("https://anything.example/x", "object")

@@ -299,7 +299,3 @@ class Downloader:
         except (OSError, GalaxyArchiveError):
             return None
         return FetchResult(task, Outcome.ALREADY_PRESENT, size=size, md5=md5)
-
-
-def describe_failure(result: FetchResult) -> str:
-    return result.error or f"{result.task.what}: {result.outcome}"

@@ -36,10 +36,6 @@ class ObjectKind(enum.StrEnum):
     V1_BLOB = "v1_blob"
 
     @property
-    def is_content_addressed(self) -> bool:
-        return self not in (ObjectKind.V1_MANIFEST, ObjectKind.V1_BLOB)
-
-    @property
     def is_manifest(self) -> bool:
         return self in (
             ObjectKind.META,

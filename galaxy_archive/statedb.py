@@ -10,8 +10,7 @@ import hashlib
 import json
 import re
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -98,11 +97,6 @@ class StateDB:
     @property
     def conn(self) -> sqlite3.Connection:
         return self.db.conn
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        with self.conn:
-            yield
 
     def close(self) -> None:
         self.conn.close()

@@ -20,12 +20,14 @@ from typing import Any
 from galaxy_archive.errors import ManifestError
 from galaxy_archive.layout import ObjectKind
 from galaxy_archive.manifests import decode_json, decode_meta
+from galaxy_archive.v1_ranges import Extent, ExtentChecker
 from galaxy_archive.verify_plan import Check
 
 BLOCK_BYTES = 1 << 20
 # Inflate at most this much per call, so a zlib bomb cannot take the memory.
 INFLATE_STEP_BYTES = 4 << 20
 MAX_EXTENT_PROBLEMS = 20  # named per blob; the count says how many more
+EMPTY_MD5 = hashlib.md5(b"", usedforsecurity=False).hexdigest()
 
 
 class Verdict(enum.StrEnum):
@@ -33,16 +35,6 @@ class Verdict(enum.StrEnum):
     MISSING = "missing"
     CORRUPT = "corrupt"
     UNPROVEN = "unproven"  # nothing recorded to check the bytes against
-
-
-@dataclass(frozen=True)
-class Extent:
-    """A V1 file inside a blob: its path, where it starts, its size and MD5."""
-
-    path: str
-    offset: int
-    size: int
-    md5: str
 
 
 @dataclass(frozen=True)
@@ -55,7 +47,8 @@ class CheckItem:
     checks: frozenset[Check]
     inflated_md5: str | None = None
     inflated_size: int | None = None
-    extents: tuple[Extent, ...] = ()
+    extents: tuple[Extent, ...] = ()  # V1 blob: its file records
+    uncovered_md5: str | None = None  # V1 blob: of the bytes outside them, as stored
 
 
 @dataclass(frozen=True)
@@ -69,6 +62,10 @@ class CheckResult:
 
 class _Corrupt(Exception):
     """A check failed; the message says how."""
+
+
+class _Unproven(Exception):
+    """Nothing was recorded to check some of the bytes against."""
 
 
 class ObjectChecker:
@@ -99,7 +96,7 @@ class ObjectChecker:
             )
         if item.checks <= {Check.SIZE}:
             return CheckResult(item, Verdict.OK)
-        if item.md5 is None:
+        if item.md5 is None and Check.EXTENTS not in item.checks:
             return CheckResult(item, Verdict.UNPROVEN, "no recorded MD5 to check the bytes against")
         reader = _Reader(item, self._buffer())
         try:
@@ -111,6 +108,8 @@ class ObjectChecker:
             )
         except _Corrupt as exc:
             return CheckResult(item, Verdict.CORRUPT, str(exc), reader.size)
+        except _Unproven as exc:
+            return CheckResult(item, Verdict.UNPROVEN, str(exc), reader.size)
         if bad_extents:
             shown = ", ".join(bad_extents[:MAX_EXTENT_PROBLEMS])
             more = len(bad_extents) - MAX_EXTENT_PROBLEMS
@@ -135,25 +134,26 @@ class _Reader:
         self.item = item
         self.size = 0
         self._buffer = buffer
-        self._digest = hashlib.md5(usedforsecurity=False)
+        self._digest = hashlib.md5(usedforsecurity=False) if item.md5 is not None else None
         self._inflater = _Inflater() if Check.INFLATE in item.checks else None
         self._body: bytearray | None = (
             bytearray() if item.checks & {Check.META_JSON, Check.JSON} else None
         )
-        self._extents = _ExtentHasher(item.extents) if Check.EXTENTS in item.checks else None
+        self._blob = _BlobProof(item) if Check.EXTENTS in item.checks else None
 
     def read(self, path: str | Path) -> None:
         view = memoryview(self._buffer)
         with open(path, "rb", buffering=0) as handle:
             while count := handle.readinto(self._buffer):
                 block = view[:count]
-                self._digest.update(block)
+                if self._digest is not None:
+                    self._digest.update(block)
                 if self._inflater is not None:
                     self._inflater.feed(block)
                 if self._body is not None:
                     self._body += block
-                if self._extents is not None:
-                    self._extents.feed(self.size, block)
+                if self._blob is not None:
+                    self._blob.feed(self.size, block)
                 self.size += count
 
     def finish(self) -> list[str]:
@@ -161,15 +161,14 @@ class _Reader:
         item = self.item
         if item.size is not None and self.size != item.size:
             raise _Corrupt(f"read {self.size} bytes, expected {item.size}")
-        md5 = self._digest.hexdigest()
-        if md5 != item.md5:
+        if self._digest is not None and (md5 := self._digest.hexdigest()) != item.md5:
             raise _Corrupt(f"MD5 is {md5}, expected {item.md5}")
         if self._inflater is not None:
             self._inflater.finish(item.inflated_md5, item.inflated_size)
         if self._body is not None:
             _parse(item, bytes(self._body))
-        if self._extents is not None:
-            return self._extents.finish(self.size)
+        if self._blob is not None:
+            return self._blob.finish(self.size)
         return []
 
 
@@ -207,44 +206,42 @@ class _Inflater:
             raise _Corrupt(f"inflated MD5 is {md5}, expected {expected_md5}")
 
 
-class _ExtentHasher:
-    """Hashes every extent (a V1 file at an offset in a blob) during the blob's single read."""
+class _BlobProof:
+    """A V1 blob's proof, in the blob's single read: every file record's MD5 at its offset,
+    and the MD5 of the bytes outside them as recorded when the blob was stored (or, for a blob
+    stored by an older version, the whole blob's MD5, checked by the reader)."""
 
-    def __init__(self, extents: tuple[Extent, ...]) -> None:
-        self._pending = sorted(extents, key=lambda e: (e.offset, e.size), reverse=True)
-        self._active: list[tuple[Extent, Any]] = []
-        self._bad: list[str] = []
+    def __init__(self, item: CheckItem) -> None:
+        self._item = item
+        self._checker = ExtentChecker(e for e in item.extents if e.size > 0)
 
     def feed(self, position: int, block: memoryview) -> None:
-        end = position + len(block)
-        while self._pending and self._pending[-1].offset < end:
-            self._active.append((self._pending.pop(), hashlib.md5(usedforsecurity=False)))
-        still_active = []
-        for extent, digest in self._active:
-            start = max(extent.offset, position) - position
-            stop = min(extent.offset + extent.size, end) - position
-            if stop > start:
-                digest.update(block[start:stop])
-            if extent.offset + extent.size <= end:
-                self._settle(extent, digest)
-            else:
-                still_active.append((extent, digest))
-        self._active = still_active
+        self._checker.feed(position, block)
 
     def finish(self, blob_size: int) -> list[str]:
-        for extent, _digest in self._active:
-            self._bad.append(f"{extent.path} (ends past the blob's {blob_size} bytes)")
-        for extent in reversed(self._pending):
-            if extent.size == 0 and extent.offset <= blob_size:
-                self._settle(extent, hashlib.md5(usedforsecurity=False))
-            else:
-                self._bad.append(f"{extent.path} (ends past the blob's {blob_size} bytes)")
-        return self._bad
+        """The files whose bytes are wrong; raise when only the bytes between them are."""
+        bad = [_describe_bad(e, blob_size) for e in self._checker.finish()]
+        bad += [
+            _describe_bad(e, blob_size)
+            for e in self._item.extents
+            if e.size == 0 and (e.offset > blob_size or e.md5 != EMPTY_MD5)
+        ]
+        measured, recorded = self._checker.uncovered_md5, self._item.uncovered_md5
+        if bad or measured == recorded:
+            return bad
+        if recorded is not None:
+            raise _Corrupt(
+                f"the bytes outside its file records have MD5 {measured}, recorded {recorded}"
+            )
+        if self._item.md5 is None and measured != EMPTY_MD5:
+            raise _Unproven("no recorded MD5 for the bytes outside its file records")
+        return bad
 
-    def _settle(self, extent: Extent, digest: Any) -> None:
-        md5 = digest.hexdigest()
-        if md5 != extent.md5:
-            self._bad.append(f"{extent.path} (offset {extent.offset}, MD5 {md5} != {extent.md5})")
+
+def _describe_bad(extent: Extent, blob_size: int) -> str:
+    if extent.end > blob_size:
+        return f"{extent.path} (ends past the blob's {blob_size} bytes)"
+    return f"{extent.path} (offset {extent.offset}, MD5 is not {extent.md5})"
 
 
 def _parse(item: CheckItem, body: bytes) -> None:

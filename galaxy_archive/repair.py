@@ -22,7 +22,6 @@ from galaxy_archive.layout import ObjectKind
 from galaxy_archive.object_checks import CheckItem, ObjectChecker, Verdict
 from galaxy_archive.sources import meta_sources, sibling_meta_urls, sources_for
 from galaxy_archive.storage import ArchiveStore
-from galaxy_archive.v1_state import set_measured_md5
 from galaxy_archive.v1_sync import download_blob
 from galaxy_archive.verify_plan import VerifyLevel, checks_for
 from galaxy_archive.verify_records import PlanRow, VerifyRecords
@@ -131,10 +130,6 @@ class Repairer:
                 log.error("repair failed: %s: %s", problem.path, exc)
                 continue
             self._apply(problem, result)
-            if result.outcome in (Outcome.FETCHED, Outcome.ALREADY_PRESENT) and result.md5:
-                # Not content-addressed: the blob's MD5 is what was measured now (every file
-                # inside it was checked), as sync records it.
-                set_measured_md5(self.records.db, row.object_id, result.md5)
             self.records.flush()
 
     def _task(self, problem: ObjectProblem, row: PlanRow) -> FetchTask | None:

@@ -7,15 +7,16 @@ at its offset into ``.<blob>.galaxy-partial`` beside the final path. Ranges coun
 once fully written; about once a second the partial file is fdatasync'ed and the ranges done
 are handed to `save`, so a killed run resumes with the missing ranges only.
 
-Two threads trail the download, reading the blob back from offset 0 as far as the ranges
-done reach: one computes the whole-blob MD5, the other every file record's MD5. A bad record
-makes its bytes "not done" again; they are fetched again (a few times) before the blob fails
-naming the file. Only a blob whose every record matches is fsynced and renamed into place.
+A thread trails the download, reading the blob back from offset 0 as far as the ranges done
+reach, and checks every file record's MD5 (GOG publishes no MD5 of a whole blob). The bytes no
+record covers are hashed in the same pass; that digest is recorded with the blob, so verify can
+prove every byte of it later. A bad record makes its bytes "not done" again; they are fetched
+again (a few times) before the blob fails naming the file. Only a blob whose every record
+matches is fsynced and renamed into place.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import random
@@ -59,6 +60,7 @@ BACKOFF_S = 0.25
 MAX_NAMED_FILES = 3
 
 SaveProgress = Callable[[int | None, int | None, Sequence[ByteRange]], None]
+BlobStored = Callable[[int, str], None]
 
 
 def blob_suffix(endpoint: Endpoint, os_name: str, legacy_build_id: int, name: str) -> str:
@@ -139,7 +141,8 @@ class BlobFetcher:
     """Fetches blobs by ranges with the run's HTTP client and link cache.
 
     `save(total, range_size, done)` is called from the calling thread whenever ranges are
-    durable on disk (and with ``(total, None, ())`` once the blob is in place).
+    durable on disk; `stored(total, uncovered_md5)` once the blob is in place, with the MD5 of
+    its bytes outside every file record.
     """
 
     def __init__(
@@ -151,6 +154,7 @@ class BlobFetcher:
         workers: int,
         range_size: int = DEFAULT_RANGE_SIZE_BYTES,
         save: SaveProgress | None = None,
+        stored: BlobStored | None = None,
         stop: threading.Event | None = None,
         sleep: Callable[[float], None] = time.sleep,
         on_bytes: Callable[[int], None] | None = None,
@@ -161,6 +165,7 @@ class BlobFetcher:
         self._workers = max(1, workers)
         self._range_size = range_size
         self._save = save or (lambda _total, _range_size, _done: None)
+        self._stored = stored or (lambda _total, _uncovered_md5: None)
         self._stop = stop or threading.Event()
         self._sleep = sleep
         self._on_bytes = on_bytes
@@ -172,15 +177,15 @@ class BlobFetcher:
         *,
         known_total: int | None = None,
         done: Sequence[ByteRange] = (),
-        recorded_md5: str | None = None,
+        recorded_uncovered_md5: str | None = None,
     ) -> FetchResult:
         """Fetch, resume or adopt `job`'s blob.
 
         :param known_total: the blob size a previous run saw, and `done` the ranges it wrote;
             they are resumed when the CDN still announces that size.
-        :param recorded_md5: the MD5 recorded when the blob was last stored, if any: a file
-            found at the final path is adopted only if it has it (bytes outside every file
-            record have no hash of their own).
+        :param recorded_uncovered_md5: recorded when the blob was last stored, if it was: a
+            file found at the final path is adopted only if its bytes outside every file
+            record still have it (those bytes have no hash from GOG).
         """
         task = job.task()
         try:
@@ -192,12 +197,12 @@ class BlobFetcher:
                     f"{job.what}: the CDN's blob is {probe.total} bytes, shorter than its file "
                     f"records need ({job.min_size})"
                 )
-            adopted = self._adopt(job, probe.total, recorded_md5)
+            adopted = self._adopt(job, probe.total, recorded_uncovered_md5)
             if adopted is not None:
-                self._save(probe.total, None, ())
-                return FetchResult(task, Outcome.ALREADY_PRESENT, size=probe.total, md5=adopted)
+                self._stored(probe.total, adopted)
+                return FetchResult(task, Outcome.ALREADY_PRESENT, size=probe.total)
             resumed = RangeSet(done) if known_total == probe.total else RangeSet()
-            md5 = self._fetch_into_place(job, probe.total, resumed)
+            self._fetch_into_place(job, probe.total, resumed)
         except _Stopped:
             return FetchResult(task, Outcome.STOPPED)
         except _BlobFailed as exc:
@@ -206,7 +211,6 @@ class BlobFetcher:
             task,
             Outcome.FETCHED,
             size=probe.total,
-            md5=md5,
             endpoint=probe.endpoint,
             source_url=probe.source_url,
         )
@@ -264,9 +268,10 @@ class BlobFetcher:
 
     # --- an existing final file ------------------------------------------------------------
 
-    def _adopt(self, job: BlobJob, total: int, recorded_md5: str | None) -> str | None:
+    def _adopt(self, job: BlobJob, total: int, recorded_uncovered: str | None) -> str | None:
         """A file already at the final path with the right size, every record matching and
-        the recorded MD5 if there is one (e.g. renamed just before a kill -9): its MD5."""
+        the recorded digest of the rest if there is one (e.g. renamed just before a kill -9):
+        the MD5 of its bytes outside every record."""
         final = self._store.path(job.path)
         try:
             fd = os.open(final, os.O_RDONLY)
@@ -278,18 +283,18 @@ class BlobFetcher:
             if os.fstat(fd).st_size != total:
                 return None
             frontier = _Frontier(total)
-            md5, bad = _hash_trailing(fd, total, job.extents, frontier, lambda: None)
+            uncovered, bad = _hash_trailing(fd, total, job.extents, frontier, lambda: None)
         finally:
             os.close(fd)
-        if bad or recorded_md5 not in (None, md5):
+        if bad or recorded_uncovered not in (None, uncovered):
             return None
         partial = final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
         partial.unlink(missing_ok=True)  # an older download's leftovers are not needed now
-        return md5
+        return uncovered
 
     # --- download, check, rename -----------------------------------------------------------
 
-    def _fetch_into_place(self, job: BlobJob, total: int, done: RangeSet) -> str:
+    def _fetch_into_place(self, job: BlobJob, total: int, done: RangeSet) -> None:
         final = self._store.path(job.path)
         partial = final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
         fd = _open_partial(partial, job.path)
@@ -300,20 +305,20 @@ class BlobFetcher:
                 done = RangeSet()
             elif done.covered:
                 log.info("%s: resuming, %d of %d bytes already here", job.what, done.covered, total)
-            md5 = self._fetch_and_check(job, fd, total, done)
+            uncovered = self._fetch_and_check(job, fd, total, done)
             _disk(job.path, os.fsync, fd)
         finally:
             os.close(fd)
         _disk(job.path, os.replace, partial, final)
-        self._save(total, None, ())
-        return md5
+        self._stored(total, uncovered)
 
     def _fetch_and_check(self, job: BlobJob, fd: int, total: int, done: RangeSet) -> str:
+        """Fetch until every record matches; the MD5 of the bytes outside them."""
         bad: list[Extent] = []
         for attempt in range(1, CHECK_ATTEMPTS + 1):
-            md5, bad = self._pass(job, fd, total, done)
+            uncovered, bad = self._pass(job, fd, total, done)
             if not bad:
-                return md5
+                return uncovered
             for extent in bad:
                 done.remove(extent.span)
             self._commit(fd, job, total, done)
@@ -330,7 +335,8 @@ class BlobFetcher:
         )
 
     def _pass(self, job: BlobJob, fd: int, total: int, done: RangeSet) -> tuple[str, list[Extent]]:
-        """Fetch every missing range while the hashers trail; (blob MD5, bad extents)."""
+        """Fetch every missing range while the hasher trails; (MD5 outside the records, bad
+        records)."""
         todo = plan_ranges(total, self._range_size, done)
         frontier = _Frontier(done.prefix_end())
         return _hash_trailing(
@@ -527,16 +533,14 @@ class _Frontier:
 
 
 class _Hasher(threading.Thread):
-    """Reads the blob from offset 0 up to the frontier, block by block, and hashes each block
-    twice at once: the whole blob's MD5 in a helper thread, the file records' MD5s here.
-    hashlib releases the GIL, so the two digests use two cores; one read serves both."""
+    """Reads the blob from offset 0 up to the frontier, block by block, into one buffer, and
+    feeds the file records' checker (hashlib releases the GIL: the range workers go on)."""
 
     def __init__(self, fd: int, total: int, frontier: _Frontier, extents: Sequence[Extent]):
         super().__init__(name="blob-hash", daemon=True)
         self._fd = fd
         self._total = total
         self._frontier = frontier
-        self.whole = hashlib.md5(usedforsecurity=False)
         self.checker = ExtentChecker(extents)
         self.error: OSError | None = None
 
@@ -544,20 +548,14 @@ class _Hasher(threading.Thread):
         view = memoryview(bytearray(HASH_BLOCK_BYTES))
         position = 0
         try:
-            with ThreadPoolExecutor(1, thread_name_prefix="blob-md5") as helper:
-                while position < self._total:
-                    limit = self._frontier.wait_beyond(position)
-                    if limit is None:
-                        return
-                    while position < limit and not self._frontier.is_cancelled:
-                        count = _read_at(
-                            self._fd, view[: min(len(view), limit - position)], position
-                        )
-                        block = view[:count]
-                        whole = helper.submit(self.whole.update, block)
-                        self.checker.feed(position, block)
-                        whole.result()
-                        position += count
+            while position < self._total:
+                limit = self._frontier.wait_beyond(position)
+                if limit is None:
+                    return
+                while position < limit and not self._frontier.is_cancelled:
+                    count = _read_at(self._fd, view[: min(len(view), limit - position)], position)
+                    self.checker.feed(position, view[:count])
+                    position += count
         except OSError as exc:
             self.error = exc
             self._frontier.cancel()
@@ -571,7 +569,7 @@ def _hash_trailing(
     produce: Callable[[], None],
 ) -> tuple[str, list[Extent]]:
     """Run `produce` (which advances `frontier`) while the blob is hashed behind it; return
-    the whole blob's MD5 and the extents whose bytes do not match."""
+    the MD5 of the bytes outside every extent and the extents whose bytes do not match."""
     hasher = _Hasher(fd, total, frontier, extents)
     hasher.start()
     try:
@@ -583,7 +581,7 @@ def _hash_trailing(
         hasher.join()
     if hasher.error is not None:
         raise StorageError(f"cannot read back a blob being checked ({hasher.error})")
-    return hasher.whole.hexdigest(), hasher.checker.finish()
+    return hasher.checker.uncovered_md5, hasher.checker.finish()
 
 
 def _read_at(fd: int, view: memoryview, offset: int) -> int:

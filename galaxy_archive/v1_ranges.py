@@ -209,7 +209,10 @@ class _Active:
 
 
 class ExtentChecker:
-    """Checks every extent's MD5 as the blob's bytes are fed to it in order from offset 0.
+    """Checks every extent's MD5 as the blob's bytes are fed to it in order from offset 0,
+    and hashes the bytes no extent covers (GOG publishes no MD5 of a whole blob: its file
+    records' MD5s plus this digest, recorded when the blob is stored, prove every byte of it,
+    in a single pass).
 
     Memory stays flat whatever the sizes: one running digest per extent that overlaps the
     bytes being fed. Identical records (same offset, size and MD5) are hashed once. Extents
@@ -225,6 +228,8 @@ class ExtentChecker:
         firsts = [twins[0] for twins in self._twins.values()]
         self._waiting = sorted(firsts, key=lambda e: (e.offset, e.end), reverse=True)
         self._active: list[_Active] = []
+        self._covered_to = 0  # the highest end of the extents started so far
+        self._uncovered = hashlib.md5(usedforsecurity=False)
         self.position = 0
         self.bad: list[Extent] = []
         self.checked = 0
@@ -238,8 +243,16 @@ class ExtentChecker:
         if offset != self.position:
             raise ValueError(f"fed offset {offset}, expected {self.position}")
         end = offset + len(data)
+        gap_from = max(offset, self._covered_to)
         while self._waiting and self._waiting[-1].offset < end:
-            self._active.append(_Active(self._waiting.pop()))
+            extent = self._waiting.pop()
+            if extent.offset > gap_from:
+                self._uncovered.update(data[gap_from - offset : extent.offset - offset])
+            self._covered_to = max(self._covered_to, extent.end)
+            gap_from = max(gap_from, self._covered_to)
+            self._active.append(_Active(extent))
+        if gap_from < end:
+            self._uncovered.update(data[gap_from - offset :])
         still_active: list[_Active] = []
         for active in self._active:
             extent = active.extent
@@ -260,6 +273,11 @@ class ExtentChecker:
         for extent in unreached:
             self.bad.extend(self._twins_of(extent))
         return self.bad
+
+    @property
+    def uncovered_md5(self) -> str:
+        """The MD5 of the bytes fed so far that lie outside every extent, in offset order."""
+        return self._uncovered.hexdigest()
 
     def _settle(self, extent: Extent, md5: str) -> None:
         twins = self._twins_of(extent)

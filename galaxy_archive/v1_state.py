@@ -28,7 +28,7 @@ class BlobRecord:
     min_size: int
     total_size: int | None
     range_size: int | None
-    md5: str | None  # the whole blob's, once it has been stored
+    uncovered_md5: str | None  # of the bytes outside every file record, once stored
     done: tuple[ByteRange, ...]
 
 
@@ -149,8 +149,8 @@ def ensure_blobs(db: StateDB, blobs: Iterable[NewBlob], now: float) -> None:
 def blob_record(db: StateDB, object_id: int) -> BlobRecord | None:
     row = db.conn.execute(
         "SELECT o.id, o.path, b.product_id, b.os, b.legacy_build_id, b.name, b.min_size, "
-        "b.total_size, b.range_size, o.md5 FROM v1_blobs b JOIN objects o ON o.id = b.object_id "
-        "WHERE b.object_id = ?",
+        "b.total_size, b.range_size, b.uncovered_md5 "
+        "FROM v1_blobs b JOIN objects o ON o.id = b.object_id WHERE b.object_id = ?",
         (object_id,),
     ).fetchone()
     if row is None:
@@ -163,9 +163,19 @@ def blob_record(db: StateDB, object_id: int) -> BlobRecord | None:
             (object_id,),
         )
     )
-    object_id, path, product_id, os_name, legacy, name, min_size, total, range_size, md5 = row
+    object_id, path, product_id, os_name, legacy, name, min_size, total, range_size, uncovered = row
     return BlobRecord(
-        object_id, path, product_id, os_name, legacy, name, min_size, total, range_size, md5, done
+        object_id,
+        path,
+        product_id,
+        os_name,
+        legacy,
+        name,
+        min_size,
+        total,
+        range_size,
+        uncovered,
+        done,
     )
 
 
@@ -221,9 +231,14 @@ def pending_v1_blobs(db: StateDB, manifest_object_ids: Sequence[int]) -> list[Bl
     return [r for r in records if r is not None]
 
 
-def set_measured_md5(db: StateDB, object_id: int, md5: str) -> None:
-    """Record the MD5 measured while storing (V1 objects are not named by their MD5)."""
-    db.conn.execute("UPDATE objects SET md5 = ? WHERE id = ?", (md5, object_id))
+def set_blob_stored(db: StateDB, object_id: int, uncovered_md5: str) -> None:
+    """Record what proves a blob just stored: its file records (already in v1_extents) and
+    the MD5 of the bytes outside them. A whole-blob MD5 from an older version is dropped:
+    it described the bytes stored before."""
+    db.conn.execute(
+        "UPDATE v1_blobs SET uncovered_md5 = ? WHERE object_id = ?", (uncovered_md5, object_id)
+    )
+    db.conn.execute("UPDATE objects SET md5 = NULL WHERE id = ?", (object_id,))
 
 
 # --- builds --------------------------------------------------------------------------------

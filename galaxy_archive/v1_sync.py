@@ -53,7 +53,7 @@ from galaxy_archive.v1_state import (
     record_v1_depot,
     record_v1_redists,
     save_blob_progress,
-    set_measured_md5,
+    set_blob_stored,
     update_v1_build_states,
 )
 
@@ -83,7 +83,7 @@ def download_blob(
     The blob's file records must be in v1_extents (sync records them from the manifests).
     The ranges done are recorded and committed as they become durable; the object's own
     state is not: the caller records the returned FetchResult like any other download's
-    (``result.md5`` is the whole blob's MD5, ``result.size`` its size).
+    (``result.size`` is the blob's size; what proves its bytes is recorded here).
     """
     record = blob_record(db, blob_object_id)
     where = split_v1_path(record.path) if record is not None else None
@@ -105,6 +105,13 @@ def download_blob(
         )
         db.conn.commit()
 
+    def stored(total: int, uncovered_md5: str) -> None:
+        save_blob_progress(
+            db, blob_object_id, total_size=total, range_size=None, done=(), now=clock()
+        )
+        set_blob_stored(db, blob_object_id, uncovered_md5)
+        db.conn.commit()
+
     fetcher = BlobFetcher(
         http,
         links,
@@ -112,12 +119,16 @@ def download_blob(
         workers=workers,
         range_size=range_size,
         save=save,
+        stored=stored,
         stop=stop,
         sleep=sleep,
         on_bytes=on_bytes,
     )
     return fetcher.fetch(
-        job, known_total=record.total_size, done=record.done, recorded_md5=record.md5
+        job,
+        known_total=record.total_size,
+        done=record.done,
+        recorded_uncovered_md5=record.uncovered_md5,
     )
 
 
@@ -369,10 +380,6 @@ class V1Phases(Phase):
                 clock=self.clock,
             )
             self.syncer.record(result)
-            if result.md5 is not None:
-                # Not content-addressed: the MD5 measured now is the truth, even if the CDN's
-                # blob changed since an earlier download.
-                set_measured_md5(self.db, blob.object_id, result.md5)
             self.db.conn.commit()
             if result.outcome is Outcome.STOPPED:
                 return

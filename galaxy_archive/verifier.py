@@ -22,17 +22,12 @@ from galaxy_archive.galaxy_api import GalaxyApi
 from galaxy_archive.http_client import HttpClient, scrub
 from galaxy_archive.layout import ObjectKind
 from galaxy_archive.lock import archive_lock, process_is_alive
-from galaxy_archive.object_checks import (
-    CheckItem,
-    CheckResult,
-    Extent,
-    ObjectChecker,
-    Verdict,
-)
+from galaxy_archive.object_checks import CheckItem, CheckResult, ObjectChecker, Verdict
 from galaxy_archive.output import Progress
 from galaxy_archive.repair import Repairer
 from galaxy_archive.statedb import StateDB
 from galaxy_archive.tree_walk import Stray, WalkStopped, find_strays
+from galaxy_archive.v1_ranges import Extent
 from galaxy_archive.verify_plan import Budget, Check, VerifyLevel, VerifyOptions, checks_for
 from galaxy_archive.verify_records import PlanRow, VerifyRecords
 from galaxy_archive.verify_report import ObjectProblem, VerifyReport
@@ -151,8 +146,9 @@ class Verifier:
     def _item(self, row: PlanRow) -> CheckItem:
         checks = checks_for(row.kind, self.options.level)
         extents: tuple[Extent, ...] = ()
+        uncovered_md5 = None
         if Check.EXTENTS in checks:
-            extents = self.records.extents_of(row.object_id)
+            extents, uncovered_md5 = self.records.blob_proof(row.object_id)
         return CheckItem(
             row.object_id,
             row.kind,
@@ -163,6 +159,7 @@ class Verifier:
             row.inflated_md5,
             row.inflated_size,
             extents,
+            uncovered_md5,
         )
 
     def _record(self, row: PlanRow, result: CheckResult) -> None:

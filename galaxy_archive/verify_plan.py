@@ -14,8 +14,11 @@ from galaxy_archive.layout import ObjectKind
 
 class VerifyLevel(enum.StrEnum):
     QUICK = "quick"  # presence and size: a stat, no reads
-    FULL = "full"  # the default: MD5 of the stored bytes against the name or recorded MD5
-    DEEP = "deep"  # also inflate chunks, parse manifests, hash every V1 file extent
+    # The default: MD5 of the stored bytes against the name or the recorded MD5; a V1 blob,
+    # for which GOG publishes no MD5, by every file record's MD5 at its offset and the MD5 of
+    # the bytes outside them recorded when it was stored (one read either way).
+    FULL = "full"
+    DEEP = "deep"  # also inflate chunks, parse manifests as JSON
 
 
 class Check(enum.StrEnum):
@@ -24,7 +27,7 @@ class Check(enum.StrEnum):
     INFLATE = "inflate"  # a complete zlib stream; inflated MD5 and size as recorded
     META_JSON = "meta_json"  # V2 meta: zlib (or plain) JSON that parses
     JSON = "json"  # V1 manifest: plain JSON that parses
-    EXTENTS = "extents"  # V1 blob: every file's MD5 at its offset
+    EXTENTS = "extents"  # V1 blob: every file's MD5 at its offset, the bytes between them
 
 
 # Chunks are stored as the CDN serves them: zlib streams (patch chunks: zlib of xdelta3 data).
@@ -39,6 +42,8 @@ def checks_for(kind: ObjectKind, level: VerifyLevel) -> frozenset[Check]:
     if level is VerifyLevel.QUICK:
         return frozenset({Check.SIZE})
     checks = {Check.SIZE, Check.MD5}
+    if kind is ObjectKind.V1_BLOB:
+        checks.add(Check.EXTENTS)
     if level is VerifyLevel.DEEP:
         if kind in ZLIB_KINDS:
             checks.add(Check.INFLATE)
@@ -46,8 +51,6 @@ def checks_for(kind: ObjectKind, level: VerifyLevel) -> frozenset[Check]:
             checks.add(Check.META_JSON)
         elif kind is ObjectKind.V1_MANIFEST:
             checks.add(Check.JSON)
-        elif kind is ObjectKind.V1_BLOB:
-            checks.add(Check.EXTENTS)
     return frozenset(checks)
 
 

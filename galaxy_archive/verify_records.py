@@ -13,9 +13,9 @@ from typing import Any
 
 from galaxy_archive.layout import ObjectKind
 from galaxy_archive.lock import process_is_alive
-from galaxy_archive.object_checks import Extent
 from galaxy_archive.patches import PatchPair
 from galaxy_archive.statedb import StateDB, iso
+from galaxy_archive.v1_ranges import Extent
 from galaxy_archive.verify_plan import VerifyOptions, due_cutoff_s
 
 PLAN_BATCH_ROWS = 2000
@@ -147,14 +147,19 @@ class VerifyRecords:
         )
         return sql, list(product_ids) * 5
 
-    def extents_of(self, blob_object_id: int) -> tuple[Extent, ...]:
-        """The V1 files inside a blob (table v1_extents, from the V1 sync), by offset."""
+    def blob_proof(self, blob_object_id: int) -> tuple[tuple[Extent, ...], str | None]:
+        """What proves a V1 blob: the files inside it (table v1_extents, from the V1 sync), by
+        offset, and the MD5 of its bytes outside them, recorded when it was stored."""
         rows = self.conn.execute(
             'SELECT DISTINCT path, "offset", size, md5 FROM v1_extents '
             'WHERE blob_object_id = ? ORDER BY "offset"',
             (blob_object_id,),
         ).fetchall()
-        return tuple(Extent(path, offset, size, md5) for path, offset, size, md5 in rows)
+        uncovered = self.conn.execute(
+            "SELECT uncovered_md5 FROM v1_blobs WHERE object_id = ?", (blob_object_id,)
+        ).fetchone()
+        extents = tuple(Extent(path, offset, size, md5) for path, offset, size, md5 in rows)
+        return extents, uncovered[0] if uncovered else None
 
     # --- results ---------------------------------------------------------------------------
 

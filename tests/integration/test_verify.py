@@ -312,7 +312,7 @@ def v1_tree(world: World) -> dict[str, bytes]:
     return {k: v for k, v in expected.items() if k.startswith("v1/")}
 
 
-def test_verify_flipped_byte_in_v1_extent_is_named_by_deep(
+def test_verify_flipped_byte_in_v1_extent_is_named_by_default(
     v1_synced: tuple[World, V1Build, Archive],
 ) -> None:
     _world, build, archive = v1_synced
@@ -321,27 +321,35 @@ def test_verify_flipped_byte_in_v1_extent_is_named_by_deep(
     assert verify_json(archive, "--deep")[0] == 0
     flip_byte(archive, blob, build.depots[0].offsets[target] + 1000)
 
+    assert verify_json(archive, "--quick")[0] == 0  # the size is still right
     code, report = verify_json(archive)
     assert code == 1
     problem = problems_by_path(report)[blob]
     assert problem["kind"] == "v1_blob" and "MD5" in problem["detail"]
-    assert problem["files"] == []  # the default level checks the whole blob only
+    # GOG has no MD5 of a whole blob: its file records' MD5s are the proof, named by offset
+    assert len(problem["files"]) == 1 and problem["files"][0].startswith(target.lstrip("/"))
+    assert "level2" not in problem["detail"]
     assert [b["build_id"] for b in problem["builds"]] == [build.build_id]
     assert report["builds_no_longer_complete"] == [
         {"product_id": PID, "build_id": build.build_id, "generation": 1}
     ]
 
-    with sqlite3.connect(archive.root / "archive.db") as conn:  # as if the blob were refetched
-        conn.execute(
-            "UPDATE objects SET md5 = ? WHERE path = ?",
-            (hashlib.md5((archive.root / blob).read_bytes()).hexdigest(), blob),
-        )
-    assert verify_json(archive)[0] == 0  # the whole-blob MD5 now matches...
-    code, report = verify_json(archive, "--deep")  # ...but the file inside is wrong
+
+def test_verify_flipped_byte_between_v1_files_is_found(
+    v1_synced: tuple[World, V1Build, Archive],
+) -> None:
+    _world, build, archive = v1_synced
+    blob = v1_blob(build)
+    first = build.depots[0].offsets["/bin/game.exe"]
+    flip_byte(archive, blob, first + 200_000 + 10)  # in the padding after game.exe
+
+    code, report = verify_json(archive)
     assert code == 1
     problem = problems_by_path(report)[blob]
-    assert len(problem["files"]) == 1 and problem["files"][0].startswith(target.lstrip("/"))
-    assert "level2" not in problem["detail"]
+    assert problem["files"] == []  # every file is intact...
+    assert "outside its file records" in problem["detail"]  # ...the bytes between are not
+    assert verify_json(archive, "--repair")[0] == 0
+    assert (archive.root / blob).read_bytes() == build.blobs[PID]
 
 
 def test_verify_corrupted_v1_manifest_is_found(

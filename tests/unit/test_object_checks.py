@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from galaxy_archive.layout import ObjectKind
-from galaxy_archive.object_checks import CheckItem, Extent, ObjectChecker, Verdict
+from galaxy_archive.object_checks import CheckItem, ObjectChecker, Verdict
+from galaxy_archive.v1_ranges import Extent
 from galaxy_archive.verify_plan import VerifyLevel, checks_for
 
 
@@ -171,3 +172,30 @@ def test_checker_extent_past_the_end_of_the_blob(tmp_path: Path) -> None:
     )
     assert result.verdict is Verdict.CORRUPT
     assert sorted(e.split(" ")[0] for e in result.bad_extents) == ["/after", "/tail"]
+
+
+def test_checker_proves_a_blob_by_its_records_and_the_bytes_between(tmp_path: Path) -> None:
+    """GOG has no MD5 of a whole blob: the default level checks every record's MD5 and the
+    MD5 of the bytes outside them, recorded when the blob was stored, in one read."""
+    blob = b"file-a" + b"--gap--" + b"file-b" + b"tail"
+    extents = (Extent("/a", 0, 6, md5(b"file-a")), Extent("/b", 13, 6, md5(b"file-b")))
+    proof: dict[str, Any] = {"md5": None, "extents": extents, "uncovered_md5": md5(b"--gap--tail")}
+    checker = ObjectChecker(tmp_path, block_bytes=4)
+
+    def check(stored: bytes, **changes: Any) -> tuple[Verdict, str, tuple[str, ...]]:
+        path = store(tmp_path, stored, "main.bin")
+        result = checker.check(item(path, blob, ObjectKind.V1_BLOB, **{**proof, **changes}))
+        return result.verdict, result.detail or "", result.bad_extents
+
+    assert check(blob)[0] is Verdict.OK
+    verdict, detail, files = check(blob.replace(b"gap", b"gAp"))
+    assert verdict is Verdict.CORRUPT and "outside its file records" in detail and files == ()
+    verdict, _, files = check(blob.replace(b"file-b", b"file-B"))
+    assert verdict is Verdict.CORRUPT and [f.split(" ")[0] for f in files] == ["/b"]
+    # a blob stored by an older version: nothing recorded for the bytes between the files
+    assert check(blob, uncovered_md5=None)[0] is Verdict.UNPROVEN
+    covered = b"file-a" + b"file-b"
+    whole = (Extent("/a", 0, 6, md5(b"file-a")), Extent("/b", 6, 6, md5(b"file-b")))
+    path = store(tmp_path, covered, "covered.bin")
+    no_gaps = item(path, covered, ObjectKind.V1_BLOB, md5=None, extents=whole)
+    assert checker.check(no_gaps).verdict is Verdict.OK  # the records prove every byte

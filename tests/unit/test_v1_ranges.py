@@ -185,6 +185,9 @@ def test_extent_checker_finds_exactly_the_bad_extents_whatever_the_blocks(
     # identical records are hashed once; a bad twin of a good record still shows up
     assert found == bad
     assert checker.is_done
+    covered = {i for e in extents for i in range(e.offset, e.end)}
+    outside = bytes(byte for i, byte in enumerate(blob) if i not in covered)
+    assert checker.uncovered_md5 == md5(outside)
 
 
 def test_extent_checker_reports_extents_the_bytes_never_reached() -> None:
@@ -194,6 +197,15 @@ def test_extent_checker_reports_extents_the_bytes_never_reached() -> None:
     assert checker.finish() == [extent]
     with pytest.raises(ValueError):
         ExtentChecker([Extent("empty", 0, 0, md5(b""))])
+
+
+def test_extent_checker_hashes_the_bytes_between_and_after_records() -> None:
+    blob = b"HEAD" + b"file-a" + b"gap" + b"file-b" + b"tail"
+    checker = ExtentChecker([Extent("a", 4, 6, md5(b"file-a")), Extent("b", 13, 6, md5(b"file-b"))])
+    checker.feed(0, blob[:5])
+    checker.feed(5, blob[5:])
+    assert checker.finish() == []
+    assert checker.uncovered_md5 == md5(b"HEAD" + b"gap" + b"tail")
 
 
 def test_extent_checker_refuses_bytes_out_of_order() -> None:

@@ -2,30 +2,31 @@
 
 The size comes from a HEAD (with ``Range: bytes=0-0``, so either a Content-Length or a
 Content-Range answers it). The missing ranges are spread over the workers; every 206 is
-checked against the range asked for and its body length counted, and each range is written
-at its offset into ``.<blob>.galaxy-partial`` beside the final path. Ranges count as done only
-once fully written; about once a second the partial file is fdatasync'ed and the ranges done
-are handed to `save`, so a killed run resumes with the missing ranges only.
+checked against the range asked for and its body length counted; each range is received into
+a buffer and written from it at its offset into ``.<blob>.galaxy-partial`` beside the final
+path (v1_blob_io). Ranges count as done only once fully written; about once a second the
+partial file is fdatasync'ed and the ranges done are handed to `save`, so a killed run resumes
+with the missing ranges only.
 
-A thread trails the download, reading the blob back from offset 0 as far as the ranges done
-reach, and checks every file record's MD5 (GOG publishes no MD5 of a whole blob). The bytes no
-record covers are hashed in the same pass; that digest is recorded with the blob, so verify can
-prove every byte of it later. A bad record makes its bytes "not done" again; they are fetched
-again (a few times) before the blob fails naming the file. Only a blob whose every record
-matches is fsynced and renamed into place.
+From the same buffers, in offset order, a thread checks every file record's MD5
+(v1_blob_hash; GOG publishes no MD5 of a whole blob). The bytes no record covers are hashed in
+the same pass; that digest is recorded with the blob, so verify can prove every byte of it
+later. A bad record makes its bytes "not done" again; they are fetched again (a few times)
+before the blob fails naming the file. Only a blob whose every record matches is fsynced and
+renamed into place.
 """
 
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 from galaxy_archive.downloader import FetchResult, FetchTask, Outcome
 from galaxy_archive.errors import ManifestError, StorageError, UpstreamError
@@ -36,10 +37,11 @@ from galaxy_archive.link_cache import LinkCache
 from galaxy_archive.links import Endpoint, Link
 from galaxy_archive.sources import v1_blob_link, v1_blob_source
 from galaxy_archive.storage import PARTIAL_SUFFIX, ArchiveStore
+from galaxy_archive.v1_blob_hash import InOrderHasher
+from galaxy_archive.v1_blob_io import BlobFile, BufferPool
 from galaxy_archive.v1_ranges import (
     ByteRange,
     Extent,
-    ExtentChecker,
     RangeSet,
     RangeViolation,
     check_partial_response,
@@ -54,8 +56,8 @@ DEFAULT_RANGE_SIZE_BYTES = 8 * 1024 * 1024
 ROUNDS = 3  # passes over every endpoint before a range (or the size probe) fails
 CHECK_ATTEMPTS = 3  # downloads of a bad file record's bytes before the blob fails
 COMMIT_EVERY_S = 1.0
-QUEUED_PER_WORKER = 3  # ranges queued ahead, so workers never wait on the main thread
-HASH_BLOCK_BYTES = 4 * 1024 * 1024
+# Range buffers (see v1_blob_io): a buffer per worker plus two, at most this much in all.
+BUFFER_BUDGET_BYTES = 96 * 1024 * 1024
 BACKOFF_S = 0.25
 MAX_NAMED_FILES = 3
 
@@ -169,7 +171,6 @@ class BlobFetcher:
         self._stop = stop or threading.Event()
         self._sleep = sleep
         self._on_bytes = on_bytes
-        self._write_lock = threading.Lock()
 
     def fetch(
         self,
@@ -273,19 +274,17 @@ class BlobFetcher:
         the recorded digest of the rest if there is one (e.g. renamed just before a kill -9):
         the MD5 of its bytes outside every record."""
         final = self._store.path(job.path)
-        try:
-            fd = os.open(final, os.O_RDONLY)
-        except FileNotFoundError:
+        if not final.is_file():
             return None
-        except OSError as exc:
-            raise StorageError(f"{job.path}: cannot open ({exc.strerror or exc})") from exc
+        file = BlobFile(final, job.path, allow_direct=False)
         try:
-            if os.fstat(fd).st_size != total:
+            if file.size() != total:
                 return None
-            frontier = _Frontier(total)
-            uncovered, bad = _hash_trailing(fd, total, job.extents, frontier, lambda: None)
+            whole = [ByteRange(0, total)] if total else []
+            hasher = InOrderHasher(file, total, job.extents, whole, lambda _buffer: None)
+            uncovered, bad = hasher.start().finish()
         finally:
-            os.close(fd)
+            file.close()
         if bad or recorded_uncovered not in (None, uncovered):
             return None
         partial = final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
@@ -297,31 +296,34 @@ class BlobFetcher:
     def _fetch_into_place(self, job: BlobJob, total: int, done: RangeSet) -> None:
         final = self._store.path(job.path)
         partial = final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
-        fd = _open_partial(partial, job.path)
+        file = BlobFile(partial, job.path)
         try:
-            if os.fstat(fd).st_size != total:
+            if file.size() != total:
                 # A new download, or the blob changed size upstream: nothing on disk counts.
-                _disk(job.path, os.ftruncate, fd, total)
+                file.set_size(total)
                 done = RangeSet()
             elif done.covered:
                 log.info("%s: resuming, %d of %d bytes already here", job.what, done.covered, total)
-            uncovered = self._fetch_and_check(job, fd, total, done)
-            _disk(job.path, os.fsync, fd)
+            uncovered = self._fetch_and_check(job, file, total, done)
+            file.sync()
         finally:
-            os.close(fd)
-        _disk(job.path, os.replace, partial, final)
+            file.close()
+        try:
+            os.replace(partial, final)
+        except OSError as exc:
+            raise StorageError(f"{job.path}: cannot rename into place ({exc.strerror})") from exc
         self._stored(total, uncovered)
 
-    def _fetch_and_check(self, job: BlobJob, fd: int, total: int, done: RangeSet) -> str:
+    def _fetch_and_check(self, job: BlobJob, file: BlobFile, total: int, done: RangeSet) -> str:
         """Fetch until every record matches; the MD5 of the bytes outside them."""
         bad: list[Extent] = []
         for attempt in range(1, CHECK_ATTEMPTS + 1):
-            uncovered, bad = self._pass(job, fd, total, done)
+            uncovered, bad = self._pass(job, file, total, done)
             if not bad:
                 return uncovered
             for extent in bad:
                 done.remove(extent.span)
-            self._commit(fd, job, total, done)
+            self._commit(file, total, done)
             log.warning(
                 "%s: %s do not match their MD5 (download %d of %d)",
                 job.what,
@@ -334,55 +336,71 @@ class BlobFetcher:
             "downloads; the blob is not stored"
         )
 
-    def _pass(self, job: BlobJob, fd: int, total: int, done: RangeSet) -> tuple[str, list[Extent]]:
-        """Fetch every missing range while the hasher trails; (MD5 outside the records, bad
-        records)."""
+    def _pass(
+        self, job: BlobJob, file: BlobFile, total: int, done: RangeSet
+    ) -> tuple[str, list[Extent]]:
+        """Fetch every missing range, hashed in order as they arrive; (MD5 outside the
+        records, bad records)."""
         todo = plan_ranges(total, self._range_size, done)
-        frontier = _Frontier(done.prefix_end())
-        return _hash_trailing(
-            fd,
-            total,
-            job.extents,
-            frontier,
-            lambda: self._fetch_ranges(job, fd, total, todo, done, frontier),
-        )
+        buffer_size = max((piece.length for piece in todo), default=0)
+        pool = BufferPool(self._buffer_count(buffer_size), buffer_size)
+        hasher = InOrderHasher(file, total, job.extents, done.ranges, pool.give_back).start()
+        try:
+            self._fetch_ranges(job, file, total, todo, done, pool, hasher)
+        except BaseException:
+            hasher.cancel()
+            raise
+        return hasher.finish()
+
+    def _buffer_count(self, buffer_size: int) -> int:
+        """A buffer per worker and two for the hasher to hold, within the memory budget."""
+        fits = BUFFER_BUDGET_BYTES // max(1, buffer_size)
+        return max(2, min(self._workers + 2, fits))
 
     def _fetch_ranges(
         self,
         job: BlobJob,
-        fd: int,
+        file: BlobFile,
         total: int,
         todo: Sequence[ByteRange],
         done: RangeSet,
-        frontier: _Frontier,
+        pool: BufferPool,
+        hasher: InOrderHasher,
     ) -> None:
+        """Start ranges in offset order, each with a free buffer (so the range the hasher
+        waits for always has one), until all are done, one fails or the run stops."""
         cancel = threading.Event()
         queue = iter(todo)
-        pending: set[Future[ByteRange]] = set()
+        piece = next(queue, None)
+        pending: dict[Future[None], tuple[ByteRange, mmap.mmap]] = {}
         failure: BaseException | None = None
         last_commit = time.monotonic()
-        with ThreadPoolExecutor(self._workers, thread_name_prefix="range") as pool:
+        with ThreadPoolExecutor(self._workers, thread_name_prefix="range") as pool_of_workers:
             try:
                 while True:
-                    while failure is None and len(pending) < self._workers * QUEUED_PER_WORKER:
-                        piece = next(queue, None)
-                        if piece is None:
+                    pool.wakeup.clear()
+                    while failure is None and piece is not None and len(pending) < self._workers:
+                        buffer = pool.take()
+                        if buffer is None:
                             break
-                        pending.add(pool.submit(self._fetch_range, job, fd, total, piece, cancel))
-                    if not pending:
+                        future = pool_of_workers.submit(
+                            self._fetch_range, job, file, total, piece, buffer, cancel, hasher
+                        )
+                        pending[future] = (piece, buffer)
+                        future.add_done_callback(lambda _future: pool.wakeup.set())
+                        piece = next(queue, None)
+                    if not pending and (piece is None or failure is not None):
                         break
-                    finished, pending = wait(
-                        pending, timeout=COMMIT_EVERY_S, return_when=FIRST_COMPLETED
-                    )
-                    for future in finished:
+                    for future in [f for f in pending if f.done()]:
+                        fetched, buffer = pending.pop(future)
                         try:
-                            done.add(future.result())
-                        except (_Cancelled, CancelledError):
-                            pass
-                        except BaseException as exc:  # raised below, once the rest settle
-                            failure = failure or exc
-                            cancel.set()
-                    frontier.advance(done.prefix_end())
+                            future.result()  # the worker handed its buffer to the hasher
+                            done.add(fetched)
+                        except BaseException as exc:
+                            pool.give_back(buffer)
+                            if not isinstance(exc, _Cancelled | CancelledError):
+                                failure = failure or exc  # raised once the rest settle
+                                cancel.set()
                     if failure is None and self._stop.is_set():
                         # The run is stopping: the ranges in flight are finished and kept,
                         # none is started (a second signal interrupts and drops them).
@@ -390,8 +408,9 @@ class BlobFetcher:
                         for future in pending:
                             future.cancel()
                     if time.monotonic() - last_commit >= COMMIT_EVERY_S:
-                        self._commit(fd, job, total, done)
+                        self._commit(file, total, done)
                         last_commit = time.monotonic()
+                    pool.wakeup.wait(COMMIT_EVERY_S)
                 if failure is not None:
                     raise failure
             except BaseException:
@@ -400,20 +419,29 @@ class BlobFetcher:
                     future.cancel()
                 raise
             finally:
-                self._commit(fd, job, total, done)
+                self._commit(file, total, done)
 
-    def _commit(self, fd: int, job: BlobJob, total: int, done: RangeSet) -> None:
+    def _commit(self, file: BlobFile, total: int, done: RangeSet) -> None:
         """Make the ranges done durable, then record them: a crash never leaves a range
         recorded whose bytes are not on disk."""
         snapshot = done.ranges
-        _disk(job.path, os.fdatasync, fd)
+        file.datasync()
         self._save(total, self._range_size, snapshot)
 
     # --- one range, in a worker thread -----------------------------------------------------
 
     def _fetch_range(
-        self, job: BlobJob, fd: int, total: int, piece: ByteRange, cancel: threading.Event
-    ) -> ByteRange:
+        self,
+        job: BlobJob,
+        file: BlobFile,
+        total: int,
+        piece: ByteRange,
+        buffer: mmap.mmap,
+        cancel: threading.Event,
+        hasher: InOrderHasher,
+    ) -> None:
+        """Fetch `piece` into `buffer`, write it and hand it to the hasher (which gives the
+        buffer back); on any error the buffer stays the caller's."""
         last_error = f"{job.what} (bytes {piece}): no endpoint"
         for round_number in range(ROUNDS):
             if cancel.is_set():
@@ -428,8 +456,7 @@ class BlobFetcher:
                 if cancel.is_set():
                     raise _Cancelled
                 try:
-                    self._get_range(job, endpoint, fd, total, piece, cancel)
-                    return piece
+                    data = self._get_range(job, endpoint, total, piece, buffer, cancel)
                 except _HttpStatus as status:
                     last_error = (
                         f"{job.what} (bytes {piece}): HTTP {status.status} from {endpoint.name}"
@@ -438,8 +465,13 @@ class BlobFetcher:
                         self._links.invalidate(job.request, link)
                         is_rejected = True
                         break
+                    continue
                 except (UpstreamError, RangeViolation) as exc:
                     last_error = f"{exc} (endpoint {endpoint.name})"
+                    continue
+                file.write(data, piece.start)
+                hasher.hand_over(piece.start, data, buffer)
+                return
             if not is_rejected:
                 self._backoff(round_number)
         raise _BlobFailed(last_error)
@@ -448,13 +480,15 @@ class BlobFetcher:
         self,
         job: BlobJob,
         endpoint: Endpoint,
-        fd: int,
         total: int,
         piece: ByteRange,
+        buffer: mmap.mmap,
         cancel: threading.Event,
-    ) -> None:
+    ) -> memoryview:
+        """The range's body, checked against what was asked for, in `buffer`."""
         url = endpoint.build_url(blob_suffix(endpoint, job.os, job.legacy_build_id, job.name))
         what = f"{job.what} (bytes {piece})"
+        view = memoryview(buffer)[: piece.length]
         with self._http.stream(url, what=what, headers={"Range": piece.header()}) as response:
             if response.status_code in (401, 403, 404):
                 raise _HttpStatus(response.status_code)
@@ -468,23 +502,21 @@ class BlobFetcher:
                 )
             except RangeViolation as exc:
                 raise RangeViolation(f"{what}: {exc}") from None
-            position = piece.start
+            received = 0
             for data in self._http.iter_body(response, what=what):
                 if cancel.is_set():
                     raise _Cancelled
-                if position + len(data) > piece.end:
+                if received + len(data) > piece.length:
                     raise RangeViolation(f"{what}: the body is longer than the range")
-                # One writer at a time: the kernel serialises writes to one file anyway, and
-                # writers queued on its inode lock spin on the CPU; on this lock they sleep.
-                with self._write_lock:
-                    _write_at(fd, data, position, job.path)
-                position += len(data)
+                view[received : received + len(data)] = data
+                received += len(data)
                 if self._on_bytes is not None:
                     self._on_bytes(len(data))
-            if position != piece.end:
+            if received != piece.length:
                 raise RangeViolation(
-                    f"{what}: the body ended after {position - piece.start} of {piece.length} bytes"
+                    f"{what}: the body ended after {received} of {piece.length} bytes"
                 )
+        return view
 
     def _link(self, job: BlobJob) -> Link | str:
         """The link, or the error message when it cannot be had right now."""
@@ -498,105 +530,6 @@ class BlobFetcher:
             self._sleep(BACKOFF_S * 2**round_number * (1 + random.random()))
 
 
-# --- the trailing hashers ------------------------------------------------------------------
-
-
-class _Frontier:
-    """How far from offset 0 the blob is on disk, shared by the fetcher and the hashers."""
-
-    def __init__(self, position: int) -> None:
-        self._position = position
-        self._is_cancelled = False
-        self._condition = threading.Condition()
-
-    def advance(self, position: int) -> None:
-        with self._condition:
-            if position > self._position:
-                self._position = position
-                self._condition.notify_all()
-
-    def cancel(self) -> None:
-        with self._condition:
-            self._is_cancelled = True
-            self._condition.notify_all()
-
-    @property
-    def is_cancelled(self) -> bool:
-        return self._is_cancelled
-
-    def wait_beyond(self, position: int) -> int | None:
-        """Block until the frontier passes `position`; None once cancelled."""
-        with self._condition:
-            while not self._is_cancelled and self._position <= position:
-                self._condition.wait()
-            return None if self._is_cancelled else self._position
-
-
-class _Hasher(threading.Thread):
-    """Reads the blob from offset 0 up to the frontier, block by block, into one buffer, and
-    feeds the file records' checker (hashlib releases the GIL: the range workers go on)."""
-
-    def __init__(self, fd: int, total: int, frontier: _Frontier, extents: Sequence[Extent]):
-        super().__init__(name="blob-hash", daemon=True)
-        self._fd = fd
-        self._total = total
-        self._frontier = frontier
-        self.checker = ExtentChecker(extents)
-        self.error: OSError | None = None
-
-    def run(self) -> None:
-        view = memoryview(bytearray(HASH_BLOCK_BYTES))
-        position = 0
-        try:
-            while position < self._total:
-                limit = self._frontier.wait_beyond(position)
-                if limit is None:
-                    return
-                while position < limit and not self._frontier.is_cancelled:
-                    count = _read_at(self._fd, view[: min(len(view), limit - position)], position)
-                    self.checker.feed(position, view[:count])
-                    position += count
-        except OSError as exc:
-            self.error = exc
-            self._frontier.cancel()
-
-
-def _hash_trailing(
-    fd: int,
-    total: int,
-    extents: Sequence[Extent],
-    frontier: _Frontier,
-    produce: Callable[[], None],
-) -> tuple[str, list[Extent]]:
-    """Run `produce` (which advances `frontier`) while the blob is hashed behind it; return
-    the MD5 of the bytes outside every extent and the extents whose bytes do not match."""
-    hasher = _Hasher(fd, total, frontier, extents)
-    hasher.start()
-    try:
-        produce()
-        frontier.advance(total)
-        hasher.join()
-    finally:
-        frontier.cancel()
-        hasher.join()
-    if hasher.error is not None:
-        raise StorageError(f"cannot read back a blob being checked ({hasher.error})")
-    return hasher.checker.uncovered_md5, hasher.checker.finish()
-
-
-def _read_at(fd: int, view: memoryview, offset: int) -> int:
-    """Fill `view` from `offset` (without allocating when the platform allows)."""
-    if hasattr(os, "preadv"):
-        count = os.preadv(fd, [view], offset)
-    else:  # pragma: no cover - macOS before 11
-        data = os.pread(fd, len(view), offset)
-        view[: len(data)] = data
-        count = len(data)
-    if count <= 0:
-        raise OSError(f"the file ends at {offset} bytes")
-    return count
-
-
 # --- small helpers -------------------------------------------------------------------------
 
 
@@ -606,30 +539,3 @@ def _describe(bad: Sequence[Extent]) -> str:
     )
     more = len(bad) - MAX_NAMED_FILES
     return f"file {named}" + (f" and {more} more" if more > 0 else "")
-
-
-def _open_partial(partial: Path, what: str) -> int:
-    try:
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(partial, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise StorageError(f"{what}: cannot create {partial.name} ({exc.strerror or exc})") from exc
-
-
-def _disk(what: str, call: Callable[..., object], *args: object) -> None:
-    """A failing disk (full, read-only, gone) is a StorageError naming the blob."""
-    try:
-        call(*args)
-    except OSError as exc:
-        raise StorageError(f"{what}: {exc.strerror or exc}") from exc
-
-
-def _write_at(fd: int, data: bytes, offset: int, what: str) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            written = os.pwrite(fd, view, offset)
-        except OSError as exc:
-            raise StorageError(f"{what}: cannot write ({exc.strerror or exc})") from exc
-        view = view[written:]
-        offset += written

@@ -216,10 +216,18 @@ class ExtentChecker:
 
     Memory stays flat whatever the sizes: one running digest per extent that overlaps the
     bytes being fed. Identical records (same offset, size and MD5) are hashed once. Extents
-    of size 0 have no bytes to check and are not accepted.
+    of size 0 have no bytes to check and are not accepted. Several checkers can share out a
+    blob's extents (each in its own thread): one is given every extent of the blob as
+    `coverage` and hashes the bytes outside them all, the others have `hash_uncovered` off.
     """
 
-    def __init__(self, extents: Iterable[Extent]) -> None:
+    def __init__(
+        self,
+        extents: Iterable[Extent],
+        *,
+        coverage: Iterable[Extent] | None = None,
+        hash_uncovered: bool = True,
+    ) -> None:
         self._twins: dict[tuple[int, int, str], list[Extent]] = {}
         for extent in extents:
             if extent.size <= 0:
@@ -228,8 +236,9 @@ class ExtentChecker:
         firsts = [twins[0] for twins in self._twins.values()]
         self._waiting = sorted(firsts, key=lambda e: (e.offset, e.end), reverse=True)
         self._active: list[_Active] = []
-        self._covered_to = 0  # the highest end of the extents started so far
-        self._uncovered = hashlib.md5(usedforsecurity=False)
+        self._covered = _merged(firsts if coverage is None else coverage)
+        self._next_covered = 0  # the first of self._covered not behind the position
+        self._uncovered = hashlib.md5(usedforsecurity=False) if hash_uncovered else None
         self.position = 0
         self.bad: list[Extent] = []
         self.checked = 0
@@ -243,16 +252,9 @@ class ExtentChecker:
         if offset != self.position:
             raise ValueError(f"fed offset {offset}, expected {self.position}")
         end = offset + len(data)
-        gap_from = max(offset, self._covered_to)
+        self._feed_uncovered(offset, data)
         while self._waiting and self._waiting[-1].offset < end:
-            extent = self._waiting.pop()
-            if extent.offset > gap_from:
-                self._uncovered.update(data[gap_from - offset : extent.offset - offset])
-            self._covered_to = max(self._covered_to, extent.end)
-            gap_from = max(gap_from, self._covered_to)
-            self._active.append(_Active(extent))
-        if gap_from < end:
-            self._uncovered.update(data[gap_from - offset :])
+            self._active.append(_Active(self._waiting.pop()))
         still_active: list[_Active] = []
         for active in self._active:
             extent = active.extent
@@ -266,6 +268,21 @@ class ExtentChecker:
         self._active = still_active
         self.position = end
 
+    def _feed_uncovered(self, offset: int, data: bytes | memoryview) -> None:
+        if self._uncovered is None:
+            return
+        position, end, covered = offset, offset + len(data), self._covered
+        while position < end:
+            while self._next_covered < len(covered) and covered[self._next_covered].end <= position:
+                self._next_covered += 1
+            upcoming = covered[self._next_covered] if self._next_covered < len(covered) else None
+            if upcoming is not None and upcoming.start <= position:
+                position = min(end, upcoming.end)  # inside an extent: not ours to hash here
+                continue
+            stop = end if upcoming is None else min(end, upcoming.start)
+            self._uncovered.update(data[position - offset : stop - offset])
+            position = stop
+
     def finish(self) -> list[Extent]:
         """The extents whose bytes did not match, and those the fed bytes did not reach."""
         unreached = [a.extent for a in self._active] + list(reversed(self._waiting))
@@ -277,6 +294,8 @@ class ExtentChecker:
     @property
     def uncovered_md5(self) -> str:
         """The MD5 of the bytes fed so far that lie outside every extent, in offset order."""
+        if self._uncovered is None:
+            raise ValueError("this checker does not hash the bytes outside its extents")
         return self._uncovered.hexdigest()
 
     def _settle(self, extent: Extent, md5: str) -> None:
@@ -287,6 +306,12 @@ class ExtentChecker:
 
     def _twins_of(self, extent: Extent) -> list[Extent]:
         return self._twins[(extent.offset, extent.size, extent.md5)]
+
+
+def _merged(extents: Iterable[Extent]) -> list[ByteRange]:
+    """The bytes the extents cover, as sorted, disjoint ranges."""
+    covered = RangeSet(e.span for e in extents if e.size > 0)
+    return list(covered.ranges)
 
 
 def extents_end(extents: Sequence[Extent]) -> int:

@@ -145,11 +145,18 @@ def _str_list(key: str, value: Any, allowed: tuple[str, ...] | None = None) -> t
     return tuple(items)
 
 
-def _positive_int(key: str, value: Any, minimum: int = 1) -> int:
+def _positive_int(key: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
     number = _expect(key, value, int, "an integer")
     if number < minimum:
         raise ConfigError(f"config key {key}: must be at least {minimum}")
+    if maximum is not None and number > maximum:
+        raise ConfigError(f"config key {key}: must be at most {maximum}")
     return int(number)
+
+
+def _range_size(key: str, value: Any) -> int:
+    # Each range in flight passes through a buffer of its size: capped, so memory stays flat.
+    return _positive_int(key, value, 64 * 1024, 32 * 1024 * 1024)
 
 
 def _duration(key: str, value: Any) -> float:
@@ -215,7 +222,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, tuple[str, _Converter]]]] = {
             "dependencies": ("dependencies", _dependencies_mode),
             "dlc": ("dlc", lambda k, v: _expect(k, v, bool, "true or false")),
             "workers": ("workers", _positive_int),
-            "v1_range_size": ("v1_range_size", lambda k, v: _positive_int(k, v, 64 * 1024)),
+            "v1_range_size": ("v1_range_size", _range_size),
         },
     ),
     "http": (

@@ -74,7 +74,8 @@ class InOrderHasher:
     def cancel(self) -> None:
         self._stop_lanes()
         for thread in self._threads:
-            thread.join()
+            if thread.ident is not None:  # started
+                thread.join()
 
     def finish(self) -> tuple[str, list[Extent]]:
         """Once every byte was fed: the MD5 of the bytes outside every extent, and the

@@ -6,23 +6,30 @@ CDN tree and serves it with nginx on 127.0.0.1 (the rewrite drops the secure lin
 ``/token=…`` segment); the content-system API stays on the fake Galaxy, whose secure links
 point at nginx. Then, on the same disk and in the same run, it times:
 
-* ``disk``: the blob's bytes written sequentially in 8 MiB blocks, then fsync;
+* ``disk``: the blob's bytes written sequentially in 8 MiB blocks, then fsync (as
+  ``dd bs=8M conv=fsync`` does: through the page cache); and, for reference, the same with
+  O_DIRECT (``dd oflag=direct``), which ours uses for blobs where the file system allows;
 * ``aria2c``: ``aria2c -x 8 -s 8`` on the blob's URL (and, for reference, with its file
   fsynced afterwards: the durability ours has);
 * ``ours``: the whole ``galaxy-archive sync <pid> --generation 1`` command into a fresh
   archive (start-up, API, manifests, then the blob: HEAD, parallel ranges, every file record's
-  MD5 and the whole blob's MD5 checked, fsync, rename);
+  MD5 and the MD5 of the bytes between them checked, fsync, rename);
 
 and prints the throughputs, the ratios ours/aria2c and ours/disk (the reference's time over
 ours: above 1 means ours is faster), CPU seconds and the client's peak RSS. With --runs N the
 three are repeated N times in a rotating order, and the medians are printed too.
 
-    python scripts/bench_v1.py [--size-mib 1024] [--runs 3] [--workdir /path/on/the/disk]
+Run it with the project's virtualenv (``.venv/bin/python scripts/bench_v1.py``): the
+interpreter and packages a user gets from ``pip install``, not whatever else the system
+Python has (numpy, if present, is imported by sqlite-utils and costs start-up time).
+
+    .venv/bin/python scripts/bench_v1.py [--size-mib 1024] [--runs 3] [--workdir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import mmap
 import os
 import resource
 import shutil
@@ -86,6 +93,28 @@ def time_disk(target: Path, blob: bytes) -> Timing:
     return Timing(seconds)
 
 
+def time_disk_direct(target: Path, blob: bytes) -> Timing:
+    """The same with O_DIRECT from one page-aligned buffer: the device's rate without the
+    page cache (where the file system has no O_DIRECT: the buffered rate again)."""
+    buffer = mmap.mmap(-1, BLOCK_BYTES)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_DIRECT", 0)
+    try:
+        fd = os.open(target, flags, 0o644)
+    except OSError:
+        return time_disk(target, blob)
+    start = time.perf_counter()
+    try:
+        for offset in range(0, len(blob) - len(blob) % BLOCK_BYTES, BLOCK_BYTES):
+            buffer[:] = blob[offset : offset + BLOCK_BYTES]
+            os.pwrite(fd, buffer, offset)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    seconds = time.perf_counter() - start
+    target.unlink()
+    return Timing(seconds)
+
+
 def time_aria2c(url: str, workdir: Path) -> tuple[Timing, Timing]:
     """aria2c alone, and aria2c plus an fsync of what it wrote."""
     directory = workdir / "aria2c"
@@ -118,13 +147,15 @@ def write_config(
 @dataclass(frozen=True)
 class Run:
     disk: Timing
+    disk_direct: Timing
     aria: Timing
     aria_synced: Timing
     ours: Timing
 
     def line(self, number: int, size: int) -> str:
         return (
-            f"run {number}: disk {mib_per_s(size, self.disk.seconds):.0f} MiB/s, "
+            f"run {number}: disk {mib_per_s(size, self.disk.seconds):.0f} MiB/s "
+            f"(O_DIRECT {mib_per_s(size, self.disk_direct.seconds):.0f} MiB/s), "
             f"aria2c {mib_per_s(size, self.aria.seconds):.0f} MiB/s "
             f"({self.aria.cpu_s:.1f} CPU s; +fsync "
             f"{mib_per_s(size, self.aria_synced.seconds):.0f} MiB/s), "
@@ -132,7 +163,8 @@ class Run:
             f"peak RSS {self.ours.peak_rss_mib:.0f} MiB); "
             f"ours/aria2c {self.aria.seconds / self.ours.seconds:.2f}, "
             f"ours/(aria2c+fsync) {self.aria_synced.seconds / self.ours.seconds:.2f}, "
-            f"ours/disk {self.disk.seconds / self.ours.seconds:.2f}"
+            f"ours/disk {self.disk.seconds / self.ours.seconds:.2f} "
+            f"(ours/disk-O_DIRECT {self.disk_direct.seconds / self.ours.seconds:.2f})"
         )
 
 
@@ -142,8 +174,9 @@ def measure(
     """The three measurements, in an order rotated by run number (none always goes first)."""
     timings: dict[str, object] = {}
     archive = workdir / f"archive-{number}"
+    scratch = workdir / "disk-test.bin"
     steps: list[tuple[str, Callable[[], object]]] = [
-        ("disk", lambda: time_disk(workdir / "disk-test.bin", blob)),
+        ("disk", lambda: (time_disk(scratch, blob), time_disk_direct(scratch, blob))),
         ("aria2c", lambda: time_aria2c(blob_url, workdir)),
         ("ours", lambda: ours(archive)),
     ]
@@ -156,8 +189,8 @@ def measure(
         raise SystemExit("the archived blob is not the served one")
     shutil.rmtree(archive)
     disk, aria, mine = timings["disk"], timings["aria2c"], timings["ours"]
-    assert isinstance(disk, Timing) and isinstance(aria, tuple) and isinstance(mine, Timing)
-    return Run(disk, aria[0], aria[1], mine)
+    assert isinstance(disk, tuple) and isinstance(aria, tuple) and isinstance(mine, Timing)
+    return Run(disk[0], disk[1], aria[0], aria[1], mine)
 
 
 def main() -> int:
@@ -200,9 +233,11 @@ def main() -> int:
         if args.runs > 1:
             vs_aria = statistics.median(r.aria.seconds / r.ours.seconds for r in runs)
             vs_disk = statistics.median(r.disk.seconds / r.ours.seconds for r in runs)
+            vs_direct = statistics.median(r.disk_direct.seconds / r.ours.seconds for r in runs)
             rss = max(r.ours.peak_rss_mib for r in runs)
             print(f"median of {args.runs} runs: ours/aria2c {vs_aria:.2f}, ours/disk "
-                  f"{vs_disk:.2f}; client peak RSS at most {rss:.0f} MiB")  # fmt: skip
+                  f"{vs_disk:.2f} (ours/disk-O_DIRECT {vs_direct:.2f}); "
+                  f"client peak RSS at most {rss:.0f} MiB")  # fmt: skip
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0

@@ -41,6 +41,8 @@ def test_config_example_documents_every_key() -> None:
         ({"http": {"timeout": "30"}}, "http.timeout"),
         ({"endpoints": {"cdn": "ftp://x"}}, "endpoints.cdn"),
         ({"sync": {"products": ["abc"]}}, "sync.products"),
+        ({"sync": {"v1_range_size": 1024}}, "sync.v1_range_size"),
+        ({"sync": {"v1_range_size": 64 * 2**20}}, "sync.v1_range_size"),  # a buffer each
     ],
 )
 def test_config_rejects_bad_keys_naming_them(doc: dict, named: str) -> None:

@@ -218,3 +218,21 @@ def test_extent_checker_refuses_bytes_out_of_order() -> None:
 def test_extents_end_is_the_highest_record_end() -> None:
     assert extents_end([Extent("a", 0, 5, "0" * 32), Extent("b", 100, 1, "0" * 32)]) == 101
     assert extents_end([]) == 0
+
+
+@given(blob_and_extents(), st.integers(1, 97))
+def test_extent_checkers_sharing_out_a_blob_agree_with_one(
+    case: tuple[bytes, list[Extent], set[str]], block: int
+) -> None:
+    """Lanes: records shared between checkers; one hashes the bytes outside all of them."""
+    blob, extents, bad = case
+    first = ExtentChecker(extents[::2], coverage=extents)
+    second = ExtentChecker(extents[1::2], hash_uncovered=False)
+    for position in range(0, len(blob), block):
+        for checker in (first, second):
+            checker.feed(position, blob[position : position + block])
+    assert {e.path for e in first.finish() + second.finish()} == bad
+    covered = {i for e in extents for i in range(e.offset, e.end)}
+    assert first.uncovered_md5 == md5(bytes(b for i, b in enumerate(blob) if i not in covered))
+    with pytest.raises(ValueError):
+        _ = second.uncovered_md5

@@ -28,18 +28,21 @@ _O_DIRECT = getattr(os, "O_DIRECT", 0)  # Linux; elsewhere every write is buffer
 
 
 class BlobFile:
-    """A blob's partial file, open twice: buffered, and O_DIRECT when the system allows."""
+    """A blob's partial file, open twice: buffered, and O_DIRECT when the system allows (or a
+    stored blob, open read-only to be checked: archivists may well make their files so)."""
 
-    def __init__(self, path: Path, what: str, *, allow_direct: bool = True) -> None:
+    def __init__(self, path: Path, what: str, *, writable: bool = True) -> None:
         self.what = what
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            if writable:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            flags = os.O_RDWR | os.O_CREAT if writable else os.O_RDONLY
+            self._fd = os.open(path, flags, 0o644)
         except OSError as exc:
             reason = exc.strerror or exc
-            raise StorageError(f"{what}: cannot create {path.name} ({reason})") from exc
+            raise StorageError(f"{what}: cannot open {path.name} ({reason})") from exc
         self._direct_fd: int | None = None
-        if allow_direct and _O_DIRECT:
+        if writable and _O_DIRECT:
             try:
                 self._direct_fd = os.open(path, os.O_WRONLY | _O_DIRECT)
             except OSError:  # the file system does not do O_DIRECT: buffered writes it is

@@ -276,7 +276,7 @@ class BlobFetcher:
         final = self._store.path(job.path)
         if not final.is_file():
             return None
-        file = BlobFile(final, job.path, allow_direct=False)
+        file = BlobFile(final, job.path, writable=False)
         try:
             if file.size() != total:
                 return None
@@ -353,9 +353,11 @@ class BlobFetcher:
         return hasher.finish()
 
     def _buffer_count(self, buffer_size: int) -> int:
-        """A buffer per worker and two for the hasher to hold, within the memory budget."""
-        fits = BUFFER_BUDGET_BYTES // max(1, buffer_size)
-        return max(2, min(self._workers + 2, fits))
+        """A buffer per worker and two for the hasher to hold, within the memory budget
+        (none when every range is on disk already)."""
+        if not buffer_size:
+            return 0
+        return max(2, min(self._workers + 2, BUFFER_BUDGET_BYTES // buffer_size))
 
     def _fetch_ranges(
         self,

@@ -325,6 +325,39 @@ def test_sync_v1_killed_mid_blob_resumes_with_the_missing_ranges_only(
     assert blob_bytes_sent(server) < 1.5 * blob_size
 
 
+def test_sync_v1_killed_after_the_last_range_finishes_without_fetching(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    """Every range written and recorded, the kill before the rename: the rerun checks the
+    partial file read back from disk and renames it, fetching no byte of it again."""
+    world = v1_world(dlc=False)
+    build = windows_build(world)
+    server = serve(world)
+    archive = ranged_archive(make_archive, server)
+    assert archive.run("sync", PID, "--generation", "1", "--os", "windows").exit_code == 0
+    final = archive.root / blob_path(build)
+    final.rename(final.with_name(f".main.bin{PARTIAL_SUFFIX}"))
+    with sqlite3.connect(archive.root / "archive.db") as conn:
+        (object_id,) = conn.execute(
+            "SELECT id FROM objects WHERE path = ?", (blob_path(build),)
+        ).fetchone()
+        conn.execute("UPDATE objects SET state = 'missing' WHERE id = ?", (object_id,))
+        conn.execute("UPDATE v1_blobs SET uncovered_md5 = NULL WHERE object_id = ?", (object_id,))
+        conn.execute(
+            "INSERT INTO v1_blob_ranges (blob_object_id, start_offset, end_offset) "
+            "VALUES (?, 0, ?)",
+            (object_id, len(build.blobs[PID])),
+        )
+    before = server.count("main.bin", method="GET")
+    result = archive.run("sync", PID, "--generation", "1", "--os", "windows")
+    assert result.exit_code == 0, result.output
+    assert server.count("main.bin", method="GET") == before
+    assert archive.tree() == v1_tree(world, os=["windows"])
+    assert archive.db_rows("SELECT uncovered_md5 FROM v1_blobs WHERE object_id = ?", object_id) == [
+        (md5_hex(bytes_outside_files(build, PID)),)
+    ]
+
+
 def test_sync_v1_sigterm_mid_blob_keeps_the_ranges_done_and_exits_130(
     serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
 ) -> None:

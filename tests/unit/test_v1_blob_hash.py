@@ -62,7 +62,7 @@ def test_hasher_finds_the_bad_records_whatever_the_arrival_order(
     todo = plan_ranges(len(blob), range_size, RangeSet(on_disk))
     random.Random(seed).shuffle(todo)
     released: list[mmap.mmap] = []
-    file = BlobFile(path, "blob", allow_direct=False)
+    file = BlobFile(path, "blob", writable=False)
     try:
         hasher = InOrderHasher(file, len(blob), extents, on_disk, released.append).start()
         senders = [
@@ -88,7 +88,7 @@ def hand_over(hasher: InOrderHasher, blob: bytes, pieces: list[ByteRange]) -> No
 
 
 def test_hasher_cancel_stops_lanes_waiting_for_ranges(tmp_path: Path) -> None:
-    file = BlobFile(tmp_path / "partial", "blob", allow_direct=False)
+    file = BlobFile(tmp_path / "partial", "blob")
     hasher = InOrderHasher(file, 100, [Extent("f", 0, 100, md5(b"x"))], [], lambda _b: None)
     hasher.start()
     hasher.cancel()  # returns: the lanes waiting for offset 0 are told to stop

@@ -54,9 +54,11 @@ def test_blob_file_falls_back_to_buffered_writes_when_direct_is_refused(tmp_path
 
 def test_blob_file_errors_name_the_blob(tmp_path: Path) -> None:
     (tmp_path / "file").write_bytes(b"")
-    with pytest.raises(StorageError, match="V1 blob x: cannot create"):
+    with pytest.raises(StorageError, match="V1 blob x: cannot open"):
         BlobFile(tmp_path / "file" / "partial", "V1 blob x")  # its parent is a file
-    file = BlobFile(tmp_path / "partial", "V1 blob x", allow_direct=False)
+    with pytest.raises(StorageError, match="V1 blob x: cannot open"):
+        BlobFile(tmp_path / "absent", "V1 blob x", writable=False)  # checking needs a file
+    file = BlobFile(tmp_path / "partial", "V1 blob x")
     file.close()
     with pytest.raises(StorageError, match="V1 blob x"):
         file.datasync()  # closed: the descriptor is gone

@@ -36,7 +36,6 @@ from galaxy_archive.tree_walk import Stray, WalkStopped, find_strays
 from galaxy_archive.verify_plan import Budget, Check, VerifyLevel, VerifyOptions, checks_for
 from galaxy_archive.verify_records import PlanRow, VerifyRecords
 from galaxy_archive.verify_report import ObjectProblem, VerifyReport
-from galaxy_archive.verify_states import update_owner_states
 
 if TYPE_CHECKING:
     from galaxy_archive.galaxy_api import GalaxyApi
@@ -259,6 +258,9 @@ class Verifier:
         """Recompute the builds (patches, dependencies) whose objects changed state."""
         self.records.flush()
         if self._touched:
+            # local: the V1, patch and dependency records load only when states changed
+            from galaxy_archive.verify_states import update_owner_states
+
             update_owner_states(self.db, self.records, self.report, self._touched, self.clock)
 
 

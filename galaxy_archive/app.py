@@ -1,7 +1,8 @@
 """The per-run context: config plus the factories for session, auth, DB, store and clock.
 
 Commands get everything through an App, so tests can swap the clock or the migrations
-directory without patching globals.
+directory without patching globals. The network factories import the HTTP stack (requests,
+urllib3) when first called: commands without network (plain verify, status) never load it.
 """
 
 from __future__ import annotations
@@ -13,20 +14,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from galaxy_archive.auth import Authenticator, TokenStore
 from galaxy_archive.config import Config
-from galaxy_archive.downloader import Downloader
-from galaxy_archive.galaxy_api import GalaxyApi
-from galaxy_archive.http_client import (
-    HttpClient,
-    RateLimiter,
-    build_retry,
-    build_session,
-)
-from galaxy_archive.link_cache import LinkCache
 from galaxy_archive.statedb import StateDB, open_db
 from galaxy_archive.storage import ArchiveStore
+
+if TYPE_CHECKING:
+    from galaxy_archive.auth import Authenticator
+    from galaxy_archive.downloader import Downloader
+    from galaxy_archive.galaxy_api import GalaxyApi
+    from galaxy_archive.http_client import HttpClient
 
 
 @dataclass
@@ -42,6 +40,13 @@ class App:
     disk_free: Callable[[Path], int] = field(default=lambda path: shutil.disk_usage(path).free)
 
     def http(self, workers: int) -> HttpClient:
+        from galaxy_archive.http_client import (  # local: requests only for network commands
+            HttpClient,
+            RateLimiter,
+            build_retry,
+            build_session,
+        )
+
         http_config = self.config.http
         session = build_session(
             workers=workers,
@@ -60,6 +65,8 @@ class App:
         self.abort.wait(seconds)
 
     def authenticator(self, http: HttpClient) -> Authenticator:
+        from galaxy_archive.auth import Authenticator, TokenStore  # local: see the module docstring
+
         return Authenticator(
             http,
             auth_url=self.config.endpoints.auth,
@@ -69,6 +76,8 @@ class App:
         )
 
     def api(self, http: HttpClient) -> GalaxyApi:
+        from galaxy_archive.galaxy_api import GalaxyApi  # local: see the module docstring
+
         return GalaxyApi(http, self.config.endpoints, self.authenticator(http))
 
     def store(self) -> ArchiveStore:
@@ -86,6 +95,9 @@ class App:
         workers: int,
         on_bytes: Callable[[int], None] | None = None,
     ) -> Downloader:
+        from galaxy_archive.downloader import Downloader  # local: see the module docstring
+        from galaxy_archive.link_cache import LinkCache
+
         links = LinkCache(api.link, clock=self.clock)
         return Downloader(
             http,

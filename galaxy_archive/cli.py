@@ -2,6 +2,10 @@
 
 No SQL, URLs or hashing here. Every GalaxyArchiveError becomes one line on stderr and its
 exit code (errors.ExitCode); anything else is a bug: a scrubbed traceback and exit 2.
+
+Each command imports its use case inside its function: a process loads only the stack of the
+command it runs (a plain `verify` or `status` never loads requests, urllib3 or the sync
+phases), which keeps the start-up of short and cron-run commands low.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ import click
 
 from galaxy_archive import __version__
 from galaxy_archive.app import App
-from galaxy_archive.auth import code_from_redirect
 from galaxy_archive.config import (
     GENERATIONS,
     OPERATING_SYSTEMS,
@@ -26,16 +29,10 @@ from galaxy_archive.config import (
     load,
     parse_duration_s,
 )
-from galaxy_archive.dependencies import DependencyMode
 from galaxy_archive.errors import ConfigError, ExitCode, GalaxyArchiveError
-from galaxy_archive.http_client import scrub
 from galaxy_archive.interrupts import stop_on_signals
 from galaxy_archive.output import Progress, print_json, setup_logging
-from galaxy_archive.status import collect_status, format_status
-from galaxy_archive.sync import SyncOptions
-from galaxy_archive.sync_run import run_sync
-from galaxy_archive.verifier import run_verify
-from galaxy_archive.verify_plan import VerifyLevel, VerifyOptions
+from galaxy_archive.redact import scrub
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -136,6 +133,8 @@ def login(ctx: click.Context, code: str | None, redirect_url: str | None) -> Exi
 
       galaxy-archive login --redirect-url 'https://…/on_login_success?origin=client&code=…'
     """
+    from galaxy_archive.auth import code_from_redirect  # local: see the module docstring
+
     app = _app(ctx)
     auth = app.authenticator(app.http(1))
     click.echo(f"Log in at: {auth.login_url()}", err=True)
@@ -219,6 +218,10 @@ def sync(
 
     Example: galaxy-archive sync 1207658930 --os windows --workers 8
     """
+    from galaxy_archive.dependencies import DependencyMode  # local: see the module docstring
+    from galaxy_archive.sync import SyncOptions
+    from galaxy_archive.sync_run import run_sync
+
     app = _app(ctx)
     sync_config = app.config.sync
     products = list(dict.fromkeys(product_ids or sync_config.products))
@@ -309,6 +312,9 @@ def verify(
 
     Example (nightly, from cron): galaxy-archive verify --max-age 30d --time-budget 2h
     """
+    from galaxy_archive.verifier import run_verify  # local: see the module docstring
+    from galaxy_archive.verify_plan import VerifyLevel, VerifyOptions
+
     app = _app(ctx)
     if quick and deep:
         raise ConfigError("--quick and --deep exclude each other")
@@ -342,6 +348,8 @@ def status(ctx: click.Context, product_ids: tuple[str, ...]) -> ExitCode:
 
     Example: galaxy-archive status --json
     """
+    from galaxy_archive.status import collect_status, format_status  # local: module docstring
+
     app = _app(ctx)
     if not app.config.database_path.exists():
         raise ConfigError(f"no archive at {app.config.root} (no {app.config.database_path.name})")

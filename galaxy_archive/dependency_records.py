@@ -11,7 +11,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from galaxy_archive.dependencies import DependencyDepot, RepositoryAnswer
-from galaxy_archive.http_client import redact_url
+from galaxy_archive.redact import redact_url
 from galaxy_archive.statedb import ObjectRow, StateDB, iso, object_row
 
 

@@ -1,4 +1,4 @@
-"""HTTP transport: the one Retry policy, timeouts, streaming, rate limit, redaction.
+"""HTTP transport: the one Retry policy, timeouts, streaming, rate limit (redaction: redact.py).
 
 Nothing Galaxy-specific lives here. URLs may carry secrets (signed CDN links, passwords), so no
 URL and no library exception text that could contain one ever leaves this module: errors name
@@ -7,7 +7,6 @@ the object being fetched (`what`) and a redacted host/path at most.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +22,10 @@ from urllib3.util.retry import Retry
 from galaxy_archive import __version__
 from galaxy_archive.config import is_loopback_host
 from galaxy_archive.errors import UpstreamError
+
+# Re-exported: redaction lives in redact.py (no requests import) but is part of this API.
+from galaxy_archive.redact import redact_url as redact_url
+from galaxy_archive.redact import scrub as scrub
 
 USER_AGENT = f"galaxy-archive/{__version__} (+offline GOG Galaxy mirror)"
 PIECE_SIZE_BYTES = 1024 * 1024
@@ -73,28 +76,6 @@ def build_session(*, workers: int, retry: Retry, proxy: str = "") -> requests.Se
     if proxy:
         session.proxies = {"http": proxy, "https": proxy}
     return session
-
-
-_TOKEN_SEGMENT_RE = re.compile(
-    r"[^/\s]*(token|secret|password|signature|code|wsSecret)=[^/\s\"']*", re.I
-)
-_QUERY_RE = re.compile(r"\?[^\s\"']+")
-_URL_RE = re.compile(r"https?://[^\s'\"<>]+")
-
-
-def redact_url(url: str) -> str:
-    """scheme://host/path without the query and without path segments carrying tokens."""
-    parts = urlsplit(url)
-    path = _TOKEN_SEGMENT_RE.sub("<redacted>", parts.path)
-    return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}{path}"
-
-
-def scrub(text: str) -> str:
-    """Remove URLs, query strings and token-like segments from free text (exception messages)."""
-    text = _URL_RE.sub(lambda m: redact_url(m.group(0)), text)
-    text = re.sub(r"with url: \S+", "with url: <redacted>", text)
-    text = _TOKEN_SEGMENT_RE.sub("<redacted>", text)
-    return _QUERY_RE.sub("?<redacted>", text)
 
 
 def describe_exception(exc: BaseException) -> str:

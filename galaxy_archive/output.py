@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from galaxy_archive.http_client import scrub
+from galaxy_archive.redact import scrub
 from galaxy_archive.report import human_bytes
 
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from galaxy_archive.http_client import redact_url
 from galaxy_archive.manifests import DepotRef
 from galaxy_archive.patches import PatchIndexAnswer, PatchOutcome, PatchPair
+from galaxy_archive.redact import redact_url
 from galaxy_archive.statedb import ObjectRow, StateDB, iso, object_row
 
 PairKey = tuple[str, str]  # (from build, to build) within one product

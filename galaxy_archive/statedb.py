@@ -1,4 +1,5 @@
-"""The state DB (sqlite-utils over SQLite): migrations and typed record/query functions.
+"""The state DB (SQLite; sqlite-utils for dict-row queries): migrations and typed record/query
+functions.
 
 The DB is the todo list: objects not 'verified' are what a sync still has to fetch. Only the
 thread that opened it writes to it; workers hand results back to that thread.
@@ -15,12 +16,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from galaxy_archive.errors import StorageError
 from galaxy_archive.layout import ObjectKind
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 _MIGRATION_NAME_RE = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
 
@@ -37,12 +39,12 @@ def default_migrations_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "migrations"
 
 
-def apply_migrations(db: sqlite_utils.Database, migrations_dir: Path, now: float) -> list[str]:
+def apply_migrations(conn: sqlite3.Connection, migrations_dir: Path, now: float) -> list[str]:
     """Apply pending NNNN_name.sql files in order, each with its record in one transaction."""
-    db.execute(
+    conn.execute(
         "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
     )
-    applied = {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
+    applied = {row[0] for row in conn.execute("SELECT name FROM _migrations").fetchall()}
     names = sorted(p.name for p in migrations_dir.glob("*.sql"))
     bad = [n for n in names if not _MIGRATION_NAME_RE.match(n)]
     if bad:
@@ -55,12 +57,12 @@ def apply_migrations(db: sqlite_utils.Database, migrations_dir: Path, now: float
         try:
             # executescript commits whatever is open first; the explicit BEGIN/COMMIT make the
             # migration and its record one transaction.
-            db.conn.executescript(
+            conn.executescript(
                 f"BEGIN;\n{sql}\n;INSERT INTO _migrations VALUES ('{name}', '{iso(now)}');\nCOMMIT;"
             )
         except sqlite3.Error as exc:
-            if db.conn.in_transaction:
-                db.conn.rollback()
+            if conn.in_transaction:
+                conn.rollback()
             raise StorageError(f"migration {name} failed: {exc}") from exc
         done.append(name)
     return done
@@ -91,12 +93,27 @@ class NewObject:
 
 
 class StateDB:
-    def __init__(self, db: sqlite_utils.Database) -> None:
-        self.db = db
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self._db: sqlite_utils.Database | None = None
 
     @property
-    def conn(self) -> sqlite3.Connection:
-        return self.db.conn
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils over the same connection, for queries that return dict rows.
+
+        Made on first use: importing sqlite_utils costs about 0.1 s (it imports numpy whenever
+        numpy is installed), which commands that never need it, a plain verify above all,
+        should not pay at every start.
+        """
+        if self._db is None:
+            import sqlite_utils  # local: see the docstring
+
+            # open_db alone sets the connection up: no pragma of sqlite-utils' own (we have no
+            # triggers) and no plugin hooks, so it behaves the same whether or not this is made.
+            self._db = sqlite_utils.Database(
+                self.conn, recursive_triggers=False, execute_plugins=False
+            )
+        return self._db
 
     def close(self) -> None:
         self.conn.close()
@@ -491,9 +508,8 @@ def open_db(path: Path, *, now: float, migrations_dir: Path | None = None) -> St
         conn = sqlite3.connect(path, timeout=30)
     except (OSError, sqlite3.Error) as exc:
         raise StorageError(f"cannot open the state DB {path}: {exc}") from exc
-    db = sqlite_utils.Database(conn)
-    db.execute("PRAGMA journal_mode = WAL")
-    db.execute("PRAGMA synchronous = NORMAL")
-    db.execute("PRAGMA foreign_keys = ON")
-    apply_migrations(db, migrations_dir or default_migrations_dir(), now)
-    return StateDB(db)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    apply_migrations(conn, migrations_dir or default_migrations_dir(), now)
+    return StateDB(conn)

@@ -4,7 +4,8 @@ The main thread plans (a snapshot of the objects due, oldest first), hands each 
 pool of checker threads, and writes every result to the DB as it comes back, committing about
 once a second: a killed verify keeps what it proved. Then, over the whole archive only, it walks
 the tree for files the DB does not know and leftover temp files, and updates the state of the
-builds whose objects changed. No network unless --repair (see repair.py).
+builds whose objects changed. No network unless --repair (see repair.py): only --repair
+imports the repair and HTTP stack, so a plain verify starts without loading requests.
 """
 
 from __future__ import annotations
@@ -15,23 +16,25 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from galaxy_archive.app import App
 from galaxy_archive.errors import ConfigError, ExitCode, GalaxyArchiveError
-from galaxy_archive.galaxy_api import GalaxyApi
-from galaxy_archive.http_client import HttpClient, scrub
 from galaxy_archive.layout import ObjectKind
 from galaxy_archive.lock import archive_lock, process_is_alive
 from galaxy_archive.object_checks import CheckItem, CheckResult, ObjectChecker, Verdict
 from galaxy_archive.output import Progress
-from galaxy_archive.repair import Repairer
+from galaxy_archive.redact import scrub
 from galaxy_archive.statedb import StateDB
 from galaxy_archive.tree_walk import Stray, WalkStopped, find_strays
 from galaxy_archive.v1_ranges import Extent
 from galaxy_archive.verify_plan import Budget, Check, VerifyLevel, VerifyOptions, checks_for
 from galaxy_archive.verify_records import PlanRow, VerifyRecords
 from galaxy_archive.verify_report import ObjectProblem, VerifyReport
-from galaxy_archive.verify_states import update_owner_states
+
+if TYPE_CHECKING:
+    from galaxy_archive.galaxy_api import GalaxyApi
+    from galaxy_archive.http_client import HttpClient
 
 log = logging.getLogger(__name__)
 COMMIT_EVERY_S = 1.0
@@ -252,6 +255,9 @@ class Verifier:
         """Recompute the builds (patches, dependencies) whose objects changed state."""
         self.records.flush()
         if self._touched:
+            # local: the V1, patch and dependency records load only when states changed
+            from galaxy_archive.verify_states import update_owner_states
+
             update_owner_states(self.db, self.records, self.report, self._touched, self.clock)
 
 
@@ -346,6 +352,8 @@ def _verify_with(
     report = verifier.report
     verifier.check_objects()
     if network is not None and verifier.to_repair and not report.is_interrupted:
+        from galaxy_archive.repair import Repairer  # local: see the module docstring
+
         http, api = network
         Repairer(
             api=api,

@@ -13,9 +13,9 @@ REPO_MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 def test_statedb_applies_migrations_once_in_order(tmp_path: Path) -> None:
     db = sqlite_utils.Database(tmp_path / "a.db")
-    applied = apply_migrations(db, REPO_MIGRATIONS, 0.0)
+    applied = apply_migrations(db.conn, REPO_MIGRATIONS, 0.0)
     assert applied == sorted(p.name for p in REPO_MIGRATIONS.glob("*.sql"))
-    assert apply_migrations(db, REPO_MIGRATIONS, 1.0) == []
+    assert apply_migrations(db.conn, REPO_MIGRATIONS, 1.0) == []
     assert "objects" in db.table_names()
 
 
@@ -26,7 +26,7 @@ def test_statedb_failed_migration_leaves_no_trace(tmp_path: Path) -> None:
     (migrations / "0002_bad.sql").write_text("CREATE TABLE b (x); INSERT INTO nowhere VALUES (1);")
     db = sqlite_utils.Database(tmp_path / "a.db")
     with pytest.raises(StorageError, match=r"0002_bad\.sql"):
-        apply_migrations(db, migrations, 0.0)
+        apply_migrations(db.conn, migrations, 0.0)
     assert db.table_names() == ["_migrations", "a"]  # b rolled back with its record
     names = [r[0] for r in db.execute("SELECT name FROM _migrations")]
     assert names == ["0001_ok.sql"]
@@ -35,7 +35,7 @@ def test_statedb_failed_migration_leaves_no_trace(tmp_path: Path) -> None:
 def test_statedb_rejects_badly_named_migrations(tmp_path: Path) -> None:
     (tmp_path / "1_x.sql").write_text("")
     with pytest.raises(StorageError, match="invalid names"):
-        apply_migrations(sqlite_utils.Database(memory=True), tmp_path, 0.0)
+        apply_migrations(sqlite3.connect(":memory:"), tmp_path, 0.0)
 
 
 def test_statedb_default_migrations_dir_is_found() -> None:

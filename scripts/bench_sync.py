@@ -24,6 +24,7 @@ from benchlib import (
     ensure_tools,
     galaxy_archive,
     mib_per_s,
+    precompile,
     run_timed,
     write_config,
 )
@@ -159,6 +160,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
     ensure_tools("nginx", "aria2c")
+    precompile()
     with tempfile.TemporaryDirectory(dir=args.workdir) as scratch:
         workdir = Path(scratch)
         bench_throughput(workdir, int(args.gib * 2**30))

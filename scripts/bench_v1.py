@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import REPO, Nginx, ensure_tools, galaxy_archive, mib_per_s, run_timed
+from benchlib import REPO, Nginx, ensure_tools, galaxy_archive, mib_per_s, precompile, run_timed
 
 from tests.fakegalaxy import FakeGalaxy, V1Build, World, md5_hex, random_bytes
 
@@ -203,6 +203,7 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, help="scratch dir, on the disk to measure")
     args = parser.parse_args()
     ensure_tools("nginx", "aria2c")
+    precompile()
     workdir = Path(tempfile.mkdtemp(prefix="bench-v1-", dir=args.workdir))
     try:
         print(f"building a {args.size_mib} MiB main.bin ({args.files} files)...", flush=True)

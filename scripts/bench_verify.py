@@ -35,7 +35,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import REPO, galaxy_archive, mib_per_s
+from benchlib import REPO, galaxy_archive, mib_per_s, precompile
 
 from galaxy_archive.layout import ObjectKind, cas_path
 from galaxy_archive.statedb import iso, open_db
@@ -268,6 +268,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
+    precompile()
     print(f"cores: {os.cpu_count()}; load average before: {os.getloadavg()}")
     with tempfile.TemporaryDirectory(dir=args.workdir) as scratch:
         workdir = Path(scratch)

@@ -6,6 +6,7 @@ data, never absolute numbers; they are developer tools and the package never imp
 
 from __future__ import annotations
 
+import compileall
 import shutil
 import socket
 import subprocess
@@ -140,6 +141,13 @@ def write_config(path: Path, root: Path, server: object, *, workers: int = 8) ->
         f'content_system = "{server.content_system_url}"\n'  # type: ignore[attr-defined]
         f'cdn = "{server.cdn_url}"\n'  # type: ignore[attr-defined]
     )
+
+
+def precompile() -> None:
+    """Compile the package's bytecode once, as `pip install` does: the commands timed are run
+    from the source tree, where an environment with PYTHONDONTWRITEBYTECODE would otherwise
+    compile every module again in every run (~20 ms of start-up no installed copy pays)."""
+    compileall.compile_dir(REPO / "galaxy_archive", quiet=1)
 
 
 def galaxy_archive(config: Path, *args: str) -> list[str]:

@@ -50,14 +50,14 @@ class InOrderHasher:
         self._total = total
         self._on_disk = {piece.start: piece for piece in on_disk}
         self._release = release
-        self.checkers = _share_out(extents, 1 if on_disk else LANES)
+        self._checkers = _share_out(extents, 1 if on_disk else LANES)
         self._ready: dict[int, _Handed] = {}
         self._condition = threading.Condition()
         self._is_cancelled = False
         self._error: OSError | None = None
         self._threads = [
             threading.Thread(target=self._run, args=(c,), name="blob-hash", daemon=True)
-            for c in self.checkers
+            for c in self._checkers
         ]
 
     def start(self) -> InOrderHasher:
@@ -68,7 +68,7 @@ class InOrderHasher:
     def hand_over(self, offset: int, data: memoryview, buffer: mmap.mmap) -> None:
         """Bytes of the blob at `offset`, fetched and written; `data` is a view of `buffer`."""
         with self._condition:
-            self._ready[offset] = _Handed(data, buffer, len(self.checkers))
+            self._ready[offset] = _Handed(data, buffer, len(self._checkers))
             self._condition.notify_all()
 
     def cancel(self) -> None:
@@ -84,8 +84,8 @@ class InOrderHasher:
             thread.join()
         if self._error is not None:
             raise StorageError(f"{self._file.what}: cannot read back ({self._error})")
-        bad = [extent for checker in self.checkers for extent in checker.finish()]
-        return self.checkers[0].uncovered_md5, sorted(bad, key=lambda e: (e.offset, e.path))
+        bad = [extent for checker in self._checkers for extent in checker.finish()]
+        return self._checkers[0].uncovered_md5, sorted(bad, key=lambda e: (e.offset, e.path))
 
     def _run(self, checker: ExtentChecker) -> None:
         position = 0

@@ -127,7 +127,6 @@ class BufferPool:
     and O_DIRECT can write straight from them. `wakeup` is set whenever one comes back."""
 
     def __init__(self, count: int, size: int) -> None:
-        self.size = size
         self._free = [mmap.mmap(-1, size) for _ in range(count)]
         self._lock = threading.Lock()
         self.wakeup = threading.Event()

@@ -393,16 +393,10 @@ class BlobFetcher:
                         piece = next(queue, None)
                     if not pending and (piece is None or failure is not None):
                         break
-                    for future in [f for f in pending if f.done()]:
-                        fetched, buffer = pending.pop(future)
-                        try:
-                            future.result()  # the worker handed its buffer to the hasher
-                            done.add(fetched)
-                        except BaseException as exc:
-                            pool.give_back(buffer)
-                            if not isinstance(exc, _Cancelled | CancelledError):
-                                failure = failure or exc  # raised once the rest settle
-                                cancel.set()
+                    error = _settle_finished(pending, done, pool)
+                    if error is not None and failure is None:
+                        failure = error  # raised once the ranges in flight settle
+                        cancel.set()
                     if failure is None and self._stop.is_set():
                         # The run is stopping: the ranges in flight are finished and kept,
                         # none is started (a second signal interrupts and drops them).
@@ -533,6 +527,25 @@ class BlobFetcher:
 
 
 # --- small helpers -------------------------------------------------------------------------
+
+
+def _settle_finished(
+    pending: dict[Future[None], tuple[ByteRange, mmap.mmap]], done: RangeSet, pool: BufferPool
+) -> BaseException | None:
+    """Take the finished ranges out of `pending`: one fetched is done (its worker handed the
+    buffer to the hasher), one failed or cancelled gives its buffer back. The first failure."""
+    failure: BaseException | None = None
+    for future in [f for f in pending if f.done()]:
+        piece, buffer = pending.pop(future)
+        try:
+            future.result()
+            done.add(piece)
+        except (_Cancelled, CancelledError):
+            pool.give_back(buffer)
+        except BaseException as exc:
+            pool.give_back(buffer)
+            failure = failure or exc
+    return failure
 
 
 def _describe(bad: Sequence[Extent]) -> str:

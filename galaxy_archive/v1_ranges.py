@@ -241,7 +241,6 @@ class ExtentChecker:
         self._uncovered = hashlib.md5(usedforsecurity=False) if hash_uncovered else None
         self.position = 0
         self.bad: list[Extent] = []
-        self.checked = 0
 
     @property
     def is_done(self) -> bool:
@@ -299,10 +298,8 @@ class ExtentChecker:
         return self._uncovered.hexdigest()
 
     def _settle(self, extent: Extent, md5: str) -> None:
-        twins = self._twins_of(extent)
-        self.checked += len(twins)
         if md5 != extent.md5:
-            self.bad.extend(twins)
+            self.bad.extend(self._twins_of(extent))
 
     def _twins_of(self, extent: Extent) -> list[Extent]:
         return self._twins[(extent.offset, extent.size, extent.md5)]

@@ -114,14 +114,9 @@ class Repairer:
                 result = download_blob(
                     self.records.db,
                     self.store,
-                    downloader.http,
-                    downloader.links,
+                    downloader,
                     row.object_id,
-                    workers=downloader.workers,
                     range_size=self.v1_range_size,
-                    stop=downloader.stop,
-                    sleep=downloader.sleep,
-                    on_bytes=downloader.on_bytes,
                     clock=self.clock,
                 )
             except (StorageError, UpstreamError, ManifestError) as exc:

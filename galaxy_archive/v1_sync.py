@@ -11,18 +11,14 @@ Manifests are plain JSON of unknown MD5: the MD5 measured while storing is recor
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from galaxy_archive.downloader import FetchResult, FetchTask, Outcome
+from galaxy_archive.downloader import Downloader, FetchResult, FetchTask, Outcome
 from galaxy_archive.errors import ManifestError, StorageError
-from galaxy_archive.http_client import HttpClient
 from galaxy_archive.layout import ObjectKind, split_v1_path, v1_blob_path, v1_manifest_path
-from galaxy_archive.link_cache import LinkCache
 from galaxy_archive.manifests import MAX_MANIFEST_BYTES, BuildListing
 from galaxy_archive.phase import Phase
 from galaxy_archive.report import human_bytes
@@ -57,28 +53,21 @@ from galaxy_archive.v1_state import (
     update_v1_build_states,
 )
 
-if TYPE_CHECKING:
-    pass
-
 log = logging.getLogger(__name__)
 
 
 def download_blob(
     db: StateDB,
     store: ArchiveStore,
-    http: HttpClient,
-    links: LinkCache,
+    downloader: Downloader,
     blob_object_id: int,
     *,
-    workers: int,
     range_size: int = DEFAULT_RANGE_SIZE_BYTES,
-    stop: threading.Event | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    on_bytes: Callable[[int], None] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> FetchResult:
     """Fetch (resume, or adopt) one V1 blob by parallel ranges, check every file record inside
-    it, and rename it into place. For sync and `verify --repair` alike.
+    it, and rename it into place. For sync and `verify --repair` alike: the run's downloader
+    lends its HTTP client, link cache, workers, stop event, sleep and byte counter.
 
     The blob's file records must be in v1_extents (sync records them from the manifests).
     The ranges done are recorded and committed as they become durable; the object's own
@@ -113,16 +102,16 @@ def download_blob(
         db.conn.commit()
 
     fetcher = BlobFetcher(
-        http,
-        links,
+        downloader.http,
+        downloader.links,
         store,
-        workers=workers,
+        workers=downloader.workers,
         range_size=range_size,
         save=save,
         stored=stored,
-        stop=stop,
-        sleep=sleep,
-        on_bytes=on_bytes,
+        stop=downloader.stop,
+        sleep=downloader.sleep,
+        on_bytes=downloader.on_bytes,
     )
     return fetcher.fetch(
         job,
@@ -369,14 +358,9 @@ class V1Phases(Phase):
             result = download_blob(
                 self.db,
                 self.store,
-                downloader.http,
-                downloader.links,
+                downloader,
                 blob.object_id,
-                workers=downloader.workers,
                 range_size=self.options.v1_range_size,
-                stop=downloader.stop,
-                sleep=downloader.sleep,
-                on_bytes=downloader.on_bytes,
                 clock=self.clock,
             )
             self.syncer.record(result)

@@ -20,7 +20,6 @@ import pytest
 from galaxy_archive.app import App
 from galaxy_archive.config import load
 from galaxy_archive.downloader import Outcome
-from galaxy_archive.link_cache import LinkCache
 from galaxy_archive.storage import PARTIAL_SUFFIX
 from galaxy_archive.v1_sync import download_blob
 from tests.conftest import MIGRATIONS, REPO, Archive
@@ -430,15 +429,13 @@ def test_download_blob_serves_verify_repair(
     build = windows_build(world)
     app = App(config=load(archive.config_path), migrations_dir=MIGRATIONS)
     http = app.http(2)
-    links = LinkCache(app.api(http).link)
+    downloader = app.downloader(http, app.api(http), workers=2)
     db = app.open_db()
 
     def repair(product_id: str) -> Outcome:
         row = db.object_by_path(blob_path(build, product_id))
         assert row is not None
-        result = download_blob(
-            db, app.store(), http, links, row.id, workers=2, range_size=RANGE_SIZE
-        )
+        result = download_blob(db, app.store(), downloader, row.id, range_size=RANGE_SIZE)
         assert result.error is None
         assert (archive.root / blob_path(build, product_id)).read_bytes() == build.blobs[product_id]
         uncovered = md5_hex(bytes_outside_files(build, product_id))

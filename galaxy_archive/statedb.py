@@ -462,19 +462,25 @@ class StateDB:
                 "WHERE o.id IS NULL OR o.state != 'verified'",
                 {"p": product_id, "b": build_id},
             ).fetchone()[0]
-            if missing == 0:
-                self.conn.execute(
-                    "UPDATE builds SET state = 'complete', error = NULL, "
-                    "completed_at = coalesce(completed_at, ?) "
-                    "WHERE product_id = ? AND build_id = ?",
-                    (iso(now), product_id, build_id),
-                )
-            else:
-                self.conn.execute(
-                    "UPDATE builds SET state = 'incomplete', completed_at = NULL "
-                    "WHERE product_id = ? AND build_id = ?",
-                    (product_id, build_id),
-                )
+            self.set_build_complete(product_id, build_id, is_complete=missing == 0, now=now)
+
+    def set_build_complete(
+        self, product_id: str, build_id: str, *, is_complete: bool, now: float
+    ) -> None:
+        """Mark a build complete (keeping when it first was) or incomplete; one rule for V1
+        and V2 builds, whichever decides it."""
+        if is_complete:
+            self.conn.execute(
+                "UPDATE builds SET state = 'complete', error = NULL, "
+                "completed_at = coalesce(completed_at, ?) WHERE product_id = ? AND build_id = ?",
+                (iso(now), product_id, build_id),
+            )
+        else:
+            self.conn.execute(
+                "UPDATE builds SET state = 'incomplete', completed_at = NULL "
+                "WHERE product_id = ? AND build_id = ?",
+                (product_id, build_id),
+            )
 
     def set_build_error(self, product_id: str, build_id: str, error: str) -> None:
         self.conn.execute(

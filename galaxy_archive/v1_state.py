@@ -268,15 +268,5 @@ def update_v1_build_states(
             "LEFT JOIN indexed_manifests i ON i.object_id = needed.id WHERE i.object_id IS NULL",
             params,
         ).fetchone()[0]
-        if unverified == 0 and unindexed == 0:
-            db.conn.execute(
-                "UPDATE builds SET state = 'complete', error = NULL, "
-                "completed_at = coalesce(completed_at, ?) WHERE product_id = ? AND build_id = ?",
-                (iso(now), product_id, build_id),
-            )
-        else:
-            db.conn.execute(
-                "UPDATE builds SET state = 'incomplete', completed_at = NULL "
-                "WHERE product_id = ? AND build_id = ?",
-                (product_id, build_id),
-            )
+        is_complete = unverified == 0 and unindexed == 0
+        db.set_build_complete(product_id, build_id, is_complete=is_complete, now=now)

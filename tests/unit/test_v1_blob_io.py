@@ -42,7 +42,9 @@ def test_blob_file_falls_back_to_buffered_writes_when_direct_is_refused(tmp_path
         file.close()
         pytest.skip("no O_DIRECT on this file system")
     data = os.urandom(2 * DIRECT_ALIGNMENT + 1)
-    unaligned = memoryview(data)  # a bytes object's data does not start on a page
+    page = mmap.mmap(-1, len(data) + 1)  # page-aligned, so one byte in is surely misaligned
+    page[1:] = data
+    unaligned = memoryview(page)[1:]
     try:
         file.write(unaligned, 0)  # O_DIRECT refuses the memory: the same bytes, buffered
         assert not file.is_direct

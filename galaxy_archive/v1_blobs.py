@@ -234,7 +234,7 @@ class BlobFetcher:
                     blob_suffix(endpoint, job.os, job.legacy_build_id, job.name)
                 )
                 try:
-                    status, size = self._head(url, job.what)
+                    status, size = self._size_at(url, job.what)
                 except (UpstreamError, RangeViolation) as exc:
                     last_error = f"{exc} (endpoint {endpoint.name})"
                     continue
@@ -256,10 +256,20 @@ class BlobFetcher:
                 self._backoff(round_number)
         raise _BlobFailed(last_error)
 
-    def _head(self, url: str, what: str) -> tuple[int, int | None]:
-        # Range 0-0 on a HEAD: a server that honours it answers with the size in the
-        # Content-Range, one that ignores it with the Content-Length of the whole blob.
-        with self._http.stream(url, what=what, headers={"Range": "bytes=0-0"}, method="HEAD") as r:
+    def _size_at(self, url: str, what: str) -> tuple[int, int | None]:
+        """The HTTP status and the blob's size (None: not told), from a HEAD or, when that
+        tells no size, a GET: servers that refuse HEAD answer 405, 501, or even 404 or 403
+        (a link signed for GET only), and some give no total on a HEAD."""
+        status, size = self._ask_size(url, what, "HEAD")
+        if size is None:
+            status, size = self._ask_size(url, what, "GET")
+        return status, size
+
+    def _ask_size(self, url: str, what: str, method: str) -> tuple[int, int | None]:
+        # Range 0-0: a server that honours it answers with the size in the Content-Range, one
+        # that ignores it with the Content-Length of the whole blob (a GET's body is then left
+        # unread: closing the response drops the connection).
+        with self._http.stream(url, what=what, headers={"Range": "bytes=0-0"}, method=method) as r:
             if r.status_code == 206:
                 return 206, parse_content_range(r.headers.get("Content-Range")).total
             length = r.headers.get("Content-Length", "")

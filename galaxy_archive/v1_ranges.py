@@ -160,14 +160,19 @@ def check_partial_response(
     content_range: str | None,
     content_length: str | None,
 ) -> None:
-    """Raise RangeViolation unless the answer is a 206 for exactly `asked` of `total` bytes.
+    """Raise RangeViolation unless the answer is a 206 for exactly `asked` of `total` bytes,
+    or a 200 with all of them when `asked` is the whole blob (RFC 9110 lets a server do that).
 
-    A 200 means the server ignored the Range and is sending the whole blob; a Content-Range
-    that differs from the request (shifted, shortened, another total) means the bytes would
-    land at the wrong offset. The body length is checked by the caller while it streams.
+    Any other 200 means the server ignored the Range and is sending the whole blob; a
+    Content-Range that differs from the request (shifted, shortened, another total) means the
+    bytes would land at the wrong offset. The body length is checked by the caller while it
+    streams.
     """
     if status == 200:
-        raise RangeViolation(f"asked for bytes {asked}, got the whole blob (HTTP 200)")
+        if asked.start != 0 or asked.end != total:
+            raise RangeViolation(f"asked for bytes {asked}, got the whole blob (HTTP 200)")
+        _check_announced_length(asked, content_length)
+        return
     if status != 206:
         raise RangeViolation(f"asked for bytes {asked}, got HTTP {status}")
     answer = parse_content_range(content_range)
@@ -175,6 +180,10 @@ def check_partial_response(
         raise RangeViolation(f"asked for bytes {asked}, got bytes {answer.start}-{answer.end - 1}")
     if answer.total is not None and answer.total != total:
         raise RangeViolation(f"the blob is {total} bytes, but this answer says {answer.total}")
+    _check_announced_length(asked, content_length)
+
+
+def _check_announced_length(asked: ByteRange, content_length: str | None) -> None:
     if content_length is not None and content_length.strip() != str(asked.length):
         raise RangeViolation(
             f"asked for {asked.length} bytes, the answer announces {content_length.strip()[:20]}"

@@ -108,6 +108,7 @@ class FakeGalaxy:
     * ``collector_manifests_on_cdn``: also serve collector-linked repository manifests under
       the CDN's ``v2/meta`` (unknown on GOG; protocol.md 2.3);
     * ``single_use_codes``: an authorization code works once;
+    * ``head_status``: answer every HEAD with this status (405, 501, ...: servers without HEAD);
     * ``link_ttl_s``, ``token_ttl_s``, ``rotate_refresh_tokens``, ``cdn_base_url``,
       ``builds_version_2_urls`` (False: ignore ``_version=2`` and always send ``link``).
 
@@ -140,6 +141,7 @@ class FakeGalaxy:
         self.require_ownership = True
         self.collector_manifests_on_cdn = True
         self.single_use_codes = True
+        self.head_status: int | None = None
         self.faults = FaultPlan(fault_seed)
         self.requests: list[RecordedRequest] = []
 
@@ -461,6 +463,9 @@ class _Handler(BaseHTTPRequestHandler):
             galaxy.faults.commit(fault)
             response = _status_fault_response(fault.kind)
             entry, sent = self._send(req, response, None, record, status_fault=fault.kind)
+        elif req.method == "HEAD" and galaxy.head_status is not None:
+            response = text_response(galaxy.head_status, "HEAD is not supported here")
+            entry, sent = self._send(req, response, None, record)
         else:
             try:
                 response = galaxy.dispatch(req)

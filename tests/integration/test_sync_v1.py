@@ -207,6 +207,36 @@ def test_sync_v1_range_faults_never_leave_a_corrupt_blob(
     assert archive.db_rows("SELECT state FROM objects WHERE kind = 'v1_blob'") == [("missing",)]
 
 
+@pytest.mark.parametrize("head_status", [405, 501, 404, 403])
+def test_sync_v1_learns_the_size_from_a_ranged_get_when_head_is_refused(
+    head_status: int, serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = v1_world(dlc=False)
+    server = serve(world)
+    server.head_status = head_status
+    archive = ranged_archive(make_archive, server)
+    result = archive.run("sync", PID, "--generation", "1")
+    assert result.exit_code == 0, result.output
+    assert archive.tree() == v1_tree(world)
+    assert server.count("main.bin", method="HEAD", status=head_status) >= 2  # both blobs
+    assert archive.db_rows("SELECT DISTINCT state FROM objects WHERE kind = 'v1_blob'") == [
+        ("verified",)
+    ]
+
+
+def test_sync_v1_takes_a_200_for_a_range_that_is_the_whole_blob(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = v1_world(dlc=False)
+    server = serve(world)
+    archive = make_archive(server)  # default 8 MiB ranges: each blob is one range
+    server.faults.always("main.bin", "range_as_200")
+    result = archive.run("sync", PID, "--generation", "1")
+    assert result.exit_code == 0, result.output
+    assert archive.tree() == v1_tree(world)
+    assert server.fault_count >= 2
+
+
 def test_sync_v1_completes_through_a_few_percent_of_faults(
     serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
 ) -> None:

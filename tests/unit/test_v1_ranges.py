@@ -135,6 +135,18 @@ def test_check_partial_response_accepts_the_exact_answer() -> None:
     check(content_range="bytes 100-199/*")
 
 
+def test_check_partial_response_accepts_a_200_only_when_the_whole_blob_was_asked_for() -> None:
+    whole = ByteRange(0, 1000)
+    check_partial_response(whole, 1000, status=200, content_range=None, content_length="1000")
+    check_partial_response(whole, 1000, status=200, content_range=None, content_length=None)
+    with pytest.raises(RangeViolation, match="announces 999"):
+        check_partial_response(whole, 1000, status=200, content_range=None, content_length="999")
+    with pytest.raises(RangeViolation, match="HTTP 200"):  # the first range of a bigger blob
+        check_partial_response(
+            ByteRange(0, 1000), 1001, status=200, content_range=None, content_length="1001"
+        )
+
+
 @pytest.mark.parametrize(
     ("status", "content_range", "content_length", "message"),
     [

@@ -76,14 +76,15 @@ class Verifier:
         report.absent_upstream = self.records.absent_upstream_count(self.options.product_ids)
         report.not_fetched = self.records.not_fetched_count(self.options.product_ids)
         self.progress.set_total(report.planned)
-        started = 0
         try:
             if self.options.level is VerifyLevel.QUICK:
-                started = self._check_serially(self._due_rows())
+                self._check_serially(self._due_rows())
             else:
-                started = self._check_in_parallel(self._due_rows())
+                self._check_in_parallel(self._due_rows())
         finally:
-            report.left = report.planned - started
+            report.left = report.planned - report.checked
+            if self.budget.is_spent:
+                report.is_budget_spent = True
             self.records.flush()
 
     def _due_rows(self) -> Iterator[PlanRow]:
@@ -97,24 +98,20 @@ class Verifier:
                 return
             yield row
 
-    def _check_serially(self, rows: Iterable[PlanRow]) -> int:
+    def _check_serially(self, rows: Iterable[PlanRow]) -> None:
         """--quick: a stat per object is faster in one thread than handing it to another."""
-        started = 0
         try:
             for row in rows:
-                started += 1
                 self._record(row, self.checker.check(self._item(row)))
         except KeyboardInterrupt:
             self.report.is_interrupted = True
-        return started
 
-    def _check_in_parallel(self, rows: Iterable[PlanRow]) -> int:
+    def _check_in_parallel(self, rows: Iterable[PlanRow]) -> None:
         """Batches of objects to a thread per core; results recorded here as they come back.
 
         Batching keeps the per-object cost low for the many small chunks (a future and a
         wake-up per batch, not per object) while a batch of big chunks still spreads well.
         """
-        started = 0
         workers = self.options.worker_count
         in_flight: dict[Future[list[CheckResult]], list[PlanRow]] = {}
         with ThreadPoolExecutor(workers, thread_name_prefix="verify") as pool:
@@ -124,18 +121,22 @@ class Verifier:
                         self._collect(in_flight, wait(in_flight, return_when=FIRST_COMPLETED)[0])
                     items = [self._item(row) for row in batch]
                     in_flight[pool.submit(self._check_batch, items)] = batch
-                    started += len(batch)
             except KeyboardInterrupt:
                 self.report.is_interrupted = True
-                for future, batch in in_flight.items():
-                    if future.cancel():
-                        started -= len(batch)
+                for future in in_flight:
+                    future.cancel()
             # What was started is finished and recorded: it is proved work.
             self._collect(in_flight, [f for f in list(in_flight) if not f.cancelled()])
-        return started
 
     def _check_batch(self, items: list[CheckItem]) -> list[CheckResult]:
-        return [self.checker.check(item) for item in items]
+        """The batch's results, up to the object at which the budget is spent or the run is
+        stopped: a queued batch starts no object after that (the rest stays planned)."""
+        results: list[CheckResult] = []
+        for item in items:
+            if self.stop.is_set() or self.budget.check():
+                break
+            results.append(self.checker.check(item))
+        return results
 
     def _collect(
         self,
@@ -143,7 +144,8 @@ class Verifier:
         done: Iterable[Future[list[CheckResult]]],
     ) -> None:
         for future in done:
-            for row, result in zip(in_flight.pop(future), future.result(), strict=True):
+            # fewer results than rows: the batch stopped early (see _check_batch)
+            for row, result in zip(in_flight.pop(future), future.result(), strict=False):
                 self._record(row, result)
 
     def _item(self, row: PlanRow) -> CheckItem:
@@ -304,11 +306,14 @@ def _verify(
     started = time.monotonic()
     db = app.open_db()
     try:
+        unknown = VerifyRecords(db).unknown_products(options.product_ids)
+        if unknown:
+            raise ConfigError(f"no product {', '.join(unknown)} in this archive")
         run_id = _start_run(app, db, is_repairing=network is not None)
         try:
             report = _verify_with(app, db, options, progress, network)
         except BaseException as exc:  # the run record says how it ended, whatever happened
-            code = exc.exit_code if isinstance(exc, GalaxyArchiveError) else ExitCode.INTERRUPTED
+            code = exit_code_of(exc)
             db.conn.commit()  # unlike a sync's half-done work, what was proved is kept
             db.end_run(run_id, int(code), {"error": scrub(str(exc))}, app.clock())
             raise
@@ -319,6 +324,15 @@ def _verify(
     finally:
         progress.close()
         db.close()
+
+
+def exit_code_of(exc: BaseException) -> ExitCode:
+    """The exit code the CLI shows for `exc` (cli._exits): a bug is not an interruption."""
+    if isinstance(exc, GalaxyArchiveError):
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    return ExitCode.USAGE
 
 
 def _start_run(app: App, db: StateDB, *, is_repairing: bool) -> int:

@@ -130,8 +130,9 @@ class VerifyRecords:
         )
 
     def _scope(self, product_ids: Sequence[str]) -> tuple[str, list[Any]]:
-        """SQL restricting objects to those of the products: their own, the chunks their
-        builds' depots reference (DLC included), their builds' manifests."""
+        """SQL restricting objects to those of the products: their own, their builds'
+        manifests, and what their builds' depots reference (DLC included): V2 chunks, V1
+        blobs."""
         if not product_ids:
             return "", []
         marks = ",".join("?" * len(product_ids))
@@ -143,9 +144,28 @@ class VerifyRecords:
             f"WHERE product_id IN ({marks})) "
             "OR o.id IN (SELECT mo.object_id FROM build_depots bd JOIN manifest_objects mo "
             "ON mo.manifest_object_id = bd.manifest_object_id "
-            f"WHERE bd.product_id IN ({marks})))"
+            f"WHERE bd.product_id IN ({marks})) "
+            f"OR o.id IN (SELECT manifest_object_id FROM v1_depots WHERE product_id IN ({marks})) "
+            "OR o.id IN (SELECT e.blob_object_id FROM v1_depots d JOIN v1_extents e "
+            f"ON e.manifest_object_id = d.manifest_object_id WHERE d.product_id IN ({marks})))"
         )
-        return sql, list(product_ids) * 5
+        return sql, list(product_ids) * 7
+
+    def unknown_products(self, product_ids: Sequence[str]) -> list[str]:
+        """The ids that name no product of this archive (a typo in a cron line must not
+        verify nothing and exit 0)."""
+        return [
+            product_id
+            for product_id in product_ids
+            if self.conn.execute(
+                "SELECT 1 FROM products WHERE product_id = ? UNION ALL "
+                "SELECT 1 FROM object_products WHERE product_id = ? UNION ALL "
+                "SELECT 1 FROM builds WHERE product_id = ? UNION ALL "
+                "SELECT 1 FROM v1_blobs WHERE product_id = ? LIMIT 1",
+                (product_id,) * 4,
+            ).fetchone()
+            is None
+        ]
 
     def blob_proof(self, blob_object_id: int) -> tuple[tuple[Extent, ...], str | None]:
         """What proves a V1 blob: the files inside it (table v1_extents, from the V1 sync), by

@@ -17,9 +17,11 @@ import pytest
 
 from galaxy_archive.app import App
 from galaxy_archive.config import load
+from galaxy_archive.errors import ConfigError, ExitCode
 from galaxy_archive.lock import archive_lock
+from galaxy_archive.object_checks import CheckItem, CheckResult, ObjectChecker
 from galaxy_archive.statedb import iso
-from galaxy_archive.verifier import run_verify
+from galaxy_archive.verifier import Verifier, exit_code_of, run_verify
 from galaxy_archive.verify_plan import VerifyLevel, VerifyOptions
 from tests.conftest import REPO, Archive
 from tests.fakegalaxy import FakeGalaxy, V1Build, World, random_bytes
@@ -364,6 +366,28 @@ def test_verify_corrupted_v1_manifest_is_found(
     assert problem["kind"] == "v1_manifest" and problem["builds"][0]["build_id"] == build.build_id
 
 
+def test_verify_of_a_product_checks_the_v1_blobs_of_its_dlc(
+    v1_synced: tuple[World, V1Build, Archive],
+) -> None:
+    _world, build, archive = v1_synced
+    dlc_blob = v1_blob(build, DLC)
+    flip_byte(archive, dlc_blob, 1000)
+    code, report = verify_json(archive, PID)
+    assert code == 1 and set(problems_by_path(report)) == {dlc_blob}
+
+
+def test_verify_of_a_product_the_archive_does_not_hold_is_a_usage_error(
+    synced: tuple[World, Archive],
+) -> None:
+    _world, archive = synced
+    for ids in (["999999"], [PID, "0" + PID]):  # a typo must not check nothing and exit 0
+        result = archive.run("verify", *ids)
+        assert result.exit_code == 2, result.output
+        assert f"no product {ids[-1]} in this archive" in result.output
+    assert archive.db_rows("SELECT count(*) FROM runs WHERE command = 'verify'") == [(0,)]
+    assert archive.run("verify", DLC).exit_code == 0  # a DLC is a product of the archive
+
+
 def test_verify_repair_brings_back_v1_blobs_and_manifests(
     v1_synced: tuple[World, V1Build, Archive],
 ) -> None:
@@ -648,6 +672,33 @@ def test_verify_max_age_rechecks_only_what_is_due(synced: tuple[World, Archive])
     assert set(stamps(archive).values()) == {iso(start + 31 * DAY_S)}
 
 
+class SlowChecker(ObjectChecker):
+    """Each check takes `seconds` on the injected clock (a big object on a slow disk)."""
+
+    def __init__(self, root: Any, clock: StepClock, seconds: float) -> None:
+        super().__init__(root)
+        self.clock, self.seconds = clock, seconds
+
+    def check(self, item: CheckItem) -> CheckResult:
+        self.clock.now += self.seconds
+        return super().check(item)
+
+
+def verify_slowly(archive: Archive, clock: StepClock, **options: Any) -> Any:
+    """Check the objects with one worker, each check taking 1 s on `clock`."""
+    app = App(config=load(archive.config_path), clock=clock)
+    db = app.open_db()
+    try:
+        verifier = Verifier(
+            db=db, root=archive.root, options=VerifyOptions(workers=1, **options), clock=clock
+        )
+        verifier.checker = SlowChecker(archive.root, clock, 1.0)
+        verifier.check_objects()
+    finally:
+        db.close()
+    return verifier.report
+
+
 def test_verify_time_budget_checks_oldest_first_and_resumes(
     synced: tuple[World, Archive],
 ) -> None:
@@ -663,21 +714,29 @@ def test_verify_time_budget_checks_oldest_first_and_resumes(
         conn.execute("UPDATE objects SET verified_at = NULL WHERE path = ?", (order[-1],))
     order = [order[-1], *order[:-1]]  # never verified comes first of all
     now = 1_900_000_000.0
-    clock = StepClock(now, 1.0)
-    report = verify_with_clock(archive, clock, time_budget_s=12, max_age_s=30 * DAY_S)
+    clock = StepClock(now, 0)
+    report = verify_slowly(archive, clock, time_budget_s=12.5, max_age_s=30 * DAY_S)
     assert report.is_budget_spent and report.exit_code == 0
-    assert 0 < report.checked < len(order) and report.left == len(order) - report.checked
+    # started at 0, 1, ... 12 s; a batch already queued starts nothing at 13 s
+    assert report.checked == 13 and report.left == len(order) - 13
     fresh = {p for p, s in stamps(archive).items() if s >= iso(now)}
-    assert fresh == set(order[: report.checked])
+    assert fresh == set(order[:13])
     assert "left for the next run (time budget spent)" in report.summary_line()
 
     rounds = 1
     while report.left:
-        report = verify_with_clock(archive, clock, time_budget_s=12, max_age_s=30 * DAY_S)
+        report = verify_slowly(archive, clock, time_budget_s=12.5, max_age_s=30 * DAY_S)
         rounds += 1
         assert report.planned == len(order) - len(fresh)  # nothing proved is checked again
+        assert report.checked == min(13, report.planned)
         fresh = {p for p, s in stamps(archive).items() if s >= iso(now)}
     assert fresh == set(order) and rounds > 2
+
+
+def test_a_verify_that_fails_is_recorded_with_the_exit_code_the_user_sees() -> None:
+    assert exit_code_of(ConfigError("x")) == ExitCode.USAGE
+    assert exit_code_of(KeyboardInterrupt()) == ExitCode.INTERRUPTED
+    assert exit_code_of(RuntimeError("a bug")) == ExitCode.USAGE  # not "interrupted"
 
 
 def test_verify_killed_keeps_what_it_proved(synced: tuple[World, Archive]) -> None:

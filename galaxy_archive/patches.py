@@ -132,6 +132,8 @@ def parse_patch_index(status: int, body: bytes, pair: PatchPair) -> PatchIndexAn
             return PatchIndexAnswer(PatchOutcome.NO_PATCH)
         detail = f" ({str(error)[:80]})" if error else ""
         return PatchIndexAnswer(PatchOutcome.ERROR, error=f"{what}: HTTP {status}{detail}")
+    if status == 200 and isinstance(doc, dict) and doc.get("error") == "not_found":
+        return PatchIndexAnswer(PatchOutcome.NO_PATCH)  # HGD checks for `error`, not the status
     if status != 200:
         return PatchIndexAnswer(PatchOutcome.ERROR, error=f"{what}: HTTP {status}")
     try:
@@ -142,10 +144,11 @@ def parse_patch_index(status: int, body: bytes, pair: PatchPair) -> PatchIndexAn
 
 
 def _patch_reference(doc: Any, pair: PatchPair, what: str) -> tuple[str, str | None]:
+    """The patch's meta id and link. The link's hash names the root manifest we fetch; `id`
+    equals it in the one example (GALAXYDL, protocol.md 7.1), so it is only needed when there
+    is no link, and an `id` of another form is not an error."""
     if isinstance(doc, dict) and doc.get("error"):
         raise ManifestError(f"{what}: error {str(doc['error'])[:80]!r} with HTTP 200")
-    raw_id = json_field(doc, "id", str, what, None)
-    patch_id = check_md5(raw_id, f"{what} id") if raw_id is not None else None
     link = json_field(doc, "link", str, what, None)
     link_id = None
     if link is not None:
@@ -154,13 +157,13 @@ def _patch_reference(doc: Any, pair: PatchPair, what: str) -> tuple[str, str | N
             raise ManifestError(f"{what}: link {link[:120]!r} is not an http(s) URL")
         match = _LINK_HASH_RE.search(parts.path)
         if match is None:
-            raise ManifestError(f"{what}: link does not end in a manifest id")
+            tail = parts.path.rsplit("/", 1)[-1][:80]
+            raise ManifestError(f"{what}: link ends in {tail!r}, not in a manifest id")
         link_id = match.group(1).lower()
-    patch_id = patch_id or link_id
-    if patch_id is None:
+    raw_id = json_field(doc, "id", (str, int), what, None)
+    if link_id is None and raw_id is None:
         raise ManifestError(f"{what}: neither 'id' nor 'link'")
-    if link_id is not None and link_id != patch_id:
-        raise ManifestError(f"{what}: id {patch_id} does not match its link ({link_id})")
+    patch_id = link_id or check_md5(str(raw_id), f"{what} id")
     for keys, expected in (
         (("from_build_id", "from"), pair.from_build_id),
         (("to_build_id", "to"), pair.to_build_id),
@@ -196,16 +199,17 @@ class PatchRoot:
 def read_patch_root(body: bytes, what: str) -> PatchRoot:
     """Parse a patch root manifest's bytes as served (zlib JSON, or plain JSON).
 
-    An empty body, an empty zlib stream and `{}` are GOG's empty patch (WARP: "most likely an
-    empty patch"; GALAXYDL), not errors. Anything else must be a well-formed root.
+    An empty body, an empty zlib stream and an empty JSON value (`{}`, `[]`, `null`) are
+    GOG's empty patch (WARP: "most likely an empty patch"; GALAXYDL), not errors. Anything else
+    must be a well-formed root.
     """
     text = inflate(body, what) if looks_like_zlib(body) else body
     if not text.strip():
         return PatchRoot(algorithm=None)
-    if text.lstrip()[:1] != b"{":
-        raise ManifestError(f"{what}: neither zlib nor a JSON object")
+    if text.lstrip()[:1] not in (b"{", b"[", b"n"):
+        raise ManifestError(f"{what}: neither zlib nor JSON")
     doc = decode_json(text, what)
-    if doc == {}:
+    if doc in ({}, [], None):
         return PatchRoot(algorithm=None)
     return parse_patch_root(doc, what)
 

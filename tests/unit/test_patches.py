@@ -116,6 +116,8 @@ def _answer(status: int, doc: object) -> tuple[int, bytes]:
             "link": LINK,
         },  # GALAXYDL
         {"link": LINK},  # id from the link
+        {"id": 73102, "link": LINK},  # an id of another form: the link names the manifest
+        {"id": "0" * 32, "link": LINK},  # an id other than the link's: the link is fetched
         {"id": ROOT_ID.upper()},  # no link: the configured CDN is asked
     ],
 )
@@ -130,6 +132,7 @@ def test_patches_index_answer_with_a_patch(doc: dict[str, str]) -> None:
     [
         (404, b'{"error": "not_found", "error_description": ""}'),
         (400, b'{"error": "not_found"}'),
+        (200, b'{"error": "not_found"}'),  # HGD looks at the body, not the status
         (404, b""),
         (404, b"<html>Not Found</html>"),
     ],
@@ -147,11 +150,14 @@ def test_patches_index_not_found(status: int, body: bytes) -> None:
         (200, b"{not json", "not valid JSON"),
         (200, b"[1, 2]", "expected a JSON object"),
         (200, b"", "expected a JSON object"),
-        (200, b'{"error": "not_found"}', "error 'not_found' with HTTP 200"),
+        (200, b'{"error": "server_error"}', "error 'server_error' with HTTP 200"),
         (200, b'{"id": "../../etc/passwd"}', "is not a 32-hex MD5"),
         (200, json.dumps({"link": "file:///etc/passwd"}).encode(), "is not an http(s) URL"),
-        (200, json.dumps({"link": "https://cdn/x/y"}).encode(), "does not end in a manifest id"),
-        (200, json.dumps({"id": "0" * 32, "link": LINK}).encode(), "does not match its link"),
+        (
+            200,
+            json.dumps({"link": "https://cdn/x/y"}).encode(),
+            "ends in 'y', not in a manifest id",
+        ),
         (200, json.dumps({"id": ROOT_ID, "from_build_id": "1"}).encode(), "from_build_id is 1"),
         (200, json.dumps({"id": ROOT_ID, "to": "../1"}).encode(), "is not a numeric id"),
         (200, b"{}", "neither 'id' nor 'link'"),
@@ -191,7 +197,17 @@ def _root(**extra: object) -> dict[str, object]:
 
 
 @pytest.mark.parametrize(
-    "body", [b"", b"  \n", zlib.compress(b""), zlib.compress(b"{}"), b"{}", zlib.compress(b" {} ")]
+    "body",
+    [
+        b"",
+        b"  \n",
+        zlib.compress(b""),
+        zlib.compress(b"{}"),
+        b"{}",
+        zlib.compress(b" {} "),
+        b"[]",
+        zlib.compress(b"null"),
+    ],
 )
 def test_patches_root_empty_forms(body: bytes) -> None:
     root = read_patch_root(body, "root x")
@@ -215,9 +231,9 @@ def test_patches_root_other_algorithm_is_unsupported() -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        (b"\x00\x01garbage", "root x: neither zlib nor a JSON object"),
+        (b"\x00\x01garbage", "root x: neither zlib nor JSON"),
         (zlib.compress(b"{}")[:-4], "truncated"),
-        (b"[]", "neither zlib nor a JSON object"),
+        (b"[1]", "expected a JSON object"),
         (json.dumps({"depots": []}).encode(), "field 'algorithm' is missing"),
         (json.dumps(_root(depots=None)).encode(), "field 'depots' is missing"),
         (

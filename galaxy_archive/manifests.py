@@ -7,6 +7,7 @@ the field. Nothing here touches the network or the disk.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import zlib
@@ -312,12 +313,25 @@ class DepotManifest:
 
     def chunks(self) -> tuple[ChunkRef, ...]:
         """Every chunk a mirror needs: SFC chunks and those of files and diffs not in an SFC."""
-        own = [c for f in self.files if f.sfc_ref is None for c in f.chunks]
+        own = [c for f in self.files if not self.is_in_sfc(f) for c in f.chunks]
         return (*self.sfc_chunks, *own, *(c for d in self.diffs for c in d.chunks))
 
     def sfc_member_chunks(self) -> tuple[ChunkRef, ...]:
         """Chunks of files that also live in an SFC: the CDN may not have them (4.3)."""
-        return tuple(c for f in self.files if f.sfc_ref is not None for c in f.chunks)
+        return tuple(c for f in self.files if self.is_in_sfc(f) for c in f.chunks)
+
+    def is_in_sfc(self, file: DepotFile) -> bool:
+        """Whether the container really holds the file's bytes: a region that runs past its
+        end, or an sfcRef in a depot without one, leaves the file's own chunks required
+        (protocol.md 4.3: members are optional "as long as the SFC covers the file")."""
+        if file.sfc_ref is None:
+            return False
+        offset, size = file.sfc_ref
+        return offset + size <= self._sfc_size
+
+    @functools.cached_property
+    def _sfc_size(self) -> int:
+        return sum(c.size for c in self.sfc_chunks)
 
 
 def _parse_chunk(obj: Any, what: str) -> ChunkRef:

@@ -222,6 +222,22 @@ def test_manifests_depot_chunks_and_sfc_members() -> None:
 
 
 @pytest.mark.parametrize(
+    ("sfc_ref", "has_container"),
+    [((900, 200), True), ((0, 178), False)],  # past the container's 1024 bytes; no container
+)
+def test_manifests_sfc_member_not_covered_by_the_container_keeps_its_chunks_required(
+    sfc_ref: tuple[int, int], has_container: bool
+) -> None:
+    doc = json.loads(json.dumps(DEPOT))
+    doc["depot"]["items"][4]["sfcRef"] = {"offset": sfc_ref[0], "size": sfc_ref[1]}
+    if not has_container:
+        del doc["depot"]["smallFilesContainer"]
+    depot = parse_depot_manifest(doc, "depot")
+    assert "a" * 32 in {c.compressed_md5 for c in depot.chunks()}
+    assert depot.sfc_member_chunks() == ()
+
+
+@pytest.mark.parametrize(
     "item",
     [
         {"type": "DepotFile", "path": "..\\..\\evil", "chunks": []},

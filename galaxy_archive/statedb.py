@@ -419,14 +419,15 @@ class StateDB:
 
     def pending_depot_objects(
         self, product_id: str, build_ids: Sequence[str]
-    ) -> list[tuple[ObjectRow, str, str]]:
-        """Objects the builds' depots reference that are not verified: (row, role, product).
+    ) -> list[tuple[ObjectRow, str, tuple[str, ...]]]:
+        """Objects the builds' depots reference that are not verified: (row, role, products).
 
+        A chunk in several depots is required if any of them needs it, and is fetched under
+        each depot's product in turn (the CDN stores chunks per product, protocol.md 4.4).
         An SFC member chunk recorded as absent upstream is not asked for again: the CDN is
         allowed not to have it (protocol.md 4.3).
         """
-        result: list[tuple[ObjectRow, str, str]] = []
-        seen: set[int] = set()
+        found: dict[int, tuple[ObjectRow, str, list[str]]] = {}
         for start in range(0, len(build_ids), 400):
             batch = list(build_ids[start : start + 400])
             marks = ",".join("?" * len(batch))
@@ -441,10 +442,12 @@ class StateDB:
                 [product_id, *batch],
             ).fetchall()
             for row in rows:
-                if row[0] not in seen:
-                    seen.add(row[0])
-                    result.append((_object_row(row[:7]), row[7], row[8]))
-        return result
+                known = found.setdefault(row[0], (_object_row(row[:7]), row[7], []))
+                if known[1] == "sfc_member" and row[7] != "sfc_member":
+                    found[row[0]] = known = (known[0], row[7], known[2])
+                if row[8] not in known[2]:
+                    known[2].append(row[8])
+        return [(row, role, tuple(products)) for row, role, products in found.values()]
 
     def update_build_states(self, product_id: str, build_ids: Sequence[str], now: float) -> None:
         """complete = its repository, depot manifests and required chunks are all verified."""

@@ -435,11 +435,17 @@ class Syncer:
                 row.path,
                 row.md5,
                 row.size,
-                chunk_sources(self.api, row.kind, row.md5 or "", depot_product),
-                f"chunk {row.md5} (product {depot_product})",
-                depot_product,
+                tuple(
+                    dict.fromkeys(  # an offline chunk's public URL is the same for every product
+                        source
+                        for product in products
+                        for source in chunk_sources(self.api, row.kind, row.md5 or "", product)
+                    )
+                ),
+                f"chunk {row.md5} (product {'/'.join(products)})",
+                products[0],
             )
-            for row, _role, depot_product in pending
+            for row, _role, products in pending
         ]
         self._run(tasks, optional=optional)
 

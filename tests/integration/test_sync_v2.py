@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from galaxy_archive.layout import galaxy_path
 from tests.conftest import Archive
 from tests.fakegalaxy import FakeGalaxy, World, random_bytes
 
@@ -69,6 +70,35 @@ def test_sync_mirrors_every_v2_build_byte_for_byte(
     assert report["absent_optional"] > 0  # the second build's SFC members are not on the CDN
     states = dict(archive.db_rows("SELECT build_id, state FROM builds WHERE generation = 2"))
     assert set(states.values()) == {"complete"} and len(states) == 3
+
+
+def test_sync_fetches_a_chunk_shared_with_a_dlc_under_each_product_in_turn(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    shared = random_bytes(150_000, 11)
+    world = World(seed=12)
+    build = world.add_v2_build(
+        PID, files={"common.pak": shared}, dlcs={DLC: {"dlc\\common.pak": shared}}
+    )
+    world.owned.update({int(PID), int(DLC)})
+
+    def chunks_of(product_id: str) -> set[str]:
+        return {h for d in build.unique_depots() if d.product_id == product_id for h in d.chunks}
+
+    common = chunks_of(PID) & chunks_of(DLC)
+    assert common
+    for h in common:
+        world.store_owners[h] = {DLC}  # the CDN holds it under the DLC's id only
+    server = serve(world)
+    archive = make_archive(server)
+    result = archive.run("sync", PID, "--generation", "2")
+    assert result.exit_code == 0, result.output
+    for h in common:
+        assert archive.tree()[f"v2/store/{galaxy_path(h)}"] == world.store[h]
+        assert server.count(f"/store/{PID}/{galaxy_path(h)}", status=404) >= 1
+    assert archive.db_rows("SELECT DISTINCT state FROM builds WHERE generation = 2") == [
+        ("complete",)
+    ]
 
 
 def test_sync_second_run_fetches_nothing_again(

@@ -179,7 +179,7 @@ class V1File:
 
     path: PurePosixPath
     size: int
-    md5: str
+    md5: str | None  # None: no `hash` (protocol.md 6.2: any field can be missing)
     offset: int
     blob: BlobRef | None  # None: no `url`; the depot's product's main.bin
     flags: tuple[str, ...]
@@ -250,8 +250,10 @@ def _file(record: dict[str, Any], what: str) -> V1File:
     path = _record_path(record, what)
     what = f"{what} ({path})"
     size = _count(record, "size", what) or 0
-    raw_hash = record.get("hash")
-    md5 = EMPTY_MD5 if raw_hash is None and size == 0 else check_md5(raw_hash, f"{what} hash")
+    raw_hash = record.get("hash") or None
+    md5 = check_md5(raw_hash, f"{what} hash") if raw_hash is not None else None
+    if size == 0:
+        md5 = md5 or EMPTY_MD5
     url = _text(record, "url", what)
     return V1File(
         path=path,

@@ -325,10 +325,19 @@ class V1Phases(Phase):
             ],
             self.clock(),
         )
+        for file in with_data:
+            if file.md5 is None:
+                log.warning(
+                    "V1 depot manifest %s: %s has no hash; its bytes are kept in %s, proven only "
+                    "by the digest of the blob's bytes outside the hashed files",
+                    manifest.path,
+                    file.path,
+                    blob_paths[file],
+                )
         index_v1_manifest(
             self.db,
             manifest.object_id,
-            [(file, ids[blob_paths[file]]) for file in with_data],
+            [(file, ids[blob_paths[file]]) for file in with_data if file.md5 is not None],
             parsed.items,
             [f for f in parsed.files if f.size == 0],
             self.clock(),

@@ -305,6 +305,35 @@ def test_sync_v1_hostile_depot_manifest_is_named_and_contained(
     assert states == {"windows": "incomplete", "osx": "complete"}
 
 
+def test_sync_v1_file_record_without_hash_is_kept_and_proven_by_the_blob_digest(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = v1_world(dlc=False)
+    build = windows_build(world)
+    depot = build.depots[0]
+    key = f"{build.manifest_dir()}/{depot.manifest_name}"
+    doc = json.loads(world.v1_manifests[key])
+    for record in doc["depot"]["files"]:
+        if record.get("path") == "/data/main.pak":
+            del record["hash"]  # protocol.md 6.2: any field can be missing
+    world.v1_manifests[key] = json.dumps(doc).encode()
+    archive = ranged_archive(make_archive, serve(world))
+    result = archive.run("sync", PID, "--generation", "1", "--os", "windows")
+    assert result.exit_code == 0, result.output
+    assert "data/main.pak has no hash" in result.output
+    expected = v1_tree(world, os=["windows"])
+    expected[f"v1/manifests/{key}"] = world.v1_manifests[key]  # as served, without the hash
+    assert archive.tree() == expected
+    assert archive.db_rows("SELECT count(*) FROM v1_extents WHERE path = 'data/main.pak'") == [(0,)]
+    assert archive.run("verify").exit_code == 0
+    blob = archive.root / blob_path(build)
+    data = bytearray(blob.read_bytes())
+    data[depot.offsets["/data/main.pak"] + 10] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    result = archive.run("verify")
+    assert result.exit_code == 1 and "the bytes outside its file records" in result.output
+
+
 def test_sync_v1_no_dlc_and_dry_run(
     serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
 ) -> None:

@@ -148,8 +148,9 @@ def test_parse_depot_manifest_v1_directories_symlinks_flags_and_defaults() -> No
                     "executable": True,
                     "support": True,
                 },
-                {"path": "/empty.txt", "size": 0},
+                {"path": "/empty.txt", "size": 0, "hash": ""},
                 {"path": "/sized-as-string", "size": "3", "hash": "B" * 32, "offset": "7"},
+                {"path": "/no-hash", "size": 5, "offset": 3},  # 6.2: any field can be missing
             ]
         }
     }
@@ -158,11 +159,12 @@ def test_parse_depot_manifest_v1_directories_symlinks_flags_and_defaults() -> No
         ("Game.app/Contents", "directory", None, None),
         ("Game.app/Contents/Frameworks/SDL2", "symlink", "Versions/Current/SDL2", "file"),
     ]
-    pkginfo, empty, sized = manifest.files
+    pkginfo, empty, sized, unhashed = manifest.files
     assert pkginfo.offset == 0 and pkginfo.blob is None  # GOGDB's defaults
     assert pkginfo.flags == ("executable", "support")
     assert (empty.size, empty.md5) == (0, EMPTY_MD5)
     assert (sized.size, sized.offset, sized.md5) == (3, 7, "b" * 32)
+    assert (unhashed.size, unhashed.offset, unhashed.md5) == (5, 3, None)
 
 
 @pytest.mark.parametrize(
@@ -174,7 +176,6 @@ def test_parse_depot_manifest_v1_directories_symlinks_flags_and_defaults() -> No
         {"path": "/a\\..\\..\\b", "size": 1, "hash": "a" * 32},
         {"path": "/a\x00b", "size": 1, "hash": "a" * 32},
         {"path": 5, "size": 1, "hash": "a" * 32},
-        {"path": "/a", "size": 1},  # data without a hash
         {"path": "/a", "size": 1, "hash": "not-md5"},
         {"path": "/a", "size": -1, "hash": "a" * 32},
         {"path": "/a", "size": 1, "hash": "a" * 32, "offset": -3},

@@ -142,7 +142,22 @@ class BuildsList:
         return self.total_count > len(self.items)
 
 
+def is_blank(body: bytes) -> bool:
+    """An empty (or whitespace-only) answer: GOG's "no builds for this OS" (protocol.md 2.1)."""
+    return not body.strip()
+
+
+def decode_builds_list(body: bytes, what: str) -> BuildsList:
+    """A builds list answer as served; a blank body lists no builds (protocol.md 2.1)."""
+    if is_blank(body):
+        return BuildsList(total_count=0, items=(), has_private_branches=False)
+    return parse_builds_list(decode_json(body, what), what)
+
+
 def parse_builds_list(doc: Any, what: str) -> BuildsList:
+    """A decoded builds list; `[]` or `{}` (no items) lists no builds (protocol.md 2.1)."""
+    if doc == []:
+        return BuildsList(total_count=0, items=(), has_private_branches=False)
     items_raw = json_field(doc, "items", list, what, [])
     items = tuple(_parse_build_item(item, f"{what} items[{i}]") for i, item in enumerate(items_raw))
     total = json_size(doc, "total_count", what, len(items))

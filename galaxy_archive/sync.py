@@ -32,7 +32,7 @@ from galaxy_archive.manifests import (
     DepotManifest,
     DepotRef,
     RepositoryV2,
-    decode_json,
+    decode_builds_list,
     decode_meta,
     parse_builds_list,
     parse_depot_manifest,
@@ -218,7 +218,7 @@ class Syncer:
                         reply.status,
                     )
                 what = f"builds list {product_id}/{os_name}/gen{generation}"
-                builds_list = parse_builds_list(decode_json(reply.body, what), what)
+                builds_list = decode_builds_list(reply.body, what)
                 is_complete = is_complete and not builds_list.is_truncated
                 for listing in builds_list.items:
                     if listing.product_id != product_id or listing.os != os_name:

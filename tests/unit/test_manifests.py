@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from galaxy_archive.errors import ManifestError
 from galaxy_archive.manifests import (
+    decode_builds_list,
     decode_meta,
     inflate,
     parse_builds_list,
@@ -187,6 +188,12 @@ def test_manifests_collector_links_give_the_hash() -> None:
 def test_manifests_builds_list_rejects_bad_items(item: object) -> None:
     with pytest.raises(ManifestError, match="list"):
         parse_builds_list({"items": [item]}, "list")
+
+
+@pytest.mark.parametrize("body", [b"", b"  \n", b"[]", b"{}", b'{"total_count": 0}'])
+def test_manifests_empty_builds_list_answers_list_no_builds(body: bytes) -> None:
+    builds = decode_builds_list(body, "list")
+    assert builds.items == () and builds.total_count == 0 and not builds.is_truncated
 
 
 def test_manifests_parse_old_repository_without_compressed_sizes() -> None:

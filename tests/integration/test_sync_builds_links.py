@@ -4,10 +4,13 @@ builds lists and links): empty answers, odd items, lenient types, refused links.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from galaxy_archive.errors import ExitCode
 from tests.conftest import Archive
 from tests.fakegalaxy import FakeGalaxy, World, random_bytes
 
@@ -38,3 +41,60 @@ def test_sync_empty_builds_list_means_no_builds_for_that_os(
     assert json.loads(result.stdout)["problems"] == []
     assert builds_by_state(archive) == {windows.build_id: "complete"}  # windows kept
     assert server.count("/os/osx/builds") == 2  # once per generation, not asked again
+
+
+# --- odd items (protocol.md 2.2, 2.3, 6.1) ---------------------------------------------------
+
+
+def odd_items_world() -> tuple[World, dict[str, str]]:
+    """Builds whose list items will be damaged in different ways; name -> build id."""
+    world = World(seed=12)
+    names = {
+        "fine_v2": world.add_v2_build(PID, files={"a.bin": random_bytes(30_000, 1)}),
+        "v2_no_link": world.add_v2_build(PID, files={"a.bin": random_bytes(30_000, 2)}),
+        "v1_no_legacy": world.add_v1_build(PID, files={"b.bin": random_bytes(20_000, 3)}),
+        "v1_empty_link": world.add_v1_build(PID, files={"b.bin": random_bytes(20_000, 4)}),
+        "v1_neither": world.add_v1_build(PID, files={"b.bin": random_bytes(20_000, 5)}),
+    }
+    return world, {name: build.build_id for name, build in names.items()}
+
+
+def damage(ids: dict[str, str]) -> Callable[[str, str, int, dict[str, Any]], bytes]:
+    def rewrite(_pid: str, _os: str, _generation: int, doc: dict[str, Any]) -> bytes:
+        for item in doc["items"]:
+            if item["build_id"] == ids["v2_no_link"]:
+                del item["link"]
+            elif item["build_id"] == ids["v1_no_legacy"]:
+                del item["legacy_build_id"]
+            elif item["build_id"] == ids["v1_empty_link"]:
+                item["link"] = ""
+            elif item["build_id"] == ids["v1_neither"]:
+                del item["link"], item["legacy_build_id"]
+        for item in list(doc["items"]):  # a build that claims another OS, in the windows list
+            if item["build_id"] == ids["fine_v2"]:
+                doc["items"].append({**item, "build_id": "1", "os": "osx"})
+        return json.dumps(doc).encode()
+
+    return rewrite
+
+
+def test_sync_odd_builds_list_items_are_skipped_or_repaired_not_fatal(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world, ids = odd_items_world()
+    server = serve(world)
+    server.builds_rewrite = damage(ids)
+    archive = make_archive(server)
+    result = archive.run("--json", "sync", PID, *NO_EXTRAS)
+    assert result.exit_code == ExitCode.PROBLEMS, result.output
+    # The legacy id comes from the link's path; the link from the CDN base and the legacy id.
+    assert builds_by_state(archive) == {
+        ids["fine_v2"]: "complete",
+        ids["v1_no_legacy"]: "complete",
+        ids["v1_empty_link"]: "complete",
+    }
+    problems = json.loads(result.stdout)["problems"]
+    assert len(problems) == 3  # each bad item once, although both generations list it
+    for build_id in (ids["v2_no_link"], ids["v1_neither"], "1"):
+        [problem] = [p for p in problems if re.search(rf"build {build_id}\b", p)]
+        assert f"{PID}/windows" in problem and "skipped" in problem

@@ -175,19 +175,46 @@ def test_manifests_collector_links_give_the_hash() -> None:
     assert listing.repository_md5 == "9d406eaeb2d0421c9b61aff9a1aaf0db"
 
 
+V2_ITEM, V1_ITEM = BUILDS_1A["items"]
+KEPT = {**V2_ITEM, "build_id": "1"}
+
+
 @pytest.mark.parametrize(
-    "item",
+    ("item", "named"),
     [
-        {**BUILDS_1A["items"][0], "build_id": "../../x"},
-        {**BUILDS_1A["items"][0], "generation": "2"},
-        {**BUILDS_1A["items"][1], "legacy_build_id": None},
-        {k: v for k, v in BUILDS_1A["items"][0].items() if k != "link"},
-        "not an object",
+        ({**V2_ITEM, "build_id": "../../x"}, None),
+        ({**V2_ITEM, "generation": 3}, "48906206523382029"),
+        ({k: v for k, v in V2_ITEM.items() if k != "link"}, "48906206523382029"),
+        ({**V2_ITEM, "link": ""}, "48906206523382029"),
+        ({k: v for k, v in V1_ITEM.items() if k not in ("link", "legacy_build_id")}, "3161"),
+        ({**V1_ITEM, "legacy_build_id": None, "link": "https://c/x/repository.json"}, "3161"),
+        ("not an object", None),
     ],
 )
-def test_manifests_builds_list_rejects_bad_items(item: object) -> None:
-    with pytest.raises(ManifestError, match="list"):
-        parse_builds_list({"items": [item]}, "list")
+def test_manifests_builds_list_skips_bad_items_and_keeps_the_others(
+    item: object, named: str | None
+) -> None:
+    builds = parse_builds_list({"items": [item, KEPT]}, "list", cdn="https://cdn.example")
+    assert [b.build_id for b in builds.items] == ["1"]
+    [skipped] = builds.skipped
+    assert skipped.build_id == named and skipped.reason.startswith("list items[0]")
+    assert builds.is_truncated  # proves nothing about the skipped build
+
+
+def test_manifests_v1_legacy_id_and_link_are_derived_from_each_other() -> None:
+    no_legacy = {k: v for k, v in V1_ITEM.items() if k != "legacy_build_id"}
+    no_link = {k: v for k, v in V1_ITEM.items() if k != "link"}
+    cdn = "https://cdn.example/"
+    derived = parse_builds_list({"items": [no_legacy, no_link]}, "list", cdn=cdn).items
+    assert [b.legacy_build_id for b in derived] == [37794096, 37794096]
+    assert derived[1].manifest_urls == (
+        "https://cdn.example/content-system/v1/manifests/1207658930/windows/37794096/"
+        "repository.json",
+    )
+    # A link of another product (or OS) names no legacy id of this build; no CDN, no link.
+    other = {**no_legacy, "link": V1_ITEM["link"].replace("1207658930", "1")}
+    builds = parse_builds_list({"items": [other, no_link]}, "list")
+    assert builds.items == () and len(builds.skipped) == 2
 
 
 @pytest.mark.parametrize("body", [b"", b"  \n", b"[]", b"{}", b'{"total_count": 0}'])

@@ -111,8 +111,23 @@ def _parse_endpoint(obj: Any, what: str) -> Endpoint:
         url=url if isinstance(url, str) else None,
         priority=float(priority) if isinstance(priority, int | float) else 0.0,
         is_fallback_only=obj.get("fallback_only") is True,
-        generations=tuple(g for g in generations if isinstance(g, int)),
+        generations=tuple(g for g in map(_generation, generations) if g is not None),
     )
+
+
+def fill_url_format(url_format: str, parameters: dict[str, Any]) -> str | None:
+    """protocol.md 5.3 step 3: every `{key}` replaced by `str(parameters[key])`; None when
+    the parameters lack one of the placeholders."""
+    if any(key not in parameters for key in _PLACEHOLDER_RE.findall(url_format)):
+        return None
+    return _PLACEHOLDER_RE.sub(lambda m: str(parameters[m.group(1)]), url_format)
+
+
+def _generation(value: Any) -> int | None:
+    """A `supports_generation` entry: 1 or 2, also sent as a digit string ("1")."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 4:
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def order_endpoints(endpoints: list[Endpoint], generation: int) -> list[Endpoint]:

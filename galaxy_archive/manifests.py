@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit
 
 from galaxy_archive.errors import ManifestError
 from galaxy_archive.layout import check_id, check_md5, safe_relative_path
+from galaxy_archive.links import fill_url_format
 
 # A hostile zlib body can inflate to gigabytes; no real manifest comes near this.
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024
@@ -91,6 +92,18 @@ def json_field(
 
 def json_size(obj: Any, key: str, what: str, default: Any = ...) -> int:
     value = json_field(obj, key, int, what, default)
+    if value < 0:
+        raise ManifestError(f"{what}: field {key!r} is negative")
+    return int(value)
+
+
+def json_count(obj: Any, key: str, what: str, default: Any = ...) -> int:
+    """A non-negative integer field that some answers send as a digit string ("2")."""
+    value = json_field(obj, key, (int, str), what, default)
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit() and len(value) <= 24):
+            raise ManifestError(f"{what}: field {key!r} is not a number: {value[:40]!r}")
+        return int(value)
     if value < 0:
         raise ManifestError(f"{what}: field {key!r} is negative")
     return int(value)
@@ -188,7 +201,7 @@ def parse_builds_list(doc: Any, what: str, *, cdn: str | None = None) -> BuildsL
         except ManifestError as exc:
             skipped.append(SkippedItem(_raw_build_id(raw), str(exc)))
     return BuildsList(
-        total_count=json_size(doc, "total_count", what, len(items_raw)),
+        total_count=json_count(doc, "total_count", what, len(items_raw)),
         items=tuple(items),
         has_private_branches=bool(json_field(doc, "has_private_branches", bool, what, False)),
         skipped=tuple(skipped),
@@ -206,7 +219,7 @@ def _raw_build_id(item: Any) -> str | None:
 def _parse_build_item(item: Any, what: str, cdn: str | None) -> BuildListing:
     build_id = check_id(json_field(item, "build_id", (str, int), what), f"{what} build_id")
     what = f"{what} (build {build_id})"
-    generation = json_field(item, "generation", int, what)
+    generation = json_count(item, "generation", what)
     if generation not in (1, 2):
         raise ManifestError(f"{what}: unknown generation {generation!r}")
     product_id = check_id(json_field(item, "product_id", (str, int), what), f"{what} product_id")
@@ -239,12 +252,27 @@ def _manifest_urls(item: dict[str, Any], what: str) -> tuple[str, ...]:
     link = json_field(item, "link", str, what, None)
     if link:
         return (link,)
-    entries = json_field(item, "urls", list, what, [])
+    entries = [e for e in json_field(item, "urls", list, what, []) if isinstance(e, dict)]
     ranked = sorted(
-        (e for e in entries if isinstance(e, dict) and isinstance(e.get("url"), str)),
-        key=lambda e: (bool(e.get("fallback_only")), -_as_number(e.get("priority"))),
+        entries, key=lambda e: (bool(e.get("fallback_only")), -_as_number(e.get("priority")))
     )
-    return tuple(e["url"] for e in ranked)
+    return tuple(url for url in map(_entry_url, ranked) if url is not None)
+
+
+def _entry_url(entry: dict[str, Any]) -> str | None:
+    """A `urls[]` entry's manifest URL: its `url`, else its `url_format` filled from its
+    `parameters` as links are (protocol.md 5.3; no suffix: they name the manifest itself).
+    None for an entry that gives no absolute http(s) URL (the item's other entries may)."""
+    url = entry.get("url")
+    if not isinstance(url, str) or not url:
+        url_format, parameters = entry.get("url_format"), entry.get("parameters")
+        if not isinstance(url_format, str):
+            return None
+        url = fill_url_format(url_format, parameters if isinstance(parameters, dict) else {})
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    return url if parts.scheme in ("http", "https") and parts.netloc else None
 
 
 def _v1_location(

@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -98,3 +99,47 @@ def test_sync_odd_builds_list_items_are_skipped_or_repaired_not_fatal(
     for build_id in (ids["v2_no_link"], ids["v1_neither"], "1"):
         [problem] = [p for p in problems if re.search(rf"build {build_id}\b", p)]
         assert f"{PID}/windows" in problem and "skipped" in problem
+
+
+# --- lenient types (protocol.md 2.2, 2.3) ----------------------------------------------------
+
+
+def loosen(doc: dict[str, Any]) -> bytes:
+    """Numbers as digit strings, and each link as a templated `urls[]` entry without `url`."""
+    doc["total_count"] = str(doc["total_count"])
+    for item in doc["items"]:
+        item["generation"] = str(item["generation"])
+        parts = urlsplit(item.pop("link"))
+        base = f"{parts.scheme}://{parts.netloc}"
+        item["urls"] = [
+            {
+                "endpoint_name": "fastly",
+                "url_format": "{base_url}{path}",
+                "parameters": {"base_url": base, "path": parts.path},
+                "priority": 10,
+                "supports_generation": ["1", "2"],
+                "fallback_only": False,
+            }
+        ]
+    return json.dumps(doc).encode()
+
+
+def test_sync_accepts_digit_strings_and_templated_manifest_urls(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = World(seed=13)
+    v2 = world.add_v2_build(PID, files={"a.bin": random_bytes(30_000, 1)})
+    v1 = world.add_v1_build(PID, files={"b.bin": random_bytes(20_000, 2)}, redists=[])
+    server = serve(world)
+    server.builds_rewrite = lambda _pid, _os, _gen, doc: loosen(doc)
+    archive = make_archive(server)
+    result = archive.run("--json", "sync", PID, *NO_EXTRAS)
+    assert result.exit_code == 0, result.output
+    assert builds_by_state(archive) == {v2.build_id: "complete", v1.build_id: "complete"}
+    # total_count "2" is read as a number: the list is whole, so a build it lacks is delisted.
+    world.delist(v1.build_id)
+    assert archive.run("sync", PID, *NO_EXTRAS).exit_code == 0
+    assert dict(archive.db_rows("SELECT build_id, is_listed FROM builds")) == {
+        v2.build_id: 1,
+        v1.build_id: 0,
+    }

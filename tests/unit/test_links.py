@@ -81,6 +81,15 @@ def test_links_open_link_and_parameterless_endpoints_append_the_suffix() -> None
     assert link.expires_at == NOW + 3600
 
 
+def test_links_supported_generations_may_be_digit_strings() -> None:
+    fastly = {**FASTLY, "supports_generation": ["1", "2"]}
+    gcore = {**GCORE, "supports_generation": ["2", "x", None, True]}
+    gen1 = parse_link({"urls": [fastly, gcore]}, "l", generation=1, now=NOW)
+    assert [e.name for e in gen1.endpoints] == ["fastly"]
+    gen2 = parse_link({"urls": [fastly, gcore]}, "l", generation=2, now=NOW)
+    assert [e.name for e in gen2.endpoints] == ["fastly", "gcore"]
+
+
 def test_links_historical_single_url_answer() -> None:
     doc = {"product_id": 1, "type": "x", "url": {"url": "https://cdn.example/secure/p"}}
     link = parse_link(doc, "old", generation=2, now=NOW)

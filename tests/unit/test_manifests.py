@@ -165,6 +165,50 @@ def test_manifests_builds_list_urls_variant_prefers_priority_over_fallback() -> 
     assert listing.is_truncated
 
 
+def test_manifests_builds_list_accepts_digit_strings_for_numbers() -> None:
+    doc = {
+        **BUILDS_1A,
+        "total_count": "3",
+        "items": [{**i, "generation": str(i["generation"])} for i in BUILDS_1A["items"]],
+    }
+    builds = parse_builds_list(doc, "list")
+    assert [b.generation for b in builds.items] == [2, 1] and builds.total_count == 3
+
+
+@pytest.mark.parametrize("value", ["1e3", "-2", "\u0663", " 2", "9" * 5000, True])
+def test_manifests_builds_list_refuses_numbers_that_are_not_plain_digits(value: object) -> None:
+    with pytest.raises(ManifestError, match="total_count"):
+        parse_builds_list({"items": [], "total_count": value}, "list")
+    builds = parse_builds_list({"items": [{**V2_ITEM, "generation": value}]}, "list")
+    assert builds.items == () and "generation" in builds.skipped[0].reason
+
+
+def test_manifests_urls_entry_without_url_is_built_from_its_template() -> None:
+    templated = {
+        "endpoint_name": "fastly",
+        "url_format": "{base_url}/token={token}{path}",
+        "parameters": {
+            "base_url": "https://fastly.example",
+            "token": "T",
+            "path": "/content-system/v2/meta/9d/40/9d406eaeb2d0421c9b61aff9a1aaf0db",
+        },
+        "priority": 10,
+    }
+    unusable = [
+        {**templated, "parameters": {"token": "T"}},  # placeholders left unfilled
+        {**templated, "url_format": "{path}"},  # not an absolute URL
+        {"endpoint_name": "x", "priority": 20},
+        "not an object",
+    ]
+    item = {**URLS_ITEM, "urls": [*unusable, templated]}
+    listing = parse_builds_list({"items": [item]}, "list").items[0]
+    assert listing.manifest_urls == (
+        "https://fastly.example/token=T/content-system/v2/meta/9d/40/"
+        "9d406eaeb2d0421c9b61aff9a1aaf0db",
+    )
+    assert listing.repository_md5 == "9d406eaeb2d0421c9b61aff9a1aaf0db"
+
+
 def test_manifests_collector_links_give_the_hash() -> None:
     item = {
         **BUILDS_1A["items"][0],

@@ -3,8 +3,11 @@ builds lists and links): empty answers, odd items, lenient types, refused links.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import time
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -12,8 +15,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from galaxy_archive.errors import ExitCode
+from galaxy_archive.links import parse_link
 from tests.conftest import Archive
-from tests.fakegalaxy import FakeGalaxy, World, random_bytes
+from tests.fakegalaxy import FakeGalaxy, World, galaxy_path, random_bytes
 
 PID = "1207658930"
 DLC = "1207658931"
@@ -143,3 +147,29 @@ def test_sync_accepts_digit_strings_and_templated_manifest_urls(
         v2.build_id: 1,
         v1.build_id: 0,
     }
+
+
+# --- link URLs (protocol.md 5.1-5.3) ---------------------------------------------------------
+
+
+def test_historical_secure_link_answer_gives_urls_the_cdn_accepts(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    """The answer without _version=2 (`{url: {url, base_url, path, token}}`): the URL built
+    from it carries the token, so the CDN serves the chunk."""
+    world = World(seed=14)
+    build = world.add_v2_build(PID, files={"a.bin": random_bytes(30_000, 1)})
+    server = serve(world)
+    archive = make_archive(server)
+    token = json.loads(archive.token_file.read_text())["access_token"]
+    request = urllib.request.Request(
+        f"{server.content_system_url}/products/{PID}/secure_link?generation=2&path=/",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(request) as answer:
+        doc = json.load(answer)
+    assert "urls" not in doc  # the historical shape indeed
+    link = parse_link(doc, "historical link", generation=2, now=time.time())
+    md5 = build.depots[0].chunks[0]
+    with urllib.request.urlopen(link.endpoints[0].build_url(galaxy_path(md5))) as chunk:
+        assert hashlib.md5(chunk.read()).hexdigest() == md5

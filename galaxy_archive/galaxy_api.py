@@ -22,6 +22,13 @@ from galaxy_archive.manifests import is_blank
 JSON_ATTEMPTS = 4  # a cut-off or garbled API answer is asked again this often
 
 
+class LinkRefused(UpstreamError):
+    """GOG refused a secure link (HTTP 403), e.g. for a DLC the account does not own.
+
+    Only that product's objects fail (exit 1); asking again in the same run changes nothing.
+    """
+
+
 @dataclass(frozen=True)
 class LinkRequest:
     """Which secure or open link: one is fetched per distinct request and reused."""
@@ -92,9 +99,11 @@ class GalaxyApi:
             f"{urlencode(query)}"
         )
         reply = self._until_json(lambda: self._authorized_get(url, what))
-        if reply.status in (401, 403):
-            raise AuthError(
-                f"{what}: refused (HTTP {reply.status}); is the product owned by this account?"
+        if reply.status == 401:  # still, after the one refresh: the login is not accepted
+            raise AuthError(f"{what}: refused (HTTP 401); run `galaxy-archive login` again")
+        if reply.status == 403:
+            raise LinkRefused(
+                f"{what}: refused (HTTP 403); is the product owned by this account?", 403
             )
         return _json_answer(reply, what)
 

@@ -173,3 +173,63 @@ def test_historical_secure_link_answer_gives_urls_the_cdn_accepts(
     md5 = build.depots[0].chunks[0]
     with urllib.request.urlopen(link.endpoints[0].build_url(galaxy_path(md5))) as chunk:
         assert hashlib.md5(chunk.read()).hexdigest() == md5
+
+
+# --- refused secure links (protocol.md 1.6, SPEC exit codes) ---------------------------------
+
+
+def unowned_dlc_world() -> World:
+    """A game (V2 and V1 builds) whose DLC the account does not own: its links are refused."""
+    world = World(seed=15)
+    world.add_v2_build(
+        PID,
+        files={"game.exe": random_bytes(100_000, 1)},
+        dlcs={DLC: {"dlc.pak": random_bytes(400_000, 2)}},
+        chunk_size=64 * 1024,
+    )
+    world.add_v1_build(
+        PID,
+        files={"game.exe": random_bytes(50_000, 3)},
+        dlcs={DLC: {"dlc.pak": random_bytes(50_000, 4)}},
+        redists=[],
+    )
+    world.owned.discard(int(DLC))
+    return world
+
+
+def test_sync_refused_secure_link_fails_that_products_objects_not_the_run(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = unowned_dlc_world()
+    server = serve(world)
+    archive = make_archive(server)
+    result = archive.run("--json", "sync", PID, *NO_EXTRAS)
+    assert result.exit_code == ExitCode.PROBLEMS, result.output
+    report = json.loads(result.stdout)
+    dlc_objects = archive.db_rows(
+        "SELECT path, state FROM objects WHERE product_id = ? AND kind IN ('store', 'v1_blob')",
+        DLC,
+    )
+    assert len(dlc_objects) > 6 and {state for _, state in dlc_objects} == {"missing"}
+    assert report["failed"] == len(dlc_objects)
+    for path, _ in dlc_objects:  # each named
+        name = path.rsplit("/", 1)[-1] if "v2/" in path else path
+        assert any(name in p and "HTTP 403" in p for p in report["problems"]), name
+    # The game's own objects are all there.
+    game = archive.db_rows("SELECT DISTINCT state FROM objects WHERE product_id = ?", PID)
+    assert game == [("verified",)]
+    # One refused secure_link request per link (chunks, V1 blob), not one per object.
+    assert server.count(f"/products/{DLC}/secure_link", status=403) == 2
+
+
+def test_sync_secure_link_401_after_the_refresh_still_means_not_logged_in(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = World(seed=16)
+    world.add_v2_build(PID, files={"game.exe": random_bytes(30_000, 1)})
+    server = serve(world)
+    archive = make_archive(server)
+    server.faults.always("/secure_link", "401")
+    result = archive.run("sync", PID, *NO_EXTRAS)
+    assert result.exit_code == ExitCode.NOT_LOGGED_IN, result.output
+    assert server.count("/token", role="auth") == 2  # the login, then the one refresh

@@ -141,8 +141,9 @@ class GalaxyApi:
                 if attempt + 1 == JSON_ATTEMPTS:
                     raise
                 continue
-            is_final = _is_json(reply.body) or (accept_blank and is_blank(reply.body))
-            if reply.status != 200 or is_final or attempt + 1 == JSON_ATTEMPTS:
+            if reply.status != 200 or attempt + 1 == JSON_ATTEMPTS:
+                return reply
+            if _is_json(reply.body) or (accept_blank and is_blank(reply.body)):
                 return reply
         raise AssertionError("unreachable")
 

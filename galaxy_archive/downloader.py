@@ -25,7 +25,7 @@ from galaxy_archive.errors import (
     ManifestError,
     UpstreamError,
 )
-from galaxy_archive.galaxy_api import LinkRequest
+from galaxy_archive.galaxy_api import LinkRefused, LinkRequest
 from galaxy_archive.http_client import HttpClient, redact_url
 from galaxy_archive.layout import ObjectKind
 from galaxy_archive.link_cache import LinkCache
@@ -189,8 +189,12 @@ class Downloader:
         last_error = "no source"
         for round_number in range(ROUNDS):
             candidates, link_error = self._candidates(task)
-            if link_error:
-                last_error = link_error
+            if link_error is not None:
+                last_error = f"{task.what}: {link_error}"
+                if not candidates and isinstance(link_error, LinkRefused):
+                    # GOG refused the link (not owned?): asking again in this run changes
+                    # nothing, so the object fails now, without backing off.
+                    return FetchResult(task, Outcome.FAILED, error=last_error)
             all_not_found = bool(candidates) and link_error is None
             rejected = False
             for candidate in candidates:
@@ -238,7 +242,10 @@ class Downloader:
                 self._sleep(self._backoff_s * 2**round_number * (1 + random.random()))
         return FetchResult(task, Outcome.FAILED, error=last_error)
 
-    def _candidates(self, task: FetchTask) -> tuple[list[_Candidate], str | None]:
+    def _candidates(
+        self, task: FetchTask
+    ) -> tuple[list[_Candidate], UpstreamError | ManifestError | None]:
+        """The URLs to try, in order, and why a link could not be had (if one could not)."""
         candidates: list[_Candidate] = []
         error = None
         for source in task.sources:
@@ -248,7 +255,7 @@ class Downloader:
             try:
                 link = self._links.get(source.request)
             except (UpstreamError, ManifestError) as exc:
-                error = str(exc)
+                error = exc
                 continue
             for endpoint in link.endpoints:
                 url = endpoint.build_url(source.suffix)

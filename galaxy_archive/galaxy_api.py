@@ -17,8 +17,16 @@ from galaxy_archive.config import Endpoints
 from galaxy_archive.errors import AuthError, ManifestError, UpstreamError
 from galaxy_archive.http_client import HttpClient, Reply, bearer
 from galaxy_archive.layout import galaxy_path
+from galaxy_archive.manifests import is_blank
 
 JSON_ATTEMPTS = 4  # a cut-off or garbled API answer is asked again this often
+
+
+class LinkRefused(UpstreamError):
+    """GOG refused a secure link (HTTP 403), e.g. for a DLC the account does not own.
+
+    Only that product's objects fail (exit 1); asking again in the same run changes nothing.
+    """
 
 
 @dataclass(frozen=True)
@@ -60,7 +68,8 @@ class GalaxyApi:
         """The raw builds list; the bearer token is optional here but sent (protocol.md 1.6).
 
         A 200 whose body is not JSON (cut off in transit) is asked again before it is
-        returned, so the caller can tell a broken transfer from a broken answer.
+        returned, so the caller can tell a broken transfer from a broken answer. A blank body
+        is an answer ("no builds for this OS", protocol.md 2.1), not asked again.
         """
         query: dict[str, str] = {"generation": str(generation)}
         if password:
@@ -70,7 +79,7 @@ class GalaxyApi:
             f"{urlencode(query)}"
         )
         what = f"builds list of {product_id}/{os_name}/gen{generation}"
-        return self._until_json(lambda: self._authorized_get(url, what))
+        return self._until_json(lambda: self._authorized_get(url, what), accept_blank=True)
 
     def link(self, request: LinkRequest) -> Any:
         """A secure_link (signed, needs the token) or open_link answer, decoded."""
@@ -90,9 +99,11 @@ class GalaxyApi:
             f"{urlencode(query)}"
         )
         reply = self._until_json(lambda: self._authorized_get(url, what))
-        if reply.status in (401, 403):
-            raise AuthError(
-                f"{what}: refused (HTTP {reply.status}); is the product owned by this account?"
+        if reply.status == 401:  # still, after the one refresh: the login is not accepted
+            raise AuthError(f"{what}: refused (HTTP 401); run `galaxy-archive login` again")
+        if reply.status == 403:
+            raise LinkRefused(
+                f"{what}: refused (HTTP 403); is the product owned by this account?", 403
             )
         return _json_answer(reply, what)
 
@@ -118,8 +129,11 @@ class GalaxyApi:
             raise ManifestError("owned games: no 'owned' list in the answer")
         return [str(p) for p in owned if isinstance(p, int | str) and str(p).isdigit()]
 
-    def _until_json(self, get: Callable[[], Reply]) -> Reply:
-        """Repeat a GET whose body broke off or is not JSON (a few times, then give up)."""
+    def _until_json(self, get: Callable[[], Reply], *, accept_blank: bool = False) -> Reply:
+        """Repeat a GET whose body broke off or is not JSON (a few times, then give up).
+
+        :param accept_blank: an empty or whitespace-only body is a final answer too.
+        """
         for attempt in range(JSON_ATTEMPTS):
             try:
                 reply = get()
@@ -127,7 +141,9 @@ class GalaxyApi:
                 if attempt + 1 == JSON_ATTEMPTS:
                     raise
                 continue
-            if reply.status != 200 or _is_json(reply.body) or attempt + 1 == JSON_ATTEMPTS:
+            if reply.status != 200 or attempt + 1 == JSON_ATTEMPTS:
+                return reply
+            if _is_json(reply.body) or (accept_blank and is_blank(reply.body)):
                 return reply
         raise AssertionError("unreachable")
 

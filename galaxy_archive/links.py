@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from galaxy_archive.errors import ManifestError
 
@@ -34,8 +35,11 @@ class Endpoint:
             params = dict(self.parameters)
             params["path"] = f"{str(params.get('path', '')).rstrip('/')}/{suffix}"
             return _PLACEHOLDER_RE.sub(lambda m: str(params.get(m.group(1), "")), self.url_format)
-        base = self.url or self.url_format or ""
-        return f"{base.rstrip('/')}/{suffix}"
+        # WARP: without parameters, url_format (or url) is a base and "/" + path is appended;
+        # a query string (a token) stays at the end.
+        base = urlsplit(self.url or self.url_format or "")
+        path = f"{base.path.rstrip('/')}/{suffix}"
+        return urlunsplit((base.scheme, base.netloc, path, base.query, base.fragment))
 
     def expires_at(self) -> float | None:
         """Unix expiry if the endpoint states one: fastly `expires_at`, gcore hex `time`."""
@@ -76,10 +80,7 @@ def parse_link(doc: Any, what: str, *, generation: int, now: float) -> Link:
     if isinstance(raw_urls, list):
         endpoints = [_parse_endpoint(e, f"{what} urls[{i}]") for i, e in enumerate(raw_urls)]
     elif isinstance(doc.get("url"), dict):
-        # Historical answer without _version=2 (protocol.md 5.1): a single `url` object.
-        old = doc["url"]
-        base = old.get("url") or f"{old.get('base_url', '')}{old.get('path', '')}"
-        endpoints = [Endpoint("legacy", None, {}, str(base), 0.0, False, (1, 2))]
+        endpoints = [_historical_endpoint(doc["url"], what)]
     else:
         raise ManifestError(f"{what}: no 'urls' in the answer")
     ordered = order_endpoints(endpoints, generation)
@@ -88,6 +89,22 @@ def parse_link(doc: Any, what: str, *, generation: int, now: float) -> Link:
     expiries = [e for e in (ep.expires_at() for ep in ordered) if e is not None and e > now]
     expires_at = min(expiries) if expiries else now + DEFAULT_LINK_LIFETIME_S
     return Link(endpoints=tuple(ordered), fetched_at=now, expires_at=expires_at)
+
+
+def _historical_endpoint(old: dict[str, Any], what: str) -> Endpoint:
+    """The answer without _version=2 (protocol.md 5.1): `{url: {url, base_url, path, token}}`.
+
+    Its `url` is the signed base. Without it, base_url + path serve only when there is no
+    token: where a token would go in the URL is not known, and a URL without it is refused.
+    """
+    base = old.get("url")
+    if not isinstance(base, str) or not base:
+        if old.get("token"):
+            raise ManifestError(f"{what}: a token but no 'url' to carry it")
+        base = f"{old.get('base_url') or ''}{old.get('path') or ''}"
+    if not urlsplit(base).netloc:
+        raise ManifestError(f"{what}: no URL in the answer")
+    return Endpoint("legacy", None, {}, base, 0.0, False, (1, 2))
 
 
 def _parse_endpoint(obj: Any, what: str) -> Endpoint:
@@ -111,8 +128,23 @@ def _parse_endpoint(obj: Any, what: str) -> Endpoint:
         url=url if isinstance(url, str) else None,
         priority=float(priority) if isinstance(priority, int | float) else 0.0,
         is_fallback_only=obj.get("fallback_only") is True,
-        generations=tuple(g for g in generations if isinstance(g, int)),
+        generations=tuple(g for g in map(_generation, generations) if g is not None),
     )
+
+
+def fill_url_format(url_format: str, parameters: dict[str, Any]) -> str | None:
+    """protocol.md 5.3 step 3: every `{key}` replaced by `str(parameters[key])`; None when
+    the parameters lack one of the placeholders."""
+    if any(key not in parameters for key in _PLACEHOLDER_RE.findall(url_format)):
+        return None
+    return _PLACEHOLDER_RE.sub(lambda m: str(parameters[m.group(1)]), url_format)
+
+
+def _generation(value: Any) -> int | None:
+    """A `supports_generation` entry: 1 or 2, also sent as a digit string ("1")."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 4:
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def order_endpoints(endpoints: list[Endpoint], generation: int) -> list[Endpoint]:

@@ -14,14 +14,18 @@ import zlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from galaxy_archive.errors import ManifestError
 from galaxy_archive.layout import check_id, check_md5, safe_relative_path
+from galaxy_archive.links import fill_url_format
 
 # A hostile zlib body can inflate to gigabytes; no real manifest comes near this.
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024
 _LINK_HASH_RE = re.compile(r"/([0-9a-fA-F]{32})/?$")
+_V1_LINK_RE = re.compile(
+    r"/content-system/v1/manifests/([0-9]{1,24})/([^/]+)/([0-9]{1,24})/repository\.json$"
+)
 
 
 # --- decoding ------------------------------------------------------------------------------
@@ -94,6 +98,18 @@ def json_size(obj: Any, key: str, what: str, default: Any = ...) -> int:
     return int(value)
 
 
+def json_count(obj: Any, key: str, what: str, default: Any = ...) -> int:
+    """A non-negative integer field that some answers send as a digit string ("2")."""
+    value = json_field(obj, key, (int, str), what, default)
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit() and len(value) <= 24):
+            raise ManifestError(f"{what}: field {key!r} is not a number: {value[:40]!r}")
+        return int(value)
+    if value < 0:
+        raise ManifestError(f"{what}: field {key!r} is negative")
+    return int(value)
+
+
 def json_strings(obj: Any, key: str, what: str) -> tuple[str, ...]:
     values = json_field(obj, key, list, what, [])
     if not all(isinstance(v, str) for v in values):
@@ -132,52 +148,102 @@ class BuildListing:
 
 
 @dataclass(frozen=True)
+class SkippedItem:
+    """A builds list item that could not be used; `reason` names the list and the build."""
+
+    build_id: str | None  # None when the item's own build_id is unusable
+    reason: str
+
+
+@dataclass(frozen=True)
 class BuildsList:
     total_count: int
     items: tuple[BuildListing, ...]
     has_private_branches: bool
+    skipped: tuple[SkippedItem, ...] = ()
 
     @property
     def is_truncated(self) -> bool:
-        """GOG may list fewer items than it has (protocol.md 2.2: count < total_count)."""
+        """GOG may list fewer items than it has (protocol.md 2.2: count < total_count).
+
+        A list with skipped items counts as truncated too: it proves nothing about them.
+        """
         return self.total_count > len(self.items)
 
 
-def parse_builds_list(doc: Any, what: str) -> BuildsList:
+def is_blank(body: bytes) -> bool:
+    """An empty (or whitespace-only) answer: GOG's "no builds for this OS" (protocol.md 2.1)."""
+    return not body.strip()
+
+
+def decode_builds_list(body: bytes, what: str, *, cdn: str | None = None) -> BuildsList:
+    """A builds list answer as served; a blank body lists no builds (protocol.md 2.1)."""
+    if is_blank(body):
+        return BuildsList(total_count=0, items=(), has_private_branches=False)
+    return parse_builds_list(decode_json(body, what), what, cdn=cdn)
+
+
+def parse_builds_list(doc: Any, what: str, *, cdn: str | None = None) -> BuildsList:
+    """A decoded builds list; `[]` or `{}` (no items) lists no builds (protocol.md 2.1).
+
+    One unusable item does not spoil the others: it is left out and named in `skipped`.
+
+    :param cdn: the configured CDN base, to rebuild a generation-1 item's missing link from
+        its legacy_build_id (protocol.md 6.1); None: such an item is skipped.
+    """
+    if doc == []:
+        return BuildsList(total_count=0, items=(), has_private_branches=False)
     items_raw = json_field(doc, "items", list, what, [])
-    items = tuple(_parse_build_item(item, f"{what} items[{i}]") for i, item in enumerate(items_raw))
-    total = json_size(doc, "total_count", what, len(items))
+    items: list[BuildListing] = []
+    skipped: list[SkippedItem] = []
+    for index, raw in enumerate(items_raw):
+        try:
+            items.append(_parse_build_item(raw, f"{what} items[{index}]", cdn))
+        except ManifestError as exc:
+            skipped.append(SkippedItem(_raw_build_id(raw), str(exc)))
     return BuildsList(
-        total_count=total,
-        items=items,
+        total_count=json_count(doc, "total_count", what, len(items_raw)),
+        items=tuple(items),
         has_private_branches=bool(json_field(doc, "has_private_branches", bool, what, False)),
+        skipped=tuple(skipped),
     )
 
 
-def _parse_build_item(item: Any, what: str) -> BuildListing:
+def _raw_build_id(item: Any) -> str | None:
+    value = item.get("build_id") if isinstance(item, dict) else None
+    try:
+        return check_id(value, "build_id")
+    except ManifestError:
+        return None
+
+
+def _parse_build_item(item: Any, what: str, cdn: str | None) -> BuildListing:
     build_id = check_id(json_field(item, "build_id", (str, int), what), f"{what} build_id")
     what = f"{what} (build {build_id})"
-    generation = json_field(item, "generation", int, what)
+    generation = json_count(item, "generation", what)
     if generation not in (1, 2):
         raise ManifestError(f"{what}: unknown generation {generation!r}")
-    legacy = json_field(item, "legacy_build_id", (int, str), what, None)
+    product_id = check_id(json_field(item, "product_id", (str, int), what), f"{what} product_id")
+    os_name = json_field(item, "os", str, what)
+    urls = _manifest_urls(item, what)
+    legacy = None
     if generation == 1:
-        if legacy is None:
-            raise ManifestError(f"{what}: generation 1 build without legacy_build_id")
-        legacy = int(check_id(legacy, f"{what} legacy_build_id"))
+        legacy, urls = _v1_location(item, product_id, os_name, urls, cdn, what)
+    elif not urls:
+        raise ManifestError(f"{what}: neither 'link' nor 'urls'")
     branch = json_field(item, "branch", str, what, None)
     return BuildListing(
         build_id=build_id,
-        product_id=check_id(json_field(item, "product_id", (str, int), what), f"{what} product_id"),
-        os=json_field(item, "os", str, what),
+        product_id=product_id,
+        os=os_name,
         generation=generation,
         branch=branch or None,
         version_name=json_field(item, "version_name", str, what, ""),
         date_published=json_field(item, "date_published", str, what, ""),
         public=json_field(item, "public", bool, what, True),
         tags=json_strings(item, "tags", what),
-        manifest_urls=_manifest_urls(item, what),
-        legacy_build_id=legacy if generation == 1 else None,
+        manifest_urls=urls,
+        legacy_build_id=legacy,
         item=item,
     )
 
@@ -187,14 +253,65 @@ def _manifest_urls(item: dict[str, Any], what: str) -> tuple[str, ...]:
     link = json_field(item, "link", str, what, None)
     if link:
         return (link,)
-    entries = json_field(item, "urls", list, what, [])
+    entries = [e for e in json_field(item, "urls", list, what, []) if isinstance(e, dict)]
     ranked = sorted(
-        (e for e in entries if isinstance(e, dict) and isinstance(e.get("url"), str)),
-        key=lambda e: (bool(e.get("fallback_only")), -_as_number(e.get("priority"))),
+        entries, key=lambda e: (bool(e.get("fallback_only")), -_as_number(e.get("priority")))
     )
-    if not ranked:
-        raise ManifestError(f"{what}: neither 'link' nor 'urls'")
-    return tuple(e["url"] for e in ranked)
+    return tuple(url for url in map(_entry_url, ranked) if url is not None)
+
+
+def _entry_url(entry: dict[str, Any]) -> str | None:
+    """A `urls[]` entry's manifest URL: its `url`, else its `url_format` filled from its
+    `parameters` as links are (protocol.md 5.3; no suffix: they name the manifest itself).
+    None for an entry that gives no absolute http(s) URL (the item's other entries may)."""
+    url = entry.get("url")
+    if not isinstance(url, str) or not url:
+        url_format, parameters = entry.get("url_format"), entry.get("parameters")
+        if not isinstance(url_format, str):
+            return None
+        url = fill_url_format(url_format, parameters if isinstance(parameters, dict) else {})
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    return url if parts.scheme in ("http", "https") and parts.netloc else None
+
+
+def _v1_location(
+    item: dict[str, Any],
+    product_id: str,
+    os_name: str,
+    urls: tuple[str, ...],
+    cdn: str | None,
+    what: str,
+) -> tuple[int, tuple[str, ...]]:
+    """A generation-1 build's legacy id and repository.json URLs. Either can be derived from
+    the other: the link is `{cdn}/content-system/v1/manifests/{pid}/{os}/{legacy}/repository.json`
+    (protocol.md 6.1)."""
+    raw = json_field(item, "legacy_build_id", (int, str), what, None)
+    if raw is not None:
+        legacy: int | None = int(check_id(raw, f"{what} legacy_build_id"))
+    else:
+        legacy = _legacy_from_links(urls, product_id, os_name)
+    if legacy is None:
+        raise ManifestError(f"{what}: generation 1 build without legacy_build_id")
+    if not urls:
+        if cdn is None:
+            raise ManifestError(f"{what}: generation 1 build without a link")
+        os_segment = quote(os_name, safe="")
+        urls = (
+            f"{cdn.rstrip('/')}/content-system/v1/manifests/{product_id}/{os_segment}/"
+            f"{legacy}/repository.json",
+        )
+    return legacy, urls
+
+
+def _legacy_from_links(urls: tuple[str, ...], product_id: str, os_name: str) -> int | None:
+    """The legacy build id a V1 repository link names, if it is this product's and OS's."""
+    for url in urls:
+        match = _V1_LINK_RE.search(urlsplit(url).path)
+        if match and match.group(1) == product_id and match.group(2) == os_name:
+            return int(match.group(3))
+    return None
 
 
 def _as_number(value: Any) -> float:

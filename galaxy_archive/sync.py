@@ -29,10 +29,11 @@ from galaxy_archive.http_client import redact_url
 from galaxy_archive.layout import ObjectKind, cas_path
 from galaxy_archive.manifests import (
     BuildListing,
+    BuildsList,
     DepotManifest,
     DepotRef,
     RepositoryV2,
-    decode_json,
+    decode_builds_list,
     decode_meta,
     parse_builds_list,
     parse_depot_manifest,
@@ -188,52 +189,71 @@ class Syncer:
             PatchPhase(self).run(product_id)
 
     def _refresh_builds(self, product_id: str) -> dict[str, BuildListing]:
-        """Query every builds list (each OS, both generations), record it, merge by build id.
-
-        generation=2 also lists gen-1 builds, but both are asked because some sources say a
-        build can appear in one answer only (protocol.md 2.1).
-        """
+        """Query every builds list (each OS, both generations), record it, merge by build id."""
         merged: dict[str, BuildListing] = {}
         now = self.clock()
         for os_name in self.options.os:
             self._check_stop()
-            listed: set[str] = set()
-            is_complete = True
-            for generation in (2, 1):
-                reply = self.api.builds_list(product_id, os_name, generation, self.options.password)
-                self.db.record_builds_list(
-                    product_id,
-                    os_name,
-                    generation,
-                    with_password=bool(self.options.password),
-                    status=reply.status,
-                    body=reply.body,
-                    now=now,
-                )
-                if reply.status == 404:  # unknown product or OS: no builds (NEXUS)
-                    continue
-                if reply.status != 200:
-                    raise UpstreamError(
-                        f"builds list {product_id}/{os_name}/gen{generation}: HTTP {reply.status}",
-                        reply.status,
-                    )
-                what = f"builds list {product_id}/{os_name}/gen{generation}"
-                builds_list = parse_builds_list(decode_json(reply.body, what), what)
-                is_complete = is_complete and not builds_list.is_truncated
-                for listing in builds_list.items:
-                    if listing.product_id != product_id or listing.os != os_name:
-                        raise ManifestError(
-                            f"{what}: build {listing.build_id} is for "
-                            f"{listing.product_id}/{listing.os}"
-                        )
-                    merged.setdefault(listing.build_id, listing)
-                    listed.add(listing.build_id)
-            for listing in merged.values():
-                if listing.os == os_name:
+            listed, is_complete = self._builds_of_os(product_id, os_name, now)
+            for listing in listed.values():
+                if merged.setdefault(listing.build_id, listing) is listing:
                     self.db.upsert_build(_build_row(listing), now)
             if is_complete:  # a truncated list proves nothing about what GOG still lists
-                self.db.mark_unlisted(product_id, os_name, listed)
+                self.db.mark_unlisted(product_id, os_name, set(listed))
         return merged
+
+    def _builds_of_os(
+        self, product_id: str, os_name: str, now: float
+    ) -> tuple[dict[str, BuildListing], bool]:
+        """Both generations' lists of one OS merged by build id, and whether both were whole.
+
+        generation=2 also lists gen-1 builds, but both are asked because some sources say a
+        build can appear in one answer only (protocol.md 2.1). An item that cannot be used is
+        left out and reported (unless the other answer lists the build well); the rest stay.
+        """
+        listed: dict[str, BuildListing] = {}
+        skipped: dict[str, str] = {}  # build id (or the reason, if the id is bad) -> reason
+        is_complete = True
+        for generation in (2, 1):
+            builds_list = self._builds_list(product_id, os_name, generation, now)
+            if builds_list is None:
+                continue
+            is_complete = is_complete and not builds_list.is_truncated
+            for listing in builds_list.items:
+                if listing.product_id != product_id or listing.os != os_name:
+                    skipped[listing.build_id] = (
+                        f"builds list {product_id}/{os_name}/gen{generation}: build "
+                        f"{listing.build_id} is for {listing.product_id}/{listing.os}"
+                    )
+                    continue
+                listed.setdefault(listing.build_id, listing)
+            for item in builds_list.skipped:
+                skipped.setdefault(item.build_id or item.reason, item.reason)
+        for key, reason in skipped.items():
+            if key not in listed:
+                self.report.problem(f"{reason} (item skipped)")
+        return listed, is_complete
+
+    def _builds_list(
+        self, product_id: str, os_name: str, generation: int, now: float
+    ) -> BuildsList | None:
+        """One builds list, recorded as served; None when GOG has none (404)."""
+        reply = self.api.builds_list(product_id, os_name, generation, self.options.password)
+        self.db.record_builds_list(
+            product_id,
+            os_name,
+            generation,
+            with_password=bool(self.options.password),
+            status=reply.status,
+            body=reply.body,
+            now=now,
+        )
+        what = f"builds list {product_id}/{os_name}/gen{generation}"
+        if reply.status == 404:  # unknown product or OS: no builds (NEXUS)
+            return None
+        if reply.status != 200:
+            raise UpstreamError(f"{what}: HTTP {reply.status}", reply.status)
+        return decode_builds_list(reply.body, what, cdn=self.api.endpoints.cdn)
 
     def _select_builds(
         self, product_id: str, listings: dict[str, BuildListing], generation: int = 2
@@ -244,7 +264,10 @@ class Syncer:
             if row["build_id"] not in candidates and row["state"] != "complete":
                 what = f"recorded build {row['build_id']}"
                 doc = {"items": [json.loads(row["item"])]}
-                candidates[row["build_id"]] = parse_builds_list(doc, what).items[0]
+                recorded = parse_builds_list(doc, what, cdn=self.api.endpoints.cdn)
+                for item in recorded.skipped:  # recorded once it parsed, so not expected
+                    self.report.problem(item.reason)
+                candidates.update((b.build_id, b) for b in recorded.items)
         options = self.options
         return [
             b

@@ -215,14 +215,17 @@ def _builds(galaxy: FakeGalaxy, req: Request, product_id: str, os: str) -> Respo
     items = [_build_item(galaxy, b, use_urls) for b in visible]
     if galaxy.builds_page_limit is not None:
         items = items[: galaxy.builds_page_limit]
-    return json_response(
-        {
-            "total_count": len(visible),
-            "count": len(items),
-            "items": items,
-            "has_private_branches": any(not b.public for b in candidates),
-        }
-    )
+    doc = {
+        "total_count": len(visible),
+        "count": len(items),
+        "items": items,
+        "has_private_branches": any(not b.public for b in candidates),
+    }
+    if galaxy.builds_rewrite is not None:
+        body = galaxy.builds_rewrite(product_id, os, generation, doc)
+        if body is not None:
+            return Response(200, body)
+    return json_response(doc)
 
 
 def _secure_link(galaxy: FakeGalaxy, req: Request, product_id: str) -> Response:

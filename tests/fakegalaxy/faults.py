@@ -7,7 +7,8 @@ then a seeded random draw (``rate`` among ``kinds``, for paths containing ``path
 Kinds:
 
 * status kinds, answered instead of handling the request: ``"500"``, ``"503"``, ``"429"``
-  (with ``Retry-After: 1``);
+  (with ``Retry-After: 1``), ``"401"`` (GOG's "OAuth2 authentication required", whatever the
+  token);
 * body kinds, applied to a 200/206 GET with at least 2 body bytes: ``"reset"`` (headers and
   part of the body, then a TCP RST), ``"truncate"`` (full Content-Length, part of the body, then
   a clean close), ``"short"`` (a consistent response whose Content-Length is the cut length),
@@ -26,7 +27,7 @@ import random
 import threading
 from dataclasses import dataclass
 
-STATUS_KINDS = frozenset({"500", "503", "429"})
+STATUS_KINDS = frozenset({"500", "503", "429", "401"})
 BODY_KINDS = frozenset({"reset", "truncate", "short", "corrupt"})
 RANGE_KINDS = frozenset({"range_as_200", "short_206", "wrong_content_range"})
 ALL_KINDS = STATUS_KINDS | BODY_KINDS | RANGE_KINDS

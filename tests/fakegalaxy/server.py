@@ -100,6 +100,8 @@ class FakeGalaxy:
     may be changed while it runs:
 
     * ``builds_page_limit``: cut builds lists to this many items (``count < total_count``);
+    * ``builds_rewrite``: ``(product_id, os, generation, doc) -> bytes | None``, the body to
+      answer a builds list with instead of ``doc`` (None: ``doc`` as usual), for odd answers;
     * ``endpoints``: secure-link / ``urls`` endpoints to hand out, in order (``"fastly"``,
       ``"gcore"``); ``dead_endpoints``: those whose base URL is dead, per ``dead_mode``
       (``"refused"``: a closed port; ``"503"``: a host answering 503);
@@ -134,6 +136,7 @@ class FakeGalaxy:
         self.cdn_base_url = cdn_base_url.rstrip("/") if cdn_base_url else None
         self.builds_version_2_urls = builds_version_2_urls
         self.builds_page_limit: int | None = None
+        self.builds_rewrite: Callable[[str, str, int, JsonDict], bytes | None] | None = None
         self.endpoints: list[str] = ["fastly", "gcore"]
         self.dead_endpoints: set[str] = set()
         self.dead_mode: Literal["refused", "503"] = "refused"
@@ -398,6 +401,8 @@ def _status_fault_response(kind: str) -> Response:
         return response
     if kind == "503":
         return text_response(503, "Service Unavailable")
+    if kind == "401":
+        return error_response(401, "access_denied", "OAuth2 authentication required")
     return text_response(500, "Internal Server Error")
 
 

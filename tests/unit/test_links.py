@@ -1,3 +1,5 @@
+from urllib.parse import urlsplit
+
 import pytest
 
 from galaxy_archive.errors import ManifestError
@@ -81,10 +83,70 @@ def test_links_open_link_and_parameterless_endpoints_append_the_suffix() -> None
     assert link.expires_at == NOW + 3600
 
 
+def test_links_supported_generations_may_be_digit_strings() -> None:
+    fastly = {**FASTLY, "supports_generation": ["1", "2"]}
+    gcore = {**GCORE, "supports_generation": ["2", "x", None, True]}
+    gen1 = parse_link({"urls": [fastly, gcore]}, "l", generation=1, now=NOW)
+    assert [e.name for e in gen1.endpoints] == ["fastly"]
+    gen2 = parse_link({"urls": [fastly, gcore]}, "l", generation=2, now=NOW)
+    assert [e.name for e in gen2.endpoints] == ["fastly", "gcore"]
+
+
 def test_links_historical_single_url_answer() -> None:
     doc = {"product_id": 1, "type": "x", "url": {"url": "https://cdn.example/secure/p"}}
     link = parse_link(doc, "old", generation=2, now=NOW)
     assert link.endpoints[0].build_url("main.bin") == "https://cdn.example/secure/p/main.bin"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "expected"),
+    [
+        ({"url": "https://cdn.example/p?token=abc"}, "https://cdn.example/p/ab/cd/x?token=abc"),
+        ({"url": "https://cdn.example/p/?a=1&b=2"}, "https://cdn.example/p/ab/cd/x?a=1&b=2"),
+        (
+            {"url_format": "https://cdn.example/p?token=abc"},
+            "https://cdn.example/p/ab/cd/x?token=abc",
+        ),
+        ({"url": "https://cdn.example/p"}, "https://cdn.example/p/ab/cd/x"),
+    ],
+)
+def test_links_parameterless_endpoint_puts_the_path_before_the_query(
+    endpoint: dict[str, str], expected: str
+) -> None:
+    """WARP: url_format (or url) is a base and "/" + path is appended (protocol.md 5.3)."""
+    link = parse_link({"urls": [{"endpoint_name": "e", **endpoint}]}, "l", generation=2, now=NOW)
+    assert link.endpoints[0].build_url("ab/cd/x") == expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # the fake Galaxy's historical answer: a fastly-style token in the path
+        {
+            "url": "https://fastly.example/token=nva=1~dirs=4~token=TOK/content-system/v1/depots/1",
+            "base_url": "https://fastly.example",
+            "path": "/content-system/v1/depots/1",
+            "token": "TOK",
+        },
+        # a token in the query string
+        {"url": "https://cdn.example/content-system/v1/depots/1?token=TOK"},
+    ],
+)
+def test_links_historical_answer_builds_urls_that_carry_the_token(url: dict[str, str]) -> None:
+    link = parse_link({"product_id": 1, "type": "depot", "url": url}, "old", generation=1, now=NOW)
+    built = link.endpoints[0].build_url("main.bin")
+    assert "TOK" in built and urlsplit(built).path.endswith("/content-system/v1/depots/1/main.bin")
+
+
+def test_links_historical_answer_without_url_is_refused_when_it_has_a_token() -> None:
+    """Where its token goes in a URL is unknown: a URL without it would only be refused."""
+    parts = {"base_url": "https://cdn.example", "path": "/content-system/v1/depots/1"}
+    with pytest.raises(ManifestError, match="token"):
+        parse_link({"url": {**parts, "token": "TOK"}}, "old", generation=1, now=NOW)
+    unsigned = parse_link({"url": parts}, "old", generation=1, now=NOW)
+    assert unsigned.endpoints[0].build_url("main.bin") == (
+        "https://cdn.example/content-system/v1/depots/1/main.bin"
+    )
 
 
 def test_links_short_lived_links_renew_halfway() -> None:
@@ -94,7 +156,8 @@ def test_links_short_lived_links_renew_halfway() -> None:
 
 
 @pytest.mark.parametrize(
-    "doc", [[], {"urls": "x"}, {"urls": [{"endpoint_name": "x"}]}, {"urls": [{**GCORE}]}]
+    "doc",
+    [[], {"urls": "x"}, {"urls": [{"endpoint_name": "x"}]}, {"urls": [{**GCORE}]}, {"url": {}}],
 )
 def test_links_reject_unusable_answers(doc: object) -> None:
     with pytest.raises(ManifestError):

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from galaxy_archive.errors import ManifestError
 from galaxy_archive.manifests import (
+    decode_builds_list,
     decode_meta,
     inflate,
     parse_builds_list,
@@ -164,6 +165,50 @@ def test_manifests_builds_list_urls_variant_prefers_priority_over_fallback() -> 
     assert listing.is_truncated
 
 
+def test_manifests_builds_list_accepts_digit_strings_for_numbers() -> None:
+    doc = {
+        **BUILDS_1A,
+        "total_count": "3",
+        "items": [{**i, "generation": str(i["generation"])} for i in BUILDS_1A["items"]],
+    }
+    builds = parse_builds_list(doc, "list")
+    assert [b.generation for b in builds.items] == [2, 1] and builds.total_count == 3
+
+
+@pytest.mark.parametrize("value", ["1e3", "-2", "\u0663", " 2", "9" * 5000, True])
+def test_manifests_builds_list_refuses_numbers_that_are_not_plain_digits(value: object) -> None:
+    with pytest.raises(ManifestError, match="total_count"):
+        parse_builds_list({"items": [], "total_count": value}, "list")
+    builds = parse_builds_list({"items": [{**V2_ITEM, "generation": value}]}, "list")
+    assert builds.items == () and "generation" in builds.skipped[0].reason
+
+
+def test_manifests_urls_entry_without_url_is_built_from_its_template() -> None:
+    templated = {
+        "endpoint_name": "fastly",
+        "url_format": "{base_url}/token={token}{path}",
+        "parameters": {
+            "base_url": "https://fastly.example",
+            "token": "T",
+            "path": "/content-system/v2/meta/9d/40/9d406eaeb2d0421c9b61aff9a1aaf0db",
+        },
+        "priority": 10,
+    }
+    unusable = [
+        {**templated, "parameters": {"token": "T"}},  # placeholders left unfilled
+        {**templated, "url_format": "{path}"},  # not an absolute URL
+        {"endpoint_name": "x", "priority": 20},
+        "not an object",
+    ]
+    item = {**URLS_ITEM, "urls": [*unusable, templated]}
+    listing = parse_builds_list({"items": [item]}, "list").items[0]
+    assert listing.manifest_urls == (
+        "https://fastly.example/token=T/content-system/v2/meta/9d/40/"
+        "9d406eaeb2d0421c9b61aff9a1aaf0db",
+    )
+    assert listing.repository_md5 == "9d406eaeb2d0421c9b61aff9a1aaf0db"
+
+
 def test_manifests_collector_links_give_the_hash() -> None:
     item = {
         **BUILDS_1A["items"][0],
@@ -174,19 +219,52 @@ def test_manifests_collector_links_give_the_hash() -> None:
     assert listing.repository_md5 == "9d406eaeb2d0421c9b61aff9a1aaf0db"
 
 
+V2_ITEM, V1_ITEM = BUILDS_1A["items"]
+KEPT = {**V2_ITEM, "build_id": "1"}
+
+
 @pytest.mark.parametrize(
-    "item",
+    ("item", "named"),
     [
-        {**BUILDS_1A["items"][0], "build_id": "../../x"},
-        {**BUILDS_1A["items"][0], "generation": "2"},
-        {**BUILDS_1A["items"][1], "legacy_build_id": None},
-        {k: v for k, v in BUILDS_1A["items"][0].items() if k != "link"},
-        "not an object",
+        ({**V2_ITEM, "build_id": "../../x"}, None),
+        ({**V2_ITEM, "generation": 3}, "48906206523382029"),
+        ({k: v for k, v in V2_ITEM.items() if k != "link"}, "48906206523382029"),
+        ({**V2_ITEM, "link": ""}, "48906206523382029"),
+        ({k: v for k, v in V1_ITEM.items() if k not in ("link", "legacy_build_id")}, "3161"),
+        ({**V1_ITEM, "legacy_build_id": None, "link": "https://c/x/repository.json"}, "3161"),
+        ("not an object", None),
     ],
 )
-def test_manifests_builds_list_rejects_bad_items(item: object) -> None:
-    with pytest.raises(ManifestError, match="list"):
-        parse_builds_list({"items": [item]}, "list")
+def test_manifests_builds_list_skips_bad_items_and_keeps_the_others(
+    item: object, named: str | None
+) -> None:
+    builds = parse_builds_list({"items": [item, KEPT]}, "list", cdn="https://cdn.example")
+    assert [b.build_id for b in builds.items] == ["1"]
+    [skipped] = builds.skipped
+    assert skipped.build_id == named and skipped.reason.startswith("list items[0]")
+    assert builds.is_truncated  # proves nothing about the skipped build
+
+
+def test_manifests_v1_legacy_id_and_link_are_derived_from_each_other() -> None:
+    no_legacy = {k: v for k, v in V1_ITEM.items() if k != "legacy_build_id"}
+    no_link = {k: v for k, v in V1_ITEM.items() if k != "link"}
+    cdn = "https://cdn.example/"
+    derived = parse_builds_list({"items": [no_legacy, no_link]}, "list", cdn=cdn).items
+    assert [b.legacy_build_id for b in derived] == [37794096, 37794096]
+    assert derived[1].manifest_urls == (
+        "https://cdn.example/content-system/v1/manifests/1207658930/windows/37794096/"
+        "repository.json",
+    )
+    # A link of another product (or OS) names no legacy id of this build; no CDN, no link.
+    other = {**no_legacy, "link": V1_ITEM["link"].replace("1207658930", "1")}
+    builds = parse_builds_list({"items": [other, no_link]}, "list")
+    assert builds.items == () and len(builds.skipped) == 2
+
+
+@pytest.mark.parametrize("body", [b"", b"  \n", b"[]", b"{}", b'{"total_count": 0}'])
+def test_manifests_empty_builds_list_answers_list_no_builds(body: bytes) -> None:
+    builds = decode_builds_list(body, "list")
+    assert builds.items == () and builds.total_count == 0 and not builds.is_truncated
 
 
 def test_manifests_parse_old_repository_without_compressed_sizes() -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from galaxy_archive.errors import (
+    DigestMismatch,
     GalaxyArchiveError,
     IntegrityError,
     Interrupted,
@@ -30,6 +31,7 @@ from galaxy_archive.http_client import HttpClient, redact_url
 from galaxy_archive.layout import ObjectKind
 from galaxy_archive.link_cache import LinkCache
 from galaxy_archive.links import Link
+from galaxy_archive.meta_flags import may_keep_mismatch
 from galaxy_archive.storage import ArchiveStore, md5_of_file
 
 ROUNDS = 3  # passes over all endpoints before giving up on an object
@@ -87,6 +89,7 @@ class FetchResult:
     endpoint: str | None = None
     source_url: str | None = None  # redacted
     error: str | None = None
+    served_md5: str | None = None  # a meta file kept with bytes of this MD5, not its id
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,7 @@ class Downloader:
         if present is not None:
             return present
         last_error = "no source"
+        mismatched: _Candidate | None = None  # the first endpoint that served other bytes
         for round_number in range(ROUNDS):
             candidates, link_error = self._candidates(task)
             if link_error is not None:
@@ -197,6 +201,7 @@ class Downloader:
                     return FetchResult(task, Outcome.FAILED, error=last_error)
             all_not_found = bool(candidates) and link_error is None
             rejected = False
+            settled = 0  # endpoints that answered 404 or a whole body with another MD5
             for candidate in candidates:
                 if self._stop.is_set():
                     return FetchResult(task, Outcome.STOPPED)
@@ -204,6 +209,7 @@ class Downloader:
                     size, md5 = self._download(task, candidate.url)
                 except _HttpStatus as status:
                     if status.status == 404:
+                        settled += 1
                         continue
                     all_not_found = False
                     last_error = f"{task.what}: HTTP {status.status} from {candidate.endpoint}"
@@ -220,6 +226,12 @@ class Downloader:
                     all_not_found = False
                     last_error = f"{exc} (endpoint {candidate.endpoint})"
                     continue
+                except DigestMismatch as exc:
+                    all_not_found = False
+                    last_error = f"{task.what}: {exc} (endpoint {candidate.endpoint})"
+                    mismatched = mismatched or candidate
+                    settled += 1
+                    continue
                 except IntegrityError as exc:
                     all_not_found = False
                     last_error = f"{task.what}: {exc} (endpoint {candidate.endpoint})"
@@ -234,6 +246,11 @@ class Downloader:
                     endpoint=candidate.endpoint,
                     source_url=redact_url(candidate.url),
                 )
+            is_settled = settled == len(candidates) and link_error is None and not rejected
+            if mismatched is not None and (is_settled or round_number + 1 == ROUNDS):
+                kept = self._keep_mismatch(task, mismatched)
+                if kept is not None:
+                    return kept
             if all_not_found:
                 return FetchResult(
                     task, Outcome.ABSENT, error=f"{task.what}: 404 on every endpoint"
@@ -262,7 +279,35 @@ class Downloader:
                 candidates.append(_Candidate(url, endpoint.name, (source.request, link)))
         return candidates, error
 
-    def _download(self, task: FetchTask, url: str) -> tuple[int, str]:
+    def _keep_mismatch(self, task: FetchTask, candidate: _Candidate) -> FetchResult | None:
+        """Every endpoint was asked and none served the bytes that hash to the id: fetch the
+        first other body again, without the MD5 check, and keep it if it parses (protocol.md
+        3.2, module meta_flags). None when it may not be kept or fails again: the rounds go on.
+
+        Fetched again rather than kept from the first try: the store never keeps a body that
+        fails a check, so a mismatch leaves nothing behind, and such files are rare and small.
+        """
+        if not may_keep_mismatch(task.kind, task.md5, task.check):
+            return None
+        try:
+            size, md5 = self._download(task, candidate.url, is_md5_checked=False)
+        except (_HttpStatus, UpstreamError, IntegrityError, ManifestError):
+            return None  # the first answer's error stands; a corrupt body is never kept
+        except Interrupted:
+            return FetchResult(task, Outcome.STOPPED)
+        return FetchResult(
+            task,
+            Outcome.FETCHED,
+            size=size,
+            md5=md5,
+            endpoint=candidate.endpoint,
+            source_url=redact_url(candidate.url),
+            served_md5=md5 if md5 != task.md5 else None,
+        )
+
+    def _download(
+        self, task: FetchTask, url: str, *, is_md5_checked: bool = True
+    ) -> tuple[int, str]:
         with self._http.stream(url, what=task.what) as response:
             if response.status_code != 200:
                 raise _HttpStatus(response.status_code)
@@ -274,7 +319,7 @@ class Downloader:
             stored = self._store.write_verified(
                 task.path,
                 self._counted(self._http.iter_body(response, what=task.what)),
-                expected_md5=task.md5,
+                expected_md5=task.md5 if is_md5_checked else None,
                 expected_size=task.size,
                 check=task.check,
             )

@@ -56,5 +56,10 @@ class IntegrityError(GalaxyArchiveError):
     """Bytes do not match their recorded size or hash."""
 
 
+class DigestMismatch(IntegrityError):
+    """A complete body of the right size whose MD5 is not the expected one (a meta file's
+    bytes may still be kept, flagged: see meta_flags)."""
+
+
 class StorageError(GalaxyArchiveError):
     """The archive tree cannot be written as required."""

@@ -19,9 +19,10 @@ from galaxy_archive.downloader import Downloader, FetchResult, FetchTask, Outcom
 from galaxy_archive.errors import IntegrityError, ManifestError, StorageError, UpstreamError
 from galaxy_archive.galaxy_api import GalaxyApi
 from galaxy_archive.layout import ObjectKind
+from galaxy_archive.meta_flags import KEEPABLE_KINDS, record_served_md5
 from galaxy_archive.object_checks import CheckItem, ObjectChecker, Verdict
 from galaxy_archive.sources import meta_sources, sibling_meta_urls, sources_for
-from galaxy_archive.storage import ArchiveStore
+from galaxy_archive.storage import ArchiveStore, md5_of_file
 from galaxy_archive.v1_sync import download_blob
 from galaxy_archive.verify_plan import VerifyLevel, checks_for
 from galaxy_archive.verify_records import PlanRow, VerifyRecords
@@ -149,7 +150,7 @@ class Repairer:
             row.kind,
             row.path,
             row.md5,
-            row.size,
+            None if row.served_md5 else row.size,  # its id's bytes may have another size
             sources,
             f"{row.kind} {row.md5}",
             row.product_id,
@@ -164,6 +165,8 @@ class Repairer:
     def _check_for(self, row: PlanRow) -> Callable[[Path], None] | None:
         """At --deep, the fetched temp file gets the deep checks too before it is renamed in
         (the store itself checks MD5 and size, which is all the other levels ask)."""
+        if row.served_md5 is not None:
+            return _same_bytes_check(row)
         if self.level is not VerifyLevel.DEEP:
             return None
         item = CheckItem(
@@ -191,6 +194,12 @@ class Repairer:
         now = self.clock()
         object_id = result.task.object_id
         if result.outcome in (Outcome.FETCHED, Outcome.ALREADY_PRESENT):
+            if result.task.kind in KEEPABLE_KINDS:
+                flag = record_served_md5(
+                    self.records.conn, object_id, result.task.path, result.served_md5
+                )
+                if flag is not None:
+                    log.warning("%s", flag)
             self.records.record_verified(object_id, now)
             problem.repair = RepairOutcome.REPAIRED
             log.info("repaired: %s", problem.path)
@@ -205,3 +214,19 @@ class Repairer:
             problem.repair = RepairOutcome.FAILED
             problem.repair_detail = result.error or str(result.outcome)
             log.error("repair failed: %s: %s", problem.path, problem.repair_detail)
+
+
+def _same_bytes_check(row: PlanRow) -> Callable[[Path], None]:
+    """A meta file kept with bytes that do not hash to its id (meta_flags) is repaired with
+    those same bytes again, or with the bytes of its id: the check is what lets the downloader
+    keep a body whose MD5 is not the id, and only a body proven before is kept."""
+
+    def check(path: Path) -> None:
+        md5, _ = md5_of_file(path)
+        if md5 not in (row.md5, row.served_md5):
+            raise IntegrityError(
+                f"{row.path}: MD5 {md5} is neither its id nor that of the bytes kept before "
+                f"({row.served_md5})"
+            )
+
+    return check

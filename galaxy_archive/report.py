@@ -54,6 +54,8 @@ class SyncReport:
     is_dry_run: bool = False
     is_interrupted: bool = False
     problems: list[str] = field(default_factory=list)
+    # Worth knowing but no problem (e.g. a meta file kept with bytes that do not hash to its id)
+    warnings: list[str] = field(default_factory=list)
     products: dict[str, ProductReport] = field(default_factory=dict)
     # Patch pairs by outcome, plus "asked" (index queries) and "complete" (patch_sync).
     patches: dict[str, int] = field(default_factory=dict)
@@ -69,6 +71,11 @@ class SyncReport:
     def problem(self, message: str) -> None:
         """Record a problem naming its object; it is logged at once (cron sees it in order)."""
         self.problems.append(message)
+        log.warning("%s", message)
+
+    def warning(self, message: str) -> None:
+        """Record a warning naming its object; logged at once, the exit code unchanged."""
+        self.warnings.append(message)
         log.warning("%s", message)
 
     @property
@@ -106,6 +113,7 @@ class SyncReport:
             "absent_optional": self.absent_optional,
             "bytes_fetched": self.bytes_fetched,
             "problems": list(self.problems),
+            "warnings": list(self.warnings),
             "products": [p.to_json() for p in self.products.values()],
             "patches": dict(self.patches),
             "dependencies": dict(self.dependencies),

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from galaxy_archive.errors import IntegrityError, StorageError
+from galaxy_archive.errors import DigestMismatch, IntegrityError, StorageError
 
 TEMP_SUFFIX = ".galaxy-tmp"
 # A V1 blob fetched by ranges (v1_sync) lives in `.<name>.galaxy-partial` until it is checked
@@ -142,7 +142,7 @@ def _check_digest(
     if expected_size is not None and size != expected_size:
         raise IntegrityError(f"{relative}: got {size} bytes, expected {expected_size}")
     if expected_md5 is not None and md5 != expected_md5:
-        raise IntegrityError(f"{relative}: MD5 {md5} does not match the expected {expected_md5}")
+        raise DigestMismatch(f"{relative}: MD5 {md5} does not match the expected {expected_md5}")
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -39,6 +39,7 @@ from galaxy_archive.manifests import (
     parse_depot_manifest,
     parse_repository_v2,
 )
+from galaxy_archive.meta_flags import KEEPABLE_KINDS, record_served_md5
 from galaxy_archive.patch_sync import PatchPhase
 from galaxy_archive.phase import chunk_references, parse_check
 from galaxy_archive.report import SyncReport, human_bytes
@@ -538,6 +539,8 @@ class Syncer:
                 report.bytes_fetched += result.size
             else:
                 report.already_present += 1
+            if task.kind in KEEPABLE_KINDS:
+                self._record_served_md5(result)
         elif result.outcome is Outcome.ABSENT:
             self.db.mark_problem(
                 task.object_id, state="absent_upstream", error=result.error or "", now=now
@@ -553,6 +556,14 @@ class Syncer:
             report.problem(result.error or f"{task.what}: failed")
         else:
             report.is_interrupted = True
+
+    def _record_served_md5(self, result: FetchResult) -> None:
+        """A meta file kept with bytes that do not hash to its id is flagged (a warning, not a
+        problem: it parses, its builds complete); one stored as named is unflagged."""
+        task = result.task
+        warning = record_served_md5(self.db.conn, task.object_id, task.path, result.served_md5)
+        if warning is not None:
+            self.report.warning(warning)
 
     def _build_problem(self, product_id: str, build_id: str, message: str) -> None:
         self.report.problem(f"build {build_id} of product {product_id}: {message}")

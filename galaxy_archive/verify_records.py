@@ -35,6 +35,7 @@ class PlanRow:
     inflated_size: int | None
     state: str
     product_id: str | None  # the product it is fetched under (repair)
+    served_md5: str | None = None  # a meta file kept with other bytes: their MD5 (meta_flags)
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class VerifyRecords:
             rows = self.conn.execute(
                 "SELECT p.seq, o.id, o.kind, o.path, o.md5, o.size, o.inflated_md5, "
                 "o.inflated_size, o.state, coalesce(o.product_id, (SELECT min(op.product_id) "
-                "FROM object_products op WHERE op.object_id = o.id)) "
+                "FROM object_products op WHERE op.object_id = o.id)), o.served_md5 "
                 "FROM temp.verify_plan p JOIN objects o ON o.id = p.object_id "
                 "WHERE p.seq > ? ORDER BY p.seq LIMIT ?",
                 (last, batch_rows),

@@ -110,6 +110,8 @@ def handle_cdn(galaxy: FakeGalaxy, req: Request) -> Response:
             return _not_found()
         if kind == "meta" and h in world.collector_hashes and not galaxy.collector_manifests_on_cdn:
             return _not_found()
+        if kind.endswith("meta"):
+            body = galaxy.meta_bodies.get(h, body)
         return _object(body, h)
 
     if (m := _STORE_RE.match(path)) is not None:
@@ -149,4 +151,4 @@ def handle_collector(galaxy: FakeGalaxy, req: Request) -> Response:
     aa, bb, h = m.groups()
     if (aa, bb) != (h[0:2], h[2:4]) or h not in galaxy.world.repository_hashes:
         return _not_found()
-    return _object(galaxy.world.meta[h], h)
+    return _object(galaxy.meta_bodies.get(h, galaxy.world.meta[h]), h)

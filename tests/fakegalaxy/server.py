@@ -111,6 +111,9 @@ class FakeGalaxy:
       the CDN's ``v2/meta`` (unknown on GOG; protocol.md 2.3);
     * ``single_use_codes``: an authorization code works once;
     * ``head_status``: answer every HEAD with this status (405, 501, ...: servers without HEAD);
+    * ``meta_bodies``: meta id -> the bytes to serve for that V2 meta, patch meta or dependency
+      meta file instead of the world's (e.g. its plain JSON, protocol.md 3.1, or any bytes
+      whose MD5 is not the id), on every endpoint and the collector;
     * ``link_ttl_s``, ``token_ttl_s``, ``rotate_refresh_tokens``, ``cdn_base_url``,
       ``builds_version_2_urls`` (False: ignore ``_version=2`` and always send ``link``).
 
@@ -145,6 +148,7 @@ class FakeGalaxy:
         self.collector_manifests_on_cdn = True
         self.single_use_codes = True
         self.head_status: int | None = None
+        self.meta_bodies: dict[str, bytes] = {}
         self.faults = FaultPlan(fault_seed)
         self.requests: list[RecordedRequest] = []
 

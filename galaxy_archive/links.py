@@ -17,6 +17,7 @@ from galaxy_archive.errors import ManifestError
 _PLACEHOLDER_RE = re.compile(r"\{(\w+)\}")
 # Without a known expiry, a link is still renewed this often (and on any 401/403).
 DEFAULT_LINK_LIFETIME_S = 3600.0
+_YEAR_3000 = 32_503_680_000
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,11 @@ class Endpoint:
         """protocol.md 5.3: append the suffix to parameters.path and fill the template."""
         if self.url_format and self.parameters:
             params = dict(self.parameters)
-            params["path"] = f"{str(params.get('path', '')).rstrip('/')}/{suffix}"
+            stem = str(params.get("path", "")).strip("/")
+            path = f"{stem}/{suffix}" if stem else suffix
+            # The template decides the leading slash, whatever `path` came with: gcore writes
+            # "{base_url}/{path}", fastly "...~token={token}{path}".
+            params["path"] = path if "/{path}" in self.url_format else f"/{path}"
             return _PLACEHOLDER_RE.sub(lambda m: str(params.get(m.group(1), "")), self.url_format)
         # WARP: without parameters, url_format (or url) is a base and "/" + path is appended;
         # a query string (a token) stays at the end.
@@ -52,9 +57,12 @@ class Endpoint:
         value = self.parameters.get("time")
         if isinstance(value, str):
             try:
-                return float(int(value, 16))
+                expiry = int(value, 16)
             except ValueError:
                 return None
+            # Hex per the one real URL seen (protocol.md 5.2); a decimal time read as hex
+            # lands centuries ahead and the link would never be renewed before a 403.
+            return float(int(value) if expiry > _YEAR_3000 and value.isdigit() else expiry)
         return None
 
 

@@ -59,6 +59,26 @@ def test_links_gcore_url_and_hex_expiry() -> None:
     assert link.endpoints[0].expires_at() == 0x6A6A5075
 
 
+@pytest.mark.parametrize("endpoint", [FASTLY, GCORE])
+def test_links_either_form_of_path_gives_the_same_url(endpoint: dict[str, object]) -> None:
+    params = dict(endpoint["parameters"])  # type: ignore[call-overload]
+    path = str(params["path"])
+    flipped = path.lstrip("/") if path.startswith("/") else f"/{path}"
+    urls = [
+        parse_link({"urls": [{**endpoint, "parameters": {**params, "path": p}}]}, "l",
+                   generation=2, now=NOW).endpoints[0].build_url("ab/cd/" + "e" * 32)
+        for p in (path, flipped, f"{path}/")
+    ]  # fmt: skip
+    assert len(set(urls)) == 1 and "//content" not in urls[0] and "TOKcontent" not in urls[0]
+
+
+def test_links_gcore_time_in_decimal_is_read_as_decimal() -> None:
+    params = {**GCORE["parameters"], "time": "1717011195"}  # type: ignore[dict-item]
+    decimal = {**GCORE, "parameters": params}
+    link = parse_link({"urls": [decimal]}, "l", generation=2, now=NOW)
+    assert link.expires_at == 1717011195
+
+
 def test_links_order_fallbacks_last_then_priority_descending() -> None:
     low = {**FASTLY, "endpoint_name": "low", "priority": 5}
     link = parse_link({"urls": [GCORE, low, FASTLY]}, "l", generation=2, now=NOW)

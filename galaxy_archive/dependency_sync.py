@@ -197,7 +197,7 @@ class DependencyPhase(Phase):
                     row.path,
                     row.md5,
                     row.size,
-                    dependency_chunk_sources(row.md5 or ""),
+                    dependency_chunk_sources(self.api, row.md5 or ""),
                     f"dependency chunk {row.md5}",
                 )
                 for row, _ in pending

@@ -62,9 +62,13 @@ def dependency_meta_sources(api: GalaxyApi, md5: str, *extra_urls: str) -> tuple
     return tuple(Plain(url) for url in urls)
 
 
-def dependency_chunk_sources(md5: str) -> tuple[Source, ...]:
-    """A dependency chunk: no product segment, unsigned, through open_link (protocol.md 5.6)."""
-    return (Signed(LinkRequest(None, path="/dependencies/store/"), galaxy_path(md5)),)
+def dependency_chunk_sources(api: GalaxyApi, md5: str) -> tuple[Source, ...]:
+    """A dependency chunk: no product segment, unsigned, through open_link (protocol.md 5.6);
+    then straight from the configured CDN, as GDLLIB does, should open_link fail."""
+    return (
+        Signed(LinkRequest(None, path="/dependencies/store/"), galaxy_path(md5)),
+        Plain(api.cdn_url("v2/dependencies/store", md5)),
+    )
 
 
 def v1_manifest_sources(
@@ -152,5 +156,5 @@ def sources_for(
     if kind is ObjectKind.DEP_META:
         return dependency_meta_sources(api, md5)
     if kind is ObjectKind.DEP_STORE:
-        return dependency_chunk_sources(md5)
+        return dependency_chunk_sources(api, md5)
     return ()

@@ -111,6 +111,20 @@ def test_sync_archives_referenced_dependencies_byte_for_byte(
     assert server.count("/secure_link") == 2  # the two products' own chunks only
 
 
+def test_sync_dependency_chunks_come_from_the_cdn_when_open_link_fails(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = dependency_world()
+    server = serve(world)
+    archive = make_archive(server)
+    server.faults.always("/open_link", "500")
+    result = archive.run("sync", PID, OTHER, "--generation", "2")
+    assert result.exit_code == 0, result.output
+    assert archive.tree() == tree_of(world, generations=(2,))
+    assert server.count("/open_link") >= 1 and server.count("/open_link", status=200) == 0
+    assert server.count("/content-system/v2/dependencies/store/", status=200) > 0
+
+
 def test_sync_second_run_fetches_no_dependency_again(
     serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
 ) -> None:

@@ -103,6 +103,7 @@ class VerifyReport:
     unknown_files: list[str] = field(default_factory=list)
     temp_files: list[str] = field(default_factory=list)
     partial_files: list[str] = field(default_factory=list)  # resumable V1 downloads: not problems
+    unreadable_dirs: list[str] = field(default_factory=list)  # the tree walk could not list them
     builds_no_longer_complete: list[BuildRef] = field(default_factory=list)
     builds_complete_again: list[BuildRef] = field(default_factory=list)
     others_no_longer_complete: list[str] = field(default_factory=list)  # patches, dependencies
@@ -121,6 +122,15 @@ class VerifyReport:
         self.temp_files.append(path)
         log.warning("temp file: %s was left by an interrupted run", path)
 
+    def unreadable_dir(self, path: str) -> None:
+        """A directory the tree walk could not list: an error (exit 1), as `verify -q` prints."""
+        self.unreadable_dirs.append(path)
+        log.error(
+            "unreadable directory: %s could not be listed (permissions, an I/O error or a path "
+            "too long); nothing below it was checked for unknown files",
+            path,
+        )
+
     def count(self, verdict: Verdict) -> int:
         return sum(1 for p in self.problems if p.verdict is verdict)
 
@@ -135,7 +145,7 @@ class VerifyReport:
     def exit_code(self) -> ExitCode:
         if self.is_interrupted:
             return ExitCode.INTERRUPTED
-        if self.unresolved or self.unknown_files or self.temp_files:
+        if self.unresolved or self.unknown_files or self.temp_files or self.unreadable_dirs:
             return ExitCode.PROBLEMS
         if self.builds_no_longer_complete or self.others_no_longer_complete:
             return ExitCode.PROBLEMS
@@ -168,6 +178,11 @@ class VerifyReport:
         if self.is_tree_walked:
             parts.append(
                 f"{len(self.unknown_files)} unknown files, {len(self.temp_files)} temp files"
+                + (
+                    f", {len(self.unreadable_dirs)} unreadable directories"
+                    if self.unreadable_dirs
+                    else ""
+                )
             )
         if self.builds_no_longer_complete:
             parts.append(f"{len(self.builds_no_longer_complete)} builds no longer complete")
@@ -206,6 +221,7 @@ class VerifyReport:
             "unknown_files": list(self.unknown_files),
             "temp_files": list(self.temp_files),
             "partial_files": list(self.partial_files),
+            "unreadable_dirs": list(self.unreadable_dirs),
             "builds_no_longer_complete": [_build_json(b) for b in self.builds_no_longer_complete],
             "builds_complete_again": [_build_json(b) for b in self.builds_complete_again],
             "others_no_longer_complete": list(self.others_no_longer_complete),

@@ -1,0 +1,109 @@
+"""`verify` (and every command opening archive.db) on a hostile tree, DB or file name: a clear
+line and an exit code, never a traceback; what it finds stays visible under -q and in one
+piece in the logs and --json."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Archive
+from tests.fakegalaxy import FakeGalaxy, World, random_bytes
+from tests.unit.test_tree_walk import DEPTH, make_chain, remove_chain
+
+PID = "1207658930"
+
+
+@pytest.fixture
+def synced(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> Iterator[Archive]:
+    world = World(seed=5)
+    world.add_v2_build(PID, files={"game.exe": random_bytes(120_000, 1), "readme.txt": b"hello"})
+    world.owned.add(int(PID))
+    archive = make_archive(serve(world))
+    result = archive.run("sync", PID, "--generation", "2")
+    assert result.exit_code == 0, result.output
+    yield archive
+
+
+def verify_json(archive: Archive, *args: str) -> tuple[int, dict[str, Any]]:
+    result = archive.run("--json", "verify", *args)
+    assert "Traceback" not in result.output, result.output
+    return result.exit_code, json.loads(result.stdout)
+
+
+def a_chunk(archive: Archive) -> str:
+    return str(archive.db_rows("SELECT min(path) FROM objects WHERE kind = 'store'")[0][0])
+
+
+def no_traceback(result: Any) -> str:
+    assert "Traceback" not in result.output, result.output
+    return str(result.output)
+
+
+# --- finding 3: the tree walk -----------------------------------------------------------------
+
+
+def test_verify_walks_a_tree_deeper_than_the_recursion_limit(synced: Archive) -> None:
+    archive = synced
+    base = archive.root / "v2" / "deep"
+    make_chain(base, ["d"] * DEPTH)
+    try:
+        bottom = "v2/deep/" + "/".join(["d"] * DEPTH) + "/bottom"
+        (archive.root / bottom).write_bytes(b"x")
+        code, report = verify_json(archive)
+        assert code == 1 and report["tree_walked"]
+        assert report["unknown_files"] == [bottom]
+    finally:
+        remove_chain(base, DEPTH)
+
+
+def test_verify_goes_on_past_a_directory_whose_path_is_too_long(synced: Archive) -> None:
+    """The walk meets ENAMETOOLONG (20 names of 250 characters); the rest of the tree is still
+    walked and the builds are still updated after it."""
+    archive = synced
+    make_chain(archive.root / "v2" / "long", ["n" * 250] * 20)
+    (archive.root / "v2/zz-after").write_bytes(b"x")
+    victim = a_chunk(archive)
+    (archive.root / victim).write_bytes(b"damaged")
+    code, report = verify_json(archive)
+    assert code == 1 and report["tree_walked"]
+    assert report["unknown_files"] == ["v2/zz-after"]
+    assert [p["path"] for p in report["problems"]] == [victim]
+    assert report["builds_no_longer_complete"]  # update_builds ran after the walk
+    assert archive.db_rows("SELECT state FROM builds") == [("incomplete",)]
+    assert archive.db_rows("SELECT exit_code FROM runs WHERE command = 'verify'") == [(1,)]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root lists a chmod 000 directory anyway")
+def test_verify_goes_on_past_a_directory_it_may_not_read(synced: Archive) -> None:
+    archive = synced
+    locked = archive.root / "v2" / "locked"
+    (locked / "inside").mkdir(parents=True)
+    (archive.root / "v2/zz-after").write_bytes(b"x")
+    locked.chmod(0)
+    try:
+        code, report = verify_json(archive)
+    finally:
+        locked.chmod(0o755)
+    assert code == 1 and report["tree_walked"]
+    assert report["unknown_files"] == ["v2/zz-after"]
+
+
+def test_verify_reports_a_symlinked_directory_and_does_not_enter_it(
+    synced: Archive, tmp_path: Path
+) -> None:
+    archive = synced
+    outside = tmp_path / "outside"
+    (outside / "aa").mkdir(parents=True)
+    (outside / "aa" / "secret").write_bytes(b"x")
+    (archive.root / "v2/store/zz").symlink_to(outside, target_is_directory=True)
+    code, report = verify_json(archive)
+    assert code == 1
+    assert report["unknown_files"] == ["v2/store/zz"]

@@ -114,16 +114,18 @@ class VerifyReport:
         self.problems.append(problem)
         log.error("%s", problem.line())
 
+    # Unknown and temp files and unreadable directories make the exit code 1, like a corrupt
+    # object: they are errors too, so `verify -q` (cron) prints why it exits 1.
+
     def unknown_file(self, path: str) -> None:
         self.unknown_files.append(path)
-        log.warning("unknown file: %s is not recorded in the DB (left in place)", path)
+        log.error("unknown file: %s is not recorded in the DB (left in place)", path)
 
     def temp_file(self, path: str) -> None:
         self.temp_files.append(path)
-        log.warning("temp file: %s was left by an interrupted run", path)
+        log.error("temp file: %s was left by an interrupted run", path)
 
     def unreadable_dir(self, path: str) -> None:
-        """A directory the tree walk could not list: an error (exit 1), as `verify -q` prints."""
         self.unreadable_dirs.append(path)
         log.error(
             "unreadable directory: %s could not be listed (permissions, an I/O error or a path "

@@ -47,6 +47,23 @@ def no_traceback(result: Any) -> str:
     return str(result.output)
 
 
+# --- finding 8: unknown and temp files are problems, printed under -q -----------------------
+
+
+def test_verify_quiet_prints_unknown_and_temp_files_it_exits_1_for(synced: Archive) -> None:
+    archive = synced
+    chunk_dir = a_chunk(archive).rsplit("/", 1)[0]
+    unknown, temp = f"{chunk_dir}/stray.bin", f"{chunk_dir}/.x.1234abcd.galaxy-tmp"
+    for relative in (unknown, temp):
+        (archive.root / relative).write_bytes(b"?")
+    result = archive.run("-q", "verify")
+    assert result.exit_code == 1
+    printed = [line for line in no_traceback(result).splitlines() if line.strip()]
+    assert len(printed) == 2
+    assert any(unknown in line and "unknown file" in line for line in printed)
+    assert any(temp in line and "temp file" in line for line in printed)
+
+
 # --- finding 3: the tree walk -----------------------------------------------------------------
 
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from galaxy_archive import statedb
 from tests.conftest import Archive
 from tests.fakegalaxy import FakeGalaxy, World, random_bytes
 from tests.unit.test_tree_walk import DEPTH, make_chain, remove_chain
@@ -124,3 +126,77 @@ def test_verify_reports_a_symlinked_directory_and_does_not_enter_it(
     code, report = verify_json(archive)
     assert code == 1
     assert report["unknown_files"] == ["v2/store/zz"]
+
+
+# --- finding 9: archive.db that is not a usable database ------------------------------------
+
+
+def one_error_line(result: Any, *words: str) -> str:
+    lines = [line for line in no_traceback(result).splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("galaxy-archive: ")
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def test_verify_and_status_on_a_file_that_is_not_a_database(synced: Archive) -> None:
+    archive = synced
+    database = archive.root / "archive.db"
+    for leftover in archive.root.glob("archive.db-*"):
+        leftover.unlink()
+    database.write_bytes(b"this is not a database, it is a text file\n" * 100)
+    for command in (("verify",), ("verify", "--quick"), ("status",), ("sync", PID)):
+        result = archive.run(*command)
+        assert result.exit_code == 1, result.output
+        one_error_line(result, str(database), "not an SQLite database", "backup")
+    assert database.read_bytes().startswith(b"this is not a database")
+
+
+def test_verify_on_a_damaged_database(synced: Archive) -> None:
+    archive = synced
+    database = archive.root / "archive.db"
+    with sqlite3.connect(database) as conn:
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(database.read_bytes())
+    for page in range(1, len(data) // page_size):  # every page but the first (the schema's)
+        start = page * page_size
+        data[start : start + page_size] = b"\xa5" * page_size
+    database.write_bytes(bytes(data))
+    result = archive.run("verify")
+    assert result.exit_code == 1, result.output
+    one_error_line(result, str(database), "damaged", ".recover")
+
+
+def test_verify_waits_for_a_lock_then_says_who_holds_it(
+    synced: Archive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = synced
+    monkeypatch.setattr(statedb, "BUSY_TIMEOUT_S", 0.2)
+    holder = sqlite3.connect(archive.root / "archive.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another process in a long write transaction
+        result = archive.run("verify")
+    finally:
+        holder.close()
+    assert result.exit_code == 1, result.output
+    one_error_line(result, "archive.db", "locked by another process", "0.2 s", "try again")
+    assert archive.run("verify").exit_code == 0  # released: the same command works
+
+
+def test_verify_refuses_a_database_of_a_newer_version_without_touching_it(
+    synced: Archive,
+) -> None:
+    archive = synced
+    database = archive.root / "archive.db"
+    with sqlite3.connect(database) as conn:
+        conn.execute(
+            "INSERT INTO _migrations VALUES ('0099_future_schema.sql', '2030-01-01T00:00:00Z')"
+        )
+    before = archive.db_dump()
+    for command in (("verify",), ("status",), ("sync", PID)):
+        result = archive.run(*command)
+        assert result.exit_code == 2, result.output
+        one_error_line(result, "newer galaxy-archive", "0099_future_schema.sql", "upgrade")
+    assert archive.db_dump() == before  # no run recorded, nothing migrated

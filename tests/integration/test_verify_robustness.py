@@ -200,3 +200,22 @@ def test_verify_refuses_a_database_of_a_newer_version_without_touching_it(
         assert result.exit_code == 2, result.output
         one_error_line(result, "newer galaxy-archive", "0099_future_schema.sql", "upgrade")
     assert archive.db_dump() == before  # no run recorded, nothing migrated
+
+
+# --- finding 10: bogus values -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--max-age", "99999999999999999999w"),
+        ("--time-budget", "99999999999999999999w"),
+        ("--max-age", "36526d"),
+    ],
+)
+def test_verify_durations_beyond_100_years_are_usage_errors(
+    synced: Archive, args: tuple[str, ...]
+) -> None:
+    result = synced.run("verify", *args)
+    assert result.exit_code == 2, result.output
+    one_error_line(result, args[0], "0 to 100 years")

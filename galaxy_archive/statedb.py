@@ -546,10 +546,22 @@ class StateDB:
         )
 
 
+def object_kind(object_id: int, path: str, kind: str) -> ObjectKind:
+    """The kind recorded for an object; an unknown one (a DB edited by hand, or a kind of a
+    later version) is a StorageError naming the object, not a bug."""
+    try:
+        return ObjectKind(kind)
+    except ValueError:
+        raise StorageError(
+            f"object {object_id} ({path}) has kind {kind!r}, which this galaxy-archive does "
+            "not know (archive.db edited by hand, or written by a newer version)"
+        ) from None
+
+
 def _object_row(row: Sequence[Any]) -> ObjectRow:
     return ObjectRow(
         id=row[0],
-        kind=ObjectKind(row[1]),
+        kind=object_kind(row[0], row[2], row[1]),
         path=row[2],
         md5=row[3],
         size=row[4],

@@ -219,3 +219,13 @@ def test_verify_durations_beyond_100_years_are_usage_errors(
     result = synced.run("verify", *args)
     assert result.exit_code == 2, result.output
     one_error_line(result, args[0], "0 to 100 years")
+
+
+def test_verify_names_an_object_of_an_unknown_kind(synced: Archive) -> None:
+    archive = synced
+    victim = a_chunk(archive)
+    with sqlite3.connect(archive.root / "archive.db") as conn:
+        conn.execute("UPDATE objects SET kind = 'bogus' WHERE path = ?", (victim,))
+    result = archive.run("verify")
+    assert result.exit_code == 1, result.output
+    one_error_line(result, victim, "'bogus'")

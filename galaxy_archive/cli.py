@@ -32,7 +32,7 @@ from galaxy_archive.config import (
 )
 from galaxy_archive.errors import ConfigError, ExitCode, GalaxyArchiveError
 from galaxy_archive.interrupts import stop_on_signals
-from galaxy_archive.output import Progress, print_json, setup_logging
+from galaxy_archive.output import Progress, one_line, print_json, setup_logging
 from galaxy_archive.redact import scrub
 from galaxy_archive.statedb import database_fault
 
@@ -47,9 +47,10 @@ def _exits(func: F) -> F:
         try:
             code = _call(func, *args, **kwargs)
         except GalaxyArchiveError as exc:
-            click.echo(f"galaxy-archive: {scrub(str(exc))}", err=True)
+            message = one_line(scrub(str(exc)))  # it may quote a path from a hostile tree
+            click.echo(f"galaxy-archive: {message}", err=True)
             code = exc.exit_code
-            _json_error(code, scrub(str(exc)))
+            _json_error(code, message)
         except KeyboardInterrupt:
             click.echo("galaxy-archive: interrupted; the next run resumes", err=True)
             code = ExitCode.INTERRUPTED

@@ -229,3 +229,36 @@ def test_verify_names_an_object_of_an_unknown_kind(synced: Archive) -> None:
     result = archive.run("verify")
     assert result.exit_code == 1, result.output
     one_error_line(result, victim, "'bogus'")
+
+
+# --- finding 11: names in logs and --json -------------------------------------------------------
+
+
+def test_verify_names_with_a_newline_or_a_bad_byte_stay_one_line_in_log_and_json(
+    synced: Archive, tmp_path: Path
+) -> None:
+    archive = synced
+    store = os.fsencode(archive.root / "v2" / "store")
+    forged = b"x\n2030-01-01 00:00:00,000 ERROR corrupt: store forged (md5 ?): forged"
+    for name in (forged, b"bad\xff", b"q?token=abc"):
+        with open(os.path.join(store, name), "wb") as handle:
+            handle.write(b"?")
+    log_file = tmp_path / "verify.log"
+    result = archive.run("--log-file", str(log_file), "-q", "verify")
+    assert result.exit_code == 1
+    printed = [line for line in no_traceback(result).splitlines() if line.strip()]
+    assert "Logging error" not in result.output
+    logged = log_file.read_text(encoding="utf-8").splitlines()
+    for lines in (printed, [line for line in logged if "unknown file:" in line]):
+        assert len(lines) == 3, lines
+        assert any("v2/store/x\\n2030-01-01 00:00:00,000 ERROR corrupt" in line for line in lines)
+        assert any("v2/store/bad\\xff is not recorded" in line for line in lines)
+        assert any("v2/store/q?token=<redacted>" in line for line in lines)
+        assert not any(line.startswith("2030") for line in lines)
+    code, report = verify_json(archive)
+    assert code == 1
+    assert report["unknown_files"] == [
+        "v2/store/bad\\xff",
+        "v2/store/q?token=abc",  # --json: the exact name, for a script to act on
+        "v2/store/x\\n2030-01-01 00:00:00,000 ERROR corrupt: store forged (md5 ?): forged",
+    ]

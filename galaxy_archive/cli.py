@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sqlite3
 import sys
 import traceback
 from collections.abc import Callable
@@ -31,8 +32,9 @@ from galaxy_archive.config import (
 )
 from galaxy_archive.errors import ConfigError, ExitCode, GalaxyArchiveError
 from galaxy_archive.interrupts import stop_on_signals
-from galaxy_archive.output import Progress, print_json, setup_logging
+from galaxy_archive.output import Progress, one_line, print_json, setup_logging
 from galaxy_archive.redact import scrub
+from galaxy_archive.statedb import database_fault
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,11 +45,12 @@ def _exits(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> None:
         try:
-            code = func(*args, **kwargs)
+            code = _call(func, *args, **kwargs)
         except GalaxyArchiveError as exc:
-            click.echo(f"galaxy-archive: {scrub(str(exc))}", err=True)
+            message = one_line(scrub(str(exc)))  # it may quote a path from a hostile tree
+            click.echo(f"galaxy-archive: {message}", err=True)
             code = exc.exit_code
-            _json_error(code, scrub(str(exc)))
+            _json_error(code, message)
         except KeyboardInterrupt:
             click.echo("galaxy-archive: interrupted; the next run resumes", err=True)
             code = ExitCode.INTERRUPTED
@@ -60,6 +63,21 @@ def _exits(func: F) -> F:
         sys.exit(int(code or 0))
 
     return wrapper  # type: ignore[return-value]
+
+
+def _call(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """The command; SQLite giving up on archive.db (locked, damaged, not a database) becomes
+    the StorageError naming it, wherever in the command it happened."""
+    try:
+        return func(*args, **kwargs)
+    except sqlite3.Error as exc:
+        ctx = click.get_current_context(silent=True)
+        if ctx is None or not isinstance(ctx.obj, App):
+            raise
+        fault = database_fault(ctx.obj.config.database_path, exc)
+        if fault is None:  # a query the code got wrong: a bug, shown as one
+            raise
+        raise fault from exc
 
 
 def _json_error(code: ExitCode, message: str) -> None:

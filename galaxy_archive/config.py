@@ -24,14 +24,24 @@ GENERATIONS = (1, 2)
 DEPENDENCY_MODES = ("referenced", "all", "none")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _DURATION_UNITS_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# Longer than any archive will live: beyond it a duration is a typo, and would overflow the
+# date arithmetic (a --max-age reaching before year 1) or a socket timeout.
+MAX_DURATION_S = 100 * 365.25 * 86400
 
 
 def parse_duration_s(text: str) -> float:
-    """'90', '45s', '30m', '2h', '7d', '1w' -> seconds."""
+    """'90', '45s', '30m', '2h', '7d', '1w' -> seconds (at most MAX_DURATION_S: 100 years)."""
     match = _DURATION_RE.match(text)
     if not match:
         raise ValueError(f"not a duration: {text!r} (use e.g. 30m, 2h, 7d)")
-    return float(match.group(1)) * _DURATION_UNITS_S[match.group(2)]
+    return check_duration_s(float(match.group(1)) * _DURATION_UNITS_S[match.group(2)], text)
+
+
+def check_duration_s(seconds: float, shown: object) -> float:
+    """`seconds`, if it is a sane duration: finite, not negative, at most 100 years."""
+    if not 0 <= seconds <= MAX_DURATION_S:  # also false for NaN
+        raise ValueError(f"{shown!r} is not a duration from 0 to 100 years")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -160,11 +170,19 @@ def _range_size(key: str, value: Any) -> int:
 
 
 def _duration(key: str, value: Any) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
     try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return check_duration_s(float(value), value)
         return parse_duration_s(_expect(key, value, str, "a duration such as '7d'"))
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # float() of a huge TOML integer overflows
+        raise ConfigError(f"config key {key}: {exc}") from None
+
+
+def _seconds(key: str, value: Any) -> float:
+    """A number of seconds (TOML int or float; inf and nan are refused)."""
+    try:
+        return check_duration_s(float(_expect(key, value, (int, float), "seconds")), value)
+    except (ValueError, OverflowError) as exc:
         raise ConfigError(f"config key {key}: {exc}") from None
 
 
@@ -228,9 +246,9 @@ _SCHEMA: dict[str, tuple[type, dict[str, tuple[str, _Converter]]]] = {
     "http": (
         HttpSection,
         {
-            "timeout": ("timeout_s", lambda k, v: float(_expect(k, v, (int, float), "seconds"))),
+            "timeout": ("timeout_s", _seconds),
             "retries": ("retries", lambda k, v: _positive_int(k, v, 0)),
-            "backoff": ("backoff_s", lambda k, v: float(_expect(k, v, (int, float), "seconds"))),
+            "backoff": ("backoff_s", _seconds),
             "limit_rate": ("limit_rate", lambda k, v: _positive_int(k, v, 0)),
             "proxy": ("proxy", lambda k, v: _expect(k, v, str, "a URL or empty string")),
             "insecure_hosts": ("insecure_hosts", _str_list),

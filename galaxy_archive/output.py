@@ -14,11 +14,52 @@ from galaxy_archive.redact import scrub
 from galaxy_archive.report import human_bytes
 
 
+def escape_name(name: str) -> str:
+    """A file name as one line of printable text, reversibly.
+
+    A backslash, a control or other non-printable character (newline, escape, a bidi override)
+    and an undecodable byte (a lone surrogate from os.fsdecode) become backslash escapes of
+    its bytes, as in a Python bytes literal (`\\n`, `\\xff`, `\\\\`):
+    `codecs.escape_decode(shown.encode())[0]` gives the name's bytes back.
+    """
+    if name.isprintable() and "\\" not in name:
+        return name
+    return "".join(_escaped(char, is_name=True) for char in name)
+
+
+def one_line(text: str) -> str:
+    """Free text (a log message) as one printable line: like escape_name, but a backslash is
+    left as it is (messages quote manifest paths such as `bin\\game.exe`); a name in it that
+    must read back exactly is escaped with escape_name first."""
+    if text.isprintable():
+        return text
+    return "".join(_escaped(char, is_name=False) for char in text)
+
+
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(char: str, *, is_name: bool) -> str:
+    if char == "\\":
+        return "\\\\" if is_name else char
+    if char.isprintable():
+        return char
+    if char in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[char]
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's stand-in for the undecodable byte code - 0xDC00
+        return f"\\x{code - 0xDC00:02x}"
+    raw = char.encode("utf-8", "surrogatepass")  # any other lone surrogate too
+    return "".join(f"\\x{byte:02x}" for byte in raw)
+
+
 class _ScrubFilter(logging.Filter):
-    """Last line of defence: urllib3 logs request paths (which carry CDN tokens) on retries."""
+    """Last line of defence: urllib3 logs request paths (which carry CDN tokens) on retries;
+    and a message is one line, whatever names it quotes (a newline in a file name cannot
+    forge a log line, an undecodable byte cannot break the log file's encoding)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = scrub(record.getMessage())
+        record.msg = one_line(scrub(record.getMessage()))
         record.args = None
         return True
 
@@ -43,7 +84,8 @@ def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
     handlers: list[logging.Handler] = [stderr_handler]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        # backslashreplace: whatever a message still holds, the line is written, not lost.
+        file_handler = logging.FileHandler(log_file, encoding="utf-8", errors="backslashreplace")
         file_handler.setLevel(min(level, logging.INFO))
         handlers.append(file_handler)
         root.setLevel(min(level, logging.INFO))
@@ -56,9 +98,25 @@ def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
 
 
 def print_json(document: dict[str, Any], stream: TextIO | None = None) -> None:
+    """The document as JSON that strict parsers accept: a string holding a lone surrogate (an
+    undecodable byte of a file name, or a hostile manifest's escape) is written escaped."""
     out = stream or sys.stdout
-    json.dump(document, out, indent=2, sort_keys=True, default=str)
+    json.dump(_valid_unicode(document), out, indent=2, sort_keys=True, default=str)
     out.write("\n")
+
+
+def _valid_unicode(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return escape_name(value)
+        return value
+    if isinstance(value, dict):
+        return {key: _valid_unicode(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_valid_unicode(item) for item in value]
+    return value
 
 
 class Progress:

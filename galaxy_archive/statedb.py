@@ -18,13 +18,30 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from galaxy_archive.errors import StorageError
+from galaxy_archive.errors import ConfigError, StorageError
 from galaxy_archive.layout import ObjectKind
 
 if TYPE_CHECKING:
     import sqlite_utils
 
 _MIGRATION_NAME_RE = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
+# How long a statement waits for another process's write transaction before it fails.
+BUSY_TIMEOUT_S = 30.0
+# What to tell the user when SQLite gives up on the DB, by primary result code.
+_DB_FAULTS = {
+    sqlite3.SQLITE_BUSY: "is locked by another process for longer than {timeout:g} s; "
+    "try again when that process has finished",
+    sqlite3.SQLITE_LOCKED: "is locked; try again when the other run has finished",
+    sqlite3.SQLITE_NOTADB: "is not an SQLite database; restore it from a backup, or move it "
+    "aside and run sync to build a new one",
+    sqlite3.SQLITE_CORRUPT: "is damaged; restore it from a backup, or move it aside and run "
+    "sync to build a new one (`sqlite3 archive.db .recover` may save its contents)",
+    sqlite3.SQLITE_IOERR: "could not be read or written (I/O error); check the disk",
+    sqlite3.SQLITE_FULL: "could not be written: the disk is full",
+    sqlite3.SQLITE_READONLY: "is read-only; check its and its directory's permissions",
+    sqlite3.SQLITE_CANTOPEN: "cannot be opened; check its and its directory's permissions",
+    sqlite3.SQLITE_PERM: "cannot be accessed; check its permissions",
+}
 
 
 def iso(timestamp: float) -> str:
@@ -39,16 +56,55 @@ def default_migrations_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "migrations"
 
 
+def database_fault(path: Path, exc: sqlite3.Error) -> StorageError | None:
+    """The one-line error for SQLite giving up on the DB file itself (locked, not a database,
+    damaged, I/O), naming it and what to do; None for anything else (a bug in a query)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return None
+    advice = _DB_FAULTS.get(code & 0xFF)  # the primary code of an extended one
+    if advice is None:
+        return None
+    return StorageError(f"the state DB {path} {advice.format(timeout=BUSY_TIMEOUT_S)} ({exc})")
+
+
+def recorded_migrations(conn: sqlite3.Connection) -> set[str]:
+    """The migrations recorded in the DB (none in a new one). Reads only."""
+    has_table = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'"
+    ).fetchone()
+    if not has_table:
+        return set()
+    return {row[0] for row in conn.execute("SELECT name FROM _migrations").fetchall()}
+
+
+def refuse_unknown_migrations(
+    applied: set[str], known: list[str], db_name: str = "the state DB"
+) -> None:
+    """A DB migrated by a newer galaxy-archive has a schema this version cannot promise to
+    read or write correctly: refuse it before changing anything."""
+    unknown = sorted(applied - set(known))
+    if unknown:
+        raise ConfigError(
+            f"{db_name} was written by a newer galaxy-archive (it records migrations this "
+            f"version does not know: {', '.join(unknown)}); upgrade galaxy-archive to use it"
+        )
+
+
 def apply_migrations(conn: sqlite3.Connection, migrations_dir: Path, now: float) -> list[str]:
-    """Apply pending NNNN_name.sql files in order, each with its record in one transaction."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-    )
-    applied = {row[0] for row in conn.execute("SELECT name FROM _migrations").fetchall()}
+    """Apply pending NNNN_name.sql files in order, each with its record in one transaction.
+
+    Refuses (ConfigError) a DB that records migrations not in `migrations_dir`, unchanged.
+    """
     names = sorted(p.name for p in migrations_dir.glob("*.sql"))
     bad = [n for n in names if not _MIGRATION_NAME_RE.match(n)]
     if bad:
         raise StorageError(f"migration files with invalid names: {', '.join(bad)}")
+    applied = recorded_migrations(conn)
+    refuse_unknown_migrations(applied, names)
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+    )
     done = []
     for name in names:
         if name in applied:
@@ -493,10 +549,22 @@ class StateDB:
         )
 
 
+def object_kind(object_id: int, path: str, kind: str) -> ObjectKind:
+    """The kind recorded for an object; an unknown one (a DB edited by hand, or a kind of a
+    later version) is a StorageError naming the object, not a bug."""
+    try:
+        return ObjectKind(kind)
+    except ValueError:
+        raise StorageError(
+            f"object {object_id} ({path}) has kind {kind!r}, which this galaxy-archive does "
+            "not know (archive.db edited by hand, or written by a newer version)"
+        ) from None
+
+
 def _object_row(row: Sequence[Any]) -> ObjectRow:
     return ObjectRow(
         id=row[0],
-        kind=ObjectKind(row[1]),
+        kind=object_kind(row[0], row[2], row[1]),
         path=row[2],
         md5=row[3],
         size=row[4],
@@ -511,14 +579,37 @@ def object_row(row: Sequence[Any]) -> ObjectRow:
 
 
 def open_db(path: Path, *, now: float, migrations_dir: Path | None = None) -> StateDB:
-    """Open (creating) the DB, switch to WAL and apply pending migrations."""
+    """Open (creating) the DB, switch to WAL and apply pending migrations.
+
+    A file that is not a usable SQLite DB (not a database, damaged, locked for longer than
+    BUSY_TIMEOUT_S) is a StorageError naming it; a DB of a newer version is refused
+    (ConfigError) before anything in it is changed.
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=30)
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
     except (OSError, sqlite3.Error) as exc:
         raise StorageError(f"cannot open the state DB {path}: {exc}") from exc
+    try:
+        _prepare(conn, path, migrations_dir or default_migrations_dir(), now)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise database_fault(path, exc) or StorageError(
+            f"cannot open the state DB {path}: {exc}"
+        ) from exc
+    except BaseException:
+        conn.close()
+        raise
+    return StateDB(conn)
+
+
+def _prepare(conn: sqlite3.Connection, path: Path, migrations_dir: Path, now: float) -> None:
+    # First a read: a file that is not a DB fails here, and a newer schema is refused before
+    # the pragmas below (WAL) change the file.
+    refuse_unknown_migrations(
+        recorded_migrations(conn), sorted(p.name for p in migrations_dir.glob("*.sql")), str(path)
+    )
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
-    apply_migrations(conn, migrations_dir or default_migrations_dir(), now)
-    return StateDB(conn)
+    apply_migrations(conn, migrations_dir, now)

@@ -14,7 +14,7 @@ from typing import Any
 from galaxy_archive.layout import ObjectKind
 from galaxy_archive.lock import process_is_alive
 from galaxy_archive.patches import PatchPair
-from galaxy_archive.statedb import StateDB, iso
+from galaxy_archive.statedb import StateDB, iso, object_kind
 from galaxy_archive.v1_ranges import Extent
 from galaxy_archive.verify_plan import VerifyOptions, due_cutoff_s
 
@@ -111,7 +111,7 @@ class VerifyRecords:
                 return
             last = rows[-1][0]
             for row in rows:
-                yield PlanRow(row[1], ObjectKind(row[2]), *row[3:])
+                yield PlanRow(row[1], object_kind(row[1], row[3], row[2]), *row[3:])
 
     def absent_upstream_count(self, product_ids: Sequence[str]) -> int:
         scope, params = self._scope(product_ids)

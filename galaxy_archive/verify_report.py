@@ -9,6 +9,7 @@ from typing import Any
 
 from galaxy_archive.errors import ExitCode
 from galaxy_archive.object_checks import Verdict
+from galaxy_archive.output import escape_name
 from galaxy_archive.report import human_bytes
 from galaxy_archive.verify_records import BuildRef
 
@@ -55,7 +56,8 @@ class ObjectProblem:
 
     def line(self) -> str:
         text = (
-            f"{self.verdict}: {self.kind} {self.path} (md5 {self.md5 or '?'}): {self.detail}; "
+            f"{self.verdict}: {self.kind} {escape_name(self.path)} (md5 {self.md5 or '?'}): "
+            f"{self.detail}; "
             f"{self.owners()}"
         )
         if self.quarantined_to:
@@ -70,7 +72,7 @@ class ObjectProblem:
         return {
             "object_id": self.object_id,
             "kind": self.kind,
-            "path": self.path,
+            "path": escape_name(self.path),
             "md5": self.md5,
             "state": str(self.verdict),
             "detail": self.detail,
@@ -103,6 +105,7 @@ class VerifyReport:
     unknown_files: list[str] = field(default_factory=list)
     temp_files: list[str] = field(default_factory=list)
     partial_files: list[str] = field(default_factory=list)  # resumable V1 downloads: not problems
+    unreadable_dirs: list[str] = field(default_factory=list)  # the tree walk could not list them
     builds_no_longer_complete: list[BuildRef] = field(default_factory=list)
     builds_complete_again: list[BuildRef] = field(default_factory=list)
     others_no_longer_complete: list[str] = field(default_factory=list)  # patches, dependencies
@@ -113,13 +116,24 @@ class VerifyReport:
         self.problems.append(problem)
         log.error("%s", problem.line())
 
+    # Unknown and temp files and unreadable directories make the exit code 1, like a corrupt
+    # object: they are errors too, so `verify -q` (cron) prints why it exits 1.
+
     def unknown_file(self, path: str) -> None:
         self.unknown_files.append(path)
-        log.warning("unknown file: %s is not recorded in the DB (left in place)", path)
+        log.error("unknown file: %s is not recorded in the DB (left in place)", escape_name(path))
 
     def temp_file(self, path: str) -> None:
         self.temp_files.append(path)
-        log.warning("temp file: %s was left by an interrupted run", path)
+        log.error("temp file: %s was left by an interrupted run", escape_name(path))
+
+    def unreadable_dir(self, path: str) -> None:
+        self.unreadable_dirs.append(path)
+        log.error(
+            "unreadable directory: %s could not be listed (permissions, an I/O error or a path "
+            "too long); nothing below it was checked for unknown files",
+            escape_name(path),
+        )
 
     def count(self, verdict: Verdict) -> int:
         return sum(1 for p in self.problems if p.verdict is verdict)
@@ -135,7 +149,7 @@ class VerifyReport:
     def exit_code(self) -> ExitCode:
         if self.is_interrupted:
             return ExitCode.INTERRUPTED
-        if self.unresolved or self.unknown_files or self.temp_files:
+        if self.unresolved or self.unknown_files or self.temp_files or self.unreadable_dirs:
             return ExitCode.PROBLEMS
         if self.builds_no_longer_complete or self.others_no_longer_complete:
             return ExitCode.PROBLEMS
@@ -168,6 +182,11 @@ class VerifyReport:
         if self.is_tree_walked:
             parts.append(
                 f"{len(self.unknown_files)} unknown files, {len(self.temp_files)} temp files"
+                + (
+                    f", {len(self.unreadable_dirs)} unreadable directories"
+                    if self.unreadable_dirs
+                    else ""
+                )
             )
         if self.builds_no_longer_complete:
             parts.append(f"{len(self.builds_no_longer_complete)} builds no longer complete")
@@ -203,9 +222,10 @@ class VerifyReport:
             "unrecoverable": self.count_repair(RepairOutcome.UNRECOVERABLE),
             "problems": [p.to_json() for p in self.problems],
             "tree_walked": self.is_tree_walked,
-            "unknown_files": list(self.unknown_files),
-            "temp_files": list(self.temp_files),
-            "partial_files": list(self.partial_files),
+            "unknown_files": [escape_name(p) for p in self.unknown_files],
+            "temp_files": [escape_name(p) for p in self.temp_files],
+            "partial_files": [escape_name(p) for p in self.partial_files],
+            "unreadable_dirs": [escape_name(p) for p in self.unreadable_dirs],
             "builds_no_longer_complete": [_build_json(b) for b in self.builds_no_longer_complete],
             "builds_complete_again": [_build_json(b) for b in self.builds_complete_again],
             "others_no_longer_complete": list(self.others_no_longer_complete),

@@ -11,6 +11,7 @@ imports the repair and HTTP stack, so a plain verify starts without loading requ
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -234,6 +235,8 @@ class Verifier:
                     self.report.temp_file(path)
                 elif stray is Stray.PARTIAL:
                     self.report.partial_files.append(path)  # kept on purpose: resumable
+                elif stray is Stray.UNREADABLE:
+                    self.report.unreadable_dir(path)
         except WalkStopped:
             return
         self.report.is_tree_walked = True
@@ -313,9 +316,9 @@ def _verify(
         try:
             report = _verify_with(app, db, options, progress, network)
         except BaseException as exc:  # the run record says how it ended, whatever happened
-            code = exit_code_of(exc)
-            db.conn.commit()  # unlike a sync's half-done work, what was proved is kept
-            db.end_run(run_id, int(code), {"error": scrub(str(exc))}, app.clock())
+            if not isinstance(exc, sqlite3.Error):  # else the DB itself failed (locked, ...)
+                db.conn.commit()  # unlike a sync's half-done work, what was proved is kept
+                db.end_run(run_id, int(exit_code_of(exc)), {"error": scrub(str(exc))}, app.clock())
             raise
         report.elapsed_s = time.monotonic() - started
         db.end_run(run_id, int(report.exit_code), report.to_json(is_compact=True), app.clock())

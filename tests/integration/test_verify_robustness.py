@@ -94,6 +94,8 @@ def test_verify_goes_on_past_a_directory_whose_path_is_too_long(synced: Archive)
     code, report = verify_json(archive)
     assert code == 1 and report["tree_walked"]
     assert report["unknown_files"] == ["v2/zz-after"]
+    assert len(report["unreadable_dirs"]) == 1  # the one whose path became too long
+    assert report["unreadable_dirs"][0].startswith("v2/long/" + "n" * 250)
     assert [p["path"] for p in report["problems"]] == [victim]
     assert report["builds_no_longer_complete"]  # update_builds ran after the walk
     assert archive.db_rows("SELECT state FROM builds") == [("incomplete",)]

@@ -211,12 +211,20 @@ class Syncer:
         generation=2 also lists gen-1 builds, but both are asked because some sources say a
         build can appear in one answer only (protocol.md 2.1). An item that cannot be used is
         left out and reported (unless the other answer lists the build well); the rest stay.
+        A list that cannot be had is reported and proves nothing (not "whole").
         """
         listed: dict[str, BuildListing] = {}
         skipped: dict[str, str] = {}  # build id (or the reason, if the id is bad) -> reason
         is_complete = True
         for generation in (2, 1):
-            builds_list = self._builds_list(product_id, os_name, generation, now)
+            try:
+                builds_list = self._builds_list(product_id, os_name, generation, now)
+            except (UpstreamError, ManifestError) as exc:
+                # One list that cannot be had (after the retries) costs only its own builds:
+                # the other lists, and builds recorded before, are still mirrored.
+                self.report.problem(str(exc))
+                is_complete = False
+                continue
             if builds_list is None:
                 continue
             is_complete = is_complete and not builds_list.is_truncated

@@ -48,6 +48,29 @@ def test_sync_empty_builds_list_means_no_builds_for_that_os(
     assert server.count("/os/osx/builds") == 2  # once per generation, not asked again
 
 
+def test_sync_a_builds_list_that_keeps_failing_costs_only_its_own_builds(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = World(seed=11)
+    windows = world.add_v2_build(PID, files={"game.exe": random_bytes(40_000, 1)})
+    osx = world.add_v2_build(PID, "osx", files={"Game.app\\game": random_bytes(40_000, 2)})
+    server = serve(world)
+    archive = make_archive(server)
+    assert archive.run("sync", PID, *NO_EXTRAS).exit_code == 0
+    world.add_v2_build(PID, files={"game.exe": random_bytes(40_000, 3)}, version_name="2.0")
+    server.faults.always(f"/products/{PID}/os/osx/builds", "500")
+    result = archive.run("--json", "sync", PID, *NO_EXTRAS)
+    assert result.exit_code == 1, result.output
+    problems = json.loads(result.stdout)["problems"]
+    assert any(f"builds list {PID}/osx/gen2: HTTP 500" in p for p in problems), problems
+    states = builds_by_state(archive)
+    assert len(states) == 3 and set(states.values()) == {"complete"}  # windows went on
+    assert archive.db_rows(  # a list that could not be had proves no build delisted
+        "SELECT is_listed FROM builds WHERE build_id = ?", osx.build_id
+    ) == [(1,)]
+    assert states[windows.build_id] == "complete"
+
+
 # --- odd items (protocol.md 2.2, 2.3, 6.1) ---------------------------------------------------
 
 

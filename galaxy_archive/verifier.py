@@ -196,7 +196,7 @@ class Verifier:
         detail = result.detail or str(result.verdict)
         if result.verdict in (Verdict.MISSING, Verdict.CORRUPT):
             self.records.record_problem(
-                row.object_id, str(result.verdict), f"verify: {detail}", now
+                row.object_id, str(result.verdict), f"verify: {detail}", now, was=row.state
             )
             # Its builds are recomputed at the end (also when --repair brings it back).
             self._touch(row)

@@ -189,11 +189,18 @@ class VerifyRecords:
         stamp = iso(now)
         self._pending_ok.append((stamp, stamp, object_id))
 
-    def record_problem(self, object_id: int, state: str, error: str, now: float) -> None:
-        """A missing or corrupt object: its state and error, with verified_at left as it was."""
+    def record_problem(
+        self, object_id: int, state: str, error: str, now: float, *, was: str | None = None
+    ) -> None:
+        """A missing or corrupt object: its state and error, with verified_at left as it was.
+
+        `was`: the state the check started from; a sync running beside a plain verify may have
+        stored the object since, and its newer word stands.
+        """
         self.conn.execute(
-            "UPDATE objects SET state = ?, error = ?, updated_at = ? WHERE id = ?",
-            (state, error, iso(now), object_id),
+            "UPDATE objects SET state = ?, error = ?, updated_at = ? "
+            "WHERE id = ? AND (? IS NULL OR state = ?)",
+            (state, error, iso(now), object_id, was, was),
         )
 
     def flush(self) -> None:

@@ -733,6 +733,42 @@ def test_verify_time_budget_checks_oldest_first_and_resumes(
     assert fresh == set(order) and rounds > 2
 
 
+class SyncBesideChecker(ObjectChecker):
+    """While `path` is being checked, a sync beside the verify stores it (another connection)."""
+
+    def __init__(self, root: Any, db_path: Any, path: str) -> None:
+        super().__init__(root)
+        self.db_path, self.path = db_path, path
+
+    def check(self, item: CheckItem) -> CheckResult:
+        result = super().check(item)
+        if item.path == self.path:
+            with sqlite3.connect(self.db_path, timeout=5) as conn:
+                conn.execute(
+                    "UPDATE objects SET state = 'verified' WHERE id = ?", (item.object_id,)
+                )
+        return result
+
+
+def test_verify_leaves_the_state_a_sync_wrote_meanwhile(synced: tuple[World, Archive]) -> None:
+    _world, archive = synced
+    victim = chunk(archive)
+    (archive.root / victim).unlink()
+    with sqlite3.connect(archive.root / "archive.db") as conn:
+        conn.execute("UPDATE objects SET state = 'missing' WHERE path = ?", (victim,))
+    clock = StepClock(2_000_000_000.0, 0)
+    app = App(config=load(archive.config_path), clock=clock)
+    db = app.open_db()
+    try:
+        verifier = Verifier(db=db, root=archive.root, options=VerifyOptions(workers=1), clock=clock)
+        verifier.checker = SyncBesideChecker(archive.root, archive.root / "archive.db", victim)
+        verifier.check_objects()
+    finally:
+        db.close()
+    assert [p.path for p in verifier.report.problems] == [victim]  # reported as found
+    assert state_of(archive, victim) == "verified"  # but the sync's newer word stands
+
+
 def test_a_verify_that_fails_is_recorded_with_the_exit_code_the_user_sees() -> None:
     assert exit_code_of(ConfigError("x")) == ExitCode.USAGE
     assert exit_code_of(KeyboardInterrupt()) == ExitCode.INTERRUPTED

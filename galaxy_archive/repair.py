@@ -105,10 +105,18 @@ class Repairer:
         self.records.flush()
 
     def _is_writable(self, problem: ObjectProblem, row: PlanRow) -> bool:
-        """The object's place is in the tree and reached through real directories only (they
-        are made if missing); a V1 blob's partial file, written by ranges, is no symlink."""
+        """The object's place is in the tree, reached through real directories only (they are
+        made if missing) and open to writing; a V1 blob's partial file is no symlink.
+
+        Checked before anything is moved or fetched: the downloader ends its whole run on a
+        StorageError, so an object that cannot be written must fail here, on its own.
+        """
         try:
             final = self.store.prepare(row.path)
+            if not os.access(final.parent, os.W_OK | os.X_OK):
+                raise StorageError(
+                    f"{row.path}: cannot write into its directory (Permission denied)"
+                )
             partial = final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
             if row.kind is ObjectKind.V1_BLOB and os.path.islink(partial):
                 raise StorageError(f"{row.path}: not written: {partial.name} is a symlink")

@@ -77,11 +77,11 @@ def test_tree_refuses_symlinked_and_file_directories(root: Path, outside: Path) 
     (root / "v2/store/cc").write_bytes(b"junk")
     tree = Tree(root)
     tree.check_dirs("v2/store/aa/obj")  # a real directory: fine
-    with pytest.raises(Escape, match="^v2/store/bb is a symlink$"):
+    with pytest.raises(Escape, match=r"^v2/store/bb is a symlink$"):
         tree.check_dirs("v2/store/bb/obj")
-    with pytest.raises(Escape, match="^v2/store/bb is a symlink$"):
+    with pytest.raises(Escape, match=r"^v2/store/bb is a symlink$"):
         tree.make_dirs("v2/store/bb/new/obj")
-    with pytest.raises(Escape, match="^v2/store/cc is not a directory$"):
+    with pytest.raises(Escape, match=r"^v2/store/cc is not a directory$"):
         tree.check_dirs("v2/store/cc/obj")
     with pytest.raises(FileNotFoundError):
         tree.check_dirs("v2/store/dd/obj")
@@ -103,7 +103,9 @@ def test_tree_makes_missing_directories_and_resolves_a_symlinked_root(
 def test_store_never_writes_through_a_symlinked_directory(root: Path, outside: Path) -> None:
     (root / "v2/store/bb").symlink_to(outside)
     store = ArchiveStore(root, fsync=False)
-    with pytest.raises(StorageError, match="v2/store/bb/obj: not written: v2/store/bb is a symlink"):
+    with pytest.raises(
+        StorageError, match="v2/store/bb/obj: not written: v2/store/bb is a symlink"
+    ):
         store.write_verified("v2/store/bb/obj", [b"new"], expected_md5=None, expected_size=None)
     with pytest.raises(StorageError, match="v2/store/bb is a symlink"):
         store.write_verified("v2/store/bb/x/y", [b"new"], expected_md5=None, expected_size=None)

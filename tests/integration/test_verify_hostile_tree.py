@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import Archive
-from tests.fakegalaxy import FakeGalaxy, World, random_bytes
+from tests.fakegalaxy import FakeGalaxy, V1Build, World, random_bytes
 
 PID = "1207658930"
+DLC = "1207658931"
 
 
 def hostile_world() -> World:
@@ -381,6 +382,59 @@ def test_unwritable_directory_fails_its_objects_only(
     assert problems[locked]["repair"] == "failed"
     assert "Permission denied" in problems[locked]["repair_detail"]
     assert (archive.root / deleted).read_bytes() == v2_tree(world)[deleted]
+
+
+# --- V1 blobs, written by ranges into a partial file --------------------------------------------
+
+
+@pytest.fixture
+def v1_synced(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> tuple[World, V1Build, Archive]:
+    world = World(seed=22)
+    world.add_v1_build(
+        PID,
+        files={"bin\\game.exe": random_bytes(120_000, 1), "data\\a.dat": random_bytes(90_000, 2)},
+        dlcs={DLC: {"dlc\\extra.pak": random_bytes(50_000, 3)}},
+    )
+    world.owned.add(int(PID))
+    archive = make_archive(serve(world))
+    archive.write_config(sync={"v1_range_size": 64 * 1024})
+    assert archive.run("sync", PID, "--generation", "1").exit_code == 0
+    build = world.builds[0]
+    assert isinstance(build, V1Build)
+    return world, build, archive
+
+
+def test_v1_blob_repair_never_writes_through_a_symlinked_partial_file(
+    v1_synced: tuple[World, V1Build, Archive], outside: Path
+) -> None:
+    world, build, archive = v1_synced
+    blob = f"v1/depots/{build.manifest_dir(PID)}/main.bin"
+    dlc_blob = f"v1/depots/{build.manifest_dir(DLC)}/main.bin"
+    expected = world.expected_tree(
+        generations=(1,), include_patches=False, include_dependencies=False
+    )
+    flip_byte(archive.root / blob, 1000)
+    (outside / "precious").write_bytes(b"precious")
+    (archive.root / blob).with_name(".main.bin.galaxy-partial").symlink_to(outside / "precious")
+    shutil.copyfile(archive.root / dlc_blob, outside / "dlc-copy")
+    (archive.root / dlc_blob).unlink()
+    (archive.root / dlc_blob).symlink_to(outside / "dlc-copy")
+    before = snapshot(outside)
+
+    code, report = verify_json(archive, "--repair")
+    assert code == 1
+    problems = problems_by_path(report)
+    assert problems[dlc_blob]["detail"] == "is a symlink; not followed"
+    assert problems[dlc_blob]["repair"] == "repaired"
+    assert (archive.root / dlc_blob).read_bytes() == expected[dlc_blob]
+    assert not (archive.root / dlc_blob).is_symlink()
+    assert problems[blob]["repair"] == "failed" and problems[blob]["quarantined_to"] is None
+    assert problems[blob]["repair_detail"] == (
+        f"{blob}: not written: .main.bin.galaxy-partial is a symlink"
+    )
+    assert snapshot(outside) == before
 
 
 # --- sync writes the same way -----------------------------------------------------------------

@@ -127,10 +127,11 @@ class ArchiveStore:
         return StoredObject(md5=digest.hexdigest(), size=size)
 
     def iter_temp_files(self) -> Iterator[Path]:
-        """Every leftover temp file in the tree (after a crash or kill -9)."""
+        """Every leftover temp file in the tree (after a crash or kill -9). Symlinked
+        directories are not followed (os.walk's default), a symlinked top neither."""
         for top in TREE_TOPS:
             base = self.root / top
-            if not base.is_dir():
+            if base.is_symlink() or not base.is_dir():
                 continue
             for directory, _dirs, files in os.walk(base):
                 for name in files:

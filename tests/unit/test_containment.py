@@ -15,7 +15,7 @@ from galaxy_archive.containment import Escape, Tree, path_problem
 from galaxy_archive.errors import StorageError
 from galaxy_archive.layout import ObjectKind
 from galaxy_archive.object_checks import CheckItem, ObjectChecker, Verdict
-from galaxy_archive.storage import ArchiveStore, md5_of_file
+from galaxy_archive.storage import TEMP_SUFFIX, ArchiveStore, md5_of_file
 from galaxy_archive.verify_plan import VerifyLevel, checks_for
 
 DATA = b"chunk bytes " * 50
@@ -138,6 +138,15 @@ def test_store_replaces_a_symlinked_object_without_touching_its_target(
     assert not (root / "v2/store/aa/obj").is_symlink()
     assert (root / "v2/store/aa/obj").read_bytes() == b"new"
     assert snapshot(outside) == {"obj": DATA}
+
+
+def test_temp_sweep_deletes_nothing_behind_a_symlink(root: Path, outside: Path) -> None:
+    temp = f".obj.1234{TEMP_SUFFIX}"
+    (outside / temp).write_bytes(b"not ours")
+    (root / "v2/store/bb").symlink_to(outside)
+    (root / "v1").symlink_to(outside)
+    assert ArchiveStore(root).sweep_temp_files() == 0
+    assert (outside / temp).exists()
 
 
 def test_checker_follows_no_symlink_and_names_what_is_wrong(root: Path, outside: Path) -> None:

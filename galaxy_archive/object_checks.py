@@ -163,7 +163,8 @@ class _Reader:
 
     def read(self, path: str | Path) -> None:
         view = memoryview(self._buffer)
-        with open(path, "rb", buffering=0, opener=_open_no_follow) as handle:
+        # O_NOFOLLOW: a symlink put in place since the lstat is not followed (ELOOP instead)
+        with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb", buffering=0) as handle:
             while count := handle.readinto(self._buffer):
                 block = view[:count]
                 if self._digest is not None:
@@ -256,11 +257,6 @@ class _BlobProof:
         if self._item.md5 is None and measured != EMPTY_MD5:
             raise _Unproven("no recorded MD5 for the bytes outside its file records")
         return bad
-
-
-def _open_no_follow(path: str, flags: int) -> int:
-    """Open without following a symlink put in place since the lstat (ELOOP instead)."""
-    return os.open(path, flags | os.O_NOFOLLOW)
 
 
 def _describe_bad(extent: Extent, blob_size: int) -> str:

@@ -174,14 +174,10 @@ def md5_of_file(path: Path, *, block_size: int = 1 << 20) -> tuple[str, int]:
     symlink is not followed (OSError)."""
     digest = hashlib.md5(usedforsecurity=False)
     size = 0
-    with open(path, "rb", buffering=0, opener=_open_no_follow) as handle:
+    with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb", buffering=0) as handle:
         buffer = bytearray(block_size)
         view = memoryview(buffer)
         while count := handle.readinto(buffer):
             digest.update(view[:count])
             size += count
     return digest.hexdigest(), size
-
-
-def _open_no_follow(path: str, flags: int) -> int:
-    return os.open(path, flags | os.O_NOFOLLOW)

@@ -24,6 +24,7 @@ from galaxy_archive.errors import (
     IntegrityError,
     Interrupted,
     ManifestError,
+    PathRefused,
     UpstreamError,
 )
 from galaxy_archive.galaxy_api import LinkRefused, LinkRequest
@@ -236,6 +237,8 @@ class Downloader:
                     all_not_found = False
                     last_error = f"{task.what}: {exc} (endpoint {candidate.endpoint})"
                     continue
+                except PathRefused as exc:  # no endpoint changes where the object goes
+                    return FetchResult(task, Outcome.FAILED, error=f"{task.what}: {exc}")
                 except Interrupted:  # aborted mid-body; storage has dropped the temp file
                     return FetchResult(task, Outcome.STOPPED)
                 return FetchResult(

@@ -63,3 +63,8 @@ class DigestMismatch(IntegrityError):
 
 class StorageError(GalaxyArchiveError):
     """The archive tree cannot be written as required."""
+
+
+class PathRefused(StorageError):
+    """One object's place in the tree cannot be written (it would leave the tree, pass a
+    symlink or a file, or its directory cannot be made): that object fails, the run goes on."""

@@ -3,6 +3,10 @@
 No DB access here: the main thread hands over a CheckItem (everything the checks need) and
 gets a CheckResult back. Files are read once, in blocks, into a per-thread buffer; hashlib and
 zlib release the GIL on large blocks, so threads use every core.
+
+Nothing outside the archive root is read (see containment): a recorded path that could leave
+it, a symlink or file on the way to an object, or an object that is a symlink is a problem
+named with the object, and its target is never opened.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from galaxy_archive.containment import Escape, Tree, path_problem
 from galaxy_archive.errors import ManifestError
 from galaxy_archive.layout import ObjectKind
 from galaxy_archive.manifests import decode_json, decode_meta
@@ -73,21 +78,36 @@ class ObjectChecker:
 
     def __init__(self, root: Path, *, block_bytes: int = BLOCK_BYTES) -> None:
         self.root = root
-        self._prefix = os.path.join(root, "")  # plain strings: pathlib costs more than a stat
+        self._tree = Tree(root)
         self._block_bytes = block_bytes
         self._local = threading.local()
 
     def check(self, item: CheckItem) -> CheckResult:
-        return self.check_file(self._prefix + item.path, item)
+        """Check the stored file at the item's path below the root."""
+        unsafe = path_problem(item.path)
+        if unsafe is not None:
+            return CheckResult(item, Verdict.CORRUPT, f"{unsafe}; not opened")
+        try:
+            self._tree.check_dirs(item.path)
+        except FileNotFoundError:
+            return CheckResult(item, Verdict.MISSING, "file is missing")
+        except Escape as exc:
+            return CheckResult(item, Verdict.CORRUPT, f"{exc}; not followed")
+        except OSError as exc:
+            return CheckResult(item, Verdict.CORRUPT, f"cannot stat its directory ({exc.strerror})")
+        return self.check_file(self._tree.prefix + item.path, item)
 
     def check_file(self, path: str | Path, item: CheckItem) -> CheckResult:
-        """Check `path` (the stored file, or a freshly downloaded temp file) as `item`."""
+        """Check `path` (the stored file, or a freshly downloaded temp file) as `item`; a
+        symlink there is never followed."""
         try:
-            found = os.stat(path)
+            found = os.lstat(path)
         except (FileNotFoundError, NotADirectoryError):
             return CheckResult(item, Verdict.MISSING, "file is missing")
         except OSError as exc:
             return CheckResult(item, Verdict.CORRUPT, f"cannot stat ({exc.strerror})")
+        if stat.S_ISLNK(found.st_mode):
+            return CheckResult(item, Verdict.CORRUPT, "is a symlink; not followed")
         if not stat.S_ISREG(found.st_mode):
             return CheckResult(item, Verdict.CORRUPT, "not a regular file")
         if item.size is not None and found.st_size != item.size:
@@ -143,7 +163,8 @@ class _Reader:
 
     def read(self, path: str | Path) -> None:
         view = memoryview(self._buffer)
-        with open(path, "rb", buffering=0) as handle:
+        # O_NOFOLLOW: a symlink put in place since the lstat is not followed (ELOOP instead)
+        with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb", buffering=0) as handle:
             while count := handle.readinto(self._buffer):
                 block = view[:count]
                 if self._digest is not None:

@@ -1,10 +1,12 @@
 """`verify --repair`: move corrupt files aside into quarantine/, fetch them again as sync does.
 
 Evidence is never deleted: a corrupt file is renamed to
-``<root>/quarantine/<relative path>.<UTC timestamp>`` before anything is fetched. The fetch uses
-the sync's own code (sources.sources_for + Downloader; V1 blobs v1_sync.download_blob), so the
-bytes are streamed to a temp file, checked (MD5, size, and the level's deeper checks; a V1
-blob every file inside it) and renamed into place.
+``<root>/quarantine/<relative path>.<UTC timestamp>`` before anything is fetched. Nothing is
+moved or written outside the root: an object whose recorded path could leave it, or whose
+place is reached through a symlink or a file, is a failed repair naming it, and left as it is.
+The fetch uses the sync's own code (sources.sources_for + Downloader; V1 blobs
+v1_sync.download_blob), so the bytes are streamed to a temp file, checked (MD5, size, and the
+level's deeper checks; a V1 blob every file inside it) and renamed into place.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from galaxy_archive.containment import Escape
 from galaxy_archive.downloader import Downloader, FetchResult, FetchTask, Outcome
 from galaxy_archive.errors import IntegrityError, ManifestError, StorageError, UpstreamError
 from galaxy_archive.galaxy_api import GalaxyApi
@@ -22,7 +25,7 @@ from galaxy_archive.layout import ObjectKind
 from galaxy_archive.meta_flags import KEEPABLE_KINDS, record_served_md5
 from galaxy_archive.object_checks import CheckItem, ObjectChecker, Verdict
 from galaxy_archive.sources import meta_sources, sibling_meta_urls, sources_for
-from galaxy_archive.storage import ArchiveStore, md5_of_file
+from galaxy_archive.storage import PARTIAL_SUFFIX, ArchiveStore, md5_of_file
 from galaxy_archive.v1_sync import download_blob
 from galaxy_archive.verify_plan import VerifyLevel, checks_for
 from galaxy_archive.verify_records import PlanRow, VerifyRecords
@@ -32,17 +35,25 @@ log = logging.getLogger(__name__)
 QUARANTINE_DIR = "quarantine"
 
 
-def quarantine(root: Path, relative: str, now: float) -> str:
-    """Move a corrupt file out of the tree; return where it went (relative to root)."""
+def quarantine(store: ArchiveStore, relative: str, now: float) -> str:
+    """Move a corrupt file out of the tree; return where it went (relative to root).
+
+    The file is moved as it is (a symlink as a symlink: its target is left alone), and never
+    through or into a symlink or a file on the way: that is a StorageError naming the object.
+    """
     stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
     target = f"{QUARANTINE_DIR}/{relative}.{stamp}"
-    number = 1
-    while (root / target).exists():  # two repairs of one object within a second
-        number += 1
-        target = f"{QUARANTINE_DIR}/{relative}.{stamp}.{number}"
+    tree = store.tree
     try:
-        (root / target).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(root / relative, root / target)
+        tree.check_dirs(relative)
+        tree.make_dirs(target)
+        number = 1
+        while os.path.lexists(tree.prefix + target):  # two repairs of one object in a second
+            number += 1
+            target = f"{QUARANTINE_DIR}/{relative}.{stamp}.{number}"
+        os.replace(tree.prefix + relative, tree.prefix + target)
+    except Escape as exc:
+        raise StorageError(f"cannot move {relative} to {QUARANTINE_DIR}/: {exc}") from exc
     except OSError as exc:
         raise StorageError(f"cannot move {relative} to {target}: {exc.strerror}") from exc
     return target
@@ -77,6 +88,8 @@ class Repairer:
         by_id: dict[int, ObjectProblem] = {}
         v1_blobs: list[tuple[ObjectProblem, PlanRow]] = []
         for problem, row in problems:
+            if not self._is_writable(problem, row):
+                continue  # its path leaves the tree or passes a symlink: nothing is touched
             if problem.verdict is Verdict.CORRUPT and not self._move_aside(problem, row):
                 continue  # the evidence could not be kept: the file is left as it is
             if row.kind is ObjectKind.V1_BLOB:
@@ -92,18 +105,42 @@ class Repairer:
             self._apply(by_id[result.task.object_id], result)
         self.records.flush()
 
+    def _is_writable(self, problem: ObjectProblem, row: PlanRow) -> bool:
+        """The object's place is in the tree, reached through real directories only (they are
+        made if missing) and open to writing; a V1 blob's partial file is no symlink.
+
+        Checked before anything is moved or fetched: the downloader ends its whole run on a
+        StorageError, so an object that cannot be written must fail here, on its own.
+        """
+        try:
+            final = self.store.prepare(row.path)
+            if not os.access(final.parent, os.W_OK | os.X_OK):
+                raise StorageError(
+                    f"{row.path}: cannot write into its directory (Permission denied)"
+                )
+            partial = final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
+            if row.kind is ObjectKind.V1_BLOB and os.path.islink(partial):
+                raise StorageError(f"{row.path}: not written: {partial.name} is a symlink")
+        except StorageError as exc:
+            self._failed(problem, exc)
+            return False
+        return True
+
     def _move_aside(self, problem: ObjectProblem, row: PlanRow) -> bool:
         try:
-            problem.quarantined_to = quarantine(self.checker.root, row.path, self.clock())
+            problem.quarantined_to = quarantine(self.store, row.path, self.clock())
         except StorageError as exc:
-            problem.repair = RepairOutcome.FAILED
-            problem.repair_detail = str(exc)
-            log.warning("repair failed: %s", exc)
+            self._failed(problem, exc)
             return False
         self.records.record_problem(
             row.object_id, "missing", f"corrupt, moved to {problem.quarantined_to}", self.clock()
         )
         return True
+
+    def _failed(self, problem: ObjectProblem, exc: StorageError) -> None:
+        problem.repair = RepairOutcome.FAILED
+        problem.repair_detail = str(exc)
+        log.warning("repair failed: %s", exc)
 
     def _repair_v1_blobs(self, problems: Sequence[tuple[ObjectProblem, PlanRow]]) -> None:
         """V1 blobs come by parallel HTTP ranges, one blob at a time, as sync fetches them."""

@@ -3,6 +3,10 @@
 Invariant: nothing unverified is ever visible at a final path. Bytes stream into a temporary
 file in the target directory while they are hashed; only when size and MD5 match is the file
 fsynced and renamed into place (readers see the old file or the new one, never a partial one).
+
+Nothing is written outside the root (see containment): an object's path must lead into v1/
+or v2/ without leaving the root, and no write passes a symlink or a file on the way there.
+Such an object is a StorageError naming it; the other objects are unaffected.
 """
 
 from __future__ import annotations
@@ -11,11 +15,13 @@ import contextlib
 import hashlib
 import os
 import secrets
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from galaxy_archive.errors import DigestMismatch, IntegrityError, StorageError
+from galaxy_archive.containment import Escape, Tree, path_problem
+from galaxy_archive.errors import DigestMismatch, IntegrityError, PathRefused, StorageError
 
 TEMP_SUFFIX = ".galaxy-tmp"
 # A V1 blob fetched by ranges (v1_sync) lives in `.<name>.galaxy-partial` until it is checked
@@ -39,18 +45,40 @@ class ArchiveStore:
 
     def __init__(self, root: Path, *, fsync: bool = True) -> None:
         self.root = root
+        self.tree = Tree(root)
         self._fsync = fsync
-        self._made_dirs: set[Path] = set()
 
     def path(self, relative: str) -> Path:
         return self.root / relative
 
     def size_of(self, relative: str) -> int | None:
-        """Size of the stored file, or None when absent."""
-        try:
-            return os.stat(self.root / relative).st_size
-        except FileNotFoundError:
+        """Size of the regular file stored at `relative`, or None when there is none to adopt
+        (absent, something else, or reached through a symlink or a file on the way)."""
+        if path_problem(relative) is not None:
             return None
+        try:
+            self.tree.check_dirs(relative)
+            found = os.lstat(self.tree.prefix + relative)
+        except (OSError, Escape):
+            return None
+        return found.st_size if stat.S_ISREG(found.st_mode) else None
+
+    def prepare(self, relative: str) -> Path:
+        """The final path of the object at `relative`, its directories made; a StorageError
+        naming it when the path leaves the tree or passes a symlink or a file."""
+        unsafe = path_problem(relative)
+        top, sep, _ = relative.partition("/")
+        if unsafe is None and (not sep or top not in TREE_TOPS):
+            unsafe = f"recorded path {relative!r} is not below {' or '.join(TREE_TOPS)}"
+        if unsafe is not None:
+            raise PathRefused(f"not written: {unsafe}")
+        try:
+            self.tree.make_dirs(relative)
+        except Escape as exc:
+            raise PathRefused(f"{relative}: not written: {exc}") from exc
+        except OSError as exc:
+            raise PathRefused(f"{relative}: cannot create its directory ({exc.strerror})") from exc
+        return Path(self.tree.prefix + relative)
 
     def write_verified(
         self,
@@ -66,14 +94,14 @@ class ArchiveStore:
         `check`, when given, runs on the complete temp file before the rename (for example a
         manifest parse); an exception from it discards the file like a hash mismatch.
         """
-        final = self.root / relative
-        self._ensure_dir(final.parent)
+        final = self.prepare(relative)
         temp = final.with_name(f".{final.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
         digest = hashlib.md5(usedforsecurity=False)
         size = 0
         try:
             with _disk_errors(relative):
-                out = open(temp, "wb")  # noqa: SIM115 - closed below, also on errors
+                # O_EXCL: a new file of our own, never an existing one (or a symlink's target)
+                out = open(temp, "xb")  # noqa: SIM115 - closed below, also on errors
             with out:
                 for piece in pieces:
                     digest.update(piece)
@@ -98,20 +126,12 @@ class ArchiveStore:
             raise
         return StoredObject(md5=digest.hexdigest(), size=size)
 
-    def _ensure_dir(self, directory: Path) -> None:
-        if directory in self._made_dirs:
-            return
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"cannot create {directory}: {exc.strerror}") from exc
-        self._made_dirs.add(directory)
-
     def iter_temp_files(self) -> Iterator[Path]:
-        """Every leftover temp file in the tree (after a crash or kill -9)."""
+        """Every leftover temp file in the tree (after a crash or kill -9). Symlinked
+        directories are not followed (os.walk's default), a symlinked top neither."""
         for top in TREE_TOPS:
             base = self.root / top
-            if not base.is_dir():
+            if base.is_symlink() or not base.is_dir():
                 continue
             for directory, _dirs, files in os.walk(base):
                 for name in files:
@@ -150,10 +170,11 @@ def _unlink_quietly(path: Path) -> None:
 
 
 def md5_of_file(path: Path, *, block_size: int = 1 << 20) -> tuple[str, int]:
-    """(MD5, size) of a file, read in blocks; hashlib releases the GIL on large blocks."""
+    """(MD5, size) of a file, read in blocks; hashlib releases the GIL on large blocks. A
+    symlink is not followed (OSError)."""
     digest = hashlib.md5(usedforsecurity=False)
     size = 0
-    with open(path, "rb", buffering=0) as handle:
+    with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb", buffering=0) as handle:
         buffer = bytearray(block_size)
         view = memoryview(buffer)
         while count := handle.readinto(buffer):

@@ -145,4 +145,5 @@ def test_sources_for_patch_and_dependency_kinds() -> None:
     )
     assert sources_for(api, ObjectKind.DEP_STORE, h, None) == (
         Signed(LinkRequest(None, path="/dependencies/store/"), f"ab/ab/{h}"),
+        Plain(f"https://cdn.example/content-system/v2/dependencies/store/ab/ab/{h}"),  # GDLLIB
     )

@@ -34,9 +34,8 @@ class BlobFile:
     def __init__(self, path: Path, what: str, *, writable: bool = True) -> None:
         self.what = what
         try:
-            if writable:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            flags = os.O_RDWR | os.O_CREAT if writable else os.O_RDONLY
+            # never through a symlink (its directories are the store's to check: prepare())
+            flags = (os.O_RDWR | os.O_CREAT if writable else os.O_RDONLY) | os.O_NOFOLLOW
             self._fd = os.open(path, flags, 0o644)
         except OSError as exc:
             reason = exc.strerror or exc
@@ -44,7 +43,7 @@ class BlobFile:
         self._direct_fd: int | None = None
         if writable and _O_DIRECT:
             try:
-                self._direct_fd = os.open(path, os.O_WRONLY | _O_DIRECT)
+                self._direct_fd = os.open(path, os.O_WRONLY | _O_DIRECT | os.O_NOFOLLOW)
             except OSError:  # the file system does not do O_DIRECT: buffered writes it is
                 self._direct_fd = None
         # One writer at a time: the kernel serialises writes to one file anyway, and writers

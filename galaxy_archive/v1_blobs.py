@@ -29,7 +29,7 @@ from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from galaxy_archive.downloader import FetchResult, FetchTask, Outcome
-from galaxy_archive.errors import ManifestError, StorageError, UpstreamError
+from galaxy_archive.errors import ManifestError, PathRefused, StorageError, UpstreamError
 from galaxy_archive.galaxy_api import LinkRequest
 from galaxy_archive.http_client import HttpClient, redact_url
 from galaxy_archive.layout import ObjectKind
@@ -208,6 +208,8 @@ class BlobFetcher:
             return FetchResult(task, Outcome.STOPPED)
         except _BlobFailed as exc:
             return FetchResult(task, Outcome.FAILED, error=str(exc))
+        except PathRefused as exc:
+            return FetchResult(task, Outcome.FAILED, error=f"{job.what}: {exc}")
         return FetchResult(
             task,
             Outcome.FETCHED,
@@ -283,9 +285,9 @@ class BlobFetcher:
         """A file already at the final path with the right size, every record matching and
         the recorded digest of the rest if there is one (e.g. renamed just before a kill -9):
         the MD5 of its bytes outside every record."""
-        final = self._store.path(job.path)
-        if not final.is_file():
+        if self._store.size_of(job.path) is None:  # none, or not a file reached safely
             return None
+        final = self._store.path(job.path)
         file = BlobFile(final, job.path, writable=False)
         try:
             if file.size() != total:
@@ -304,7 +306,7 @@ class BlobFetcher:
     # --- download, check, rename -----------------------------------------------------------
 
     def _fetch_into_place(self, job: BlobJob, total: int, done: RangeSet) -> None:
-        final = self._store.path(job.path)
+        final = self._store.prepare(job.path)  # PathRefused: never outside or through links
         partial = final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
         file = BlobFile(partial, job.path)
         try:

@@ -334,6 +334,24 @@ def test_sync_v1_file_record_without_hash_is_kept_and_proven_by_the_blob_digest(
     assert result.exit_code == 1 and "the bytes outside its file records" in result.output
 
 
+def test_sync_v1_never_writes_a_blob_through_a_symlinked_directory(
+    tmp_path: Path, serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = v1_world(dlc=False)
+    build = windows_build(world)
+    archive = ranged_archive(make_archive, serve(world))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    blob_dir = (archive.root / blob_path(build)).parent
+    blob_dir.parent.mkdir(parents=True)
+    blob_dir.symlink_to(outside)
+    result = archive.run("sync", PID, "--generation", "1")
+    assert result.exit_code == 1, result.output
+    assert "is a symlink" in result.output
+    assert list(outside.iterdir()) == []  # nothing written through it
+    assert archive.db_rows("SELECT state FROM builds WHERE os = 'osx'") == [("complete",)]
+
+
 def test_sync_v1_no_dlc_and_dry_run(
     serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
 ) -> None:

@@ -14,7 +14,7 @@ from galaxy_archive.v1_blob_io import DIRECT_ALIGNMENT, BlobFile, BufferPool
 
 
 def test_blob_file_writes_aligned_and_unaligned_pieces_exactly(tmp_path: Path) -> None:
-    path = tmp_path / "sub" / ".main.bin.galaxy-partial"
+    path = tmp_path / ".main.bin.galaxy-partial"
     blob = os.urandom(5 * DIRECT_ALIGNMENT + 123)
     file = BlobFile(path, "blob")
     try:
@@ -58,6 +58,9 @@ def test_blob_file_errors_name_the_blob(tmp_path: Path) -> None:
     (tmp_path / "file").write_bytes(b"")
     with pytest.raises(StorageError, match="V1 blob x: cannot open"):
         BlobFile(tmp_path / "file" / "partial", "V1 blob x")  # its parent is a file
+    (tmp_path / "link").symlink_to(tmp_path / "file")
+    with pytest.raises(StorageError, match="V1 blob x: cannot open"):
+        BlobFile(tmp_path / "link", "V1 blob x")  # a symlink is never opened
     with pytest.raises(StorageError, match="V1 blob x: cannot open"):
         BlobFile(tmp_path / "absent", "V1 blob x", writable=False)  # checking needs a file
     file = BlobFile(tmp_path / "partial", "V1 blob x")

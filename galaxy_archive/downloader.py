@@ -241,14 +241,7 @@ class Downloader:
                     return FetchResult(task, Outcome.FAILED, error=f"{task.what}: {exc}")
                 except Interrupted:  # aborted mid-body; storage has dropped the temp file
                     return FetchResult(task, Outcome.STOPPED)
-                return FetchResult(
-                    task,
-                    Outcome.FETCHED,
-                    size=size,
-                    md5=md5,
-                    endpoint=candidate.endpoint,
-                    source_url=redact_url(candidate.url),
-                )
+                return _fetched(task, candidate, size, md5)
             is_settled = settled == len(candidates) and link_error is None and not rejected
             if mismatched is not None and (is_settled or round_number + 1 == ROUNDS):
                 kept = self._keep_mismatch(task, mismatched)
@@ -298,15 +291,7 @@ class Downloader:
             return None  # the first answer's error stands; a corrupt body is never kept
         except Interrupted:
             return FetchResult(task, Outcome.STOPPED)
-        return FetchResult(
-            task,
-            Outcome.FETCHED,
-            size=size,
-            md5=md5,
-            endpoint=candidate.endpoint,
-            source_url=redact_url(candidate.url),
-            served_md5=md5 if md5 != task.md5 else None,
-        )
+        return _fetched(task, candidate, size, md5, served_md5=md5 if md5 != task.md5 else None)
 
     def _download(
         self, task: FetchTask, url: str, *, is_md5_checked: bool = True
@@ -354,3 +339,17 @@ class Downloader:
         except (OSError, GalaxyArchiveError):
             return None
         return FetchResult(task, Outcome.ALREADY_PRESENT, size=size, md5=md5)
+
+
+def _fetched(
+    task: FetchTask, candidate: _Candidate, size: int, md5: str, *, served_md5: str | None = None
+) -> FetchResult:
+    return FetchResult(
+        task,
+        Outcome.FETCHED,
+        size=size,
+        md5=md5,
+        endpoint=candidate.endpoint,
+        source_url=redact_url(candidate.url),
+        served_md5=served_md5,
+    )

@@ -158,3 +158,37 @@ def test_unparseable_meta_is_still_rejected(
     assert cas_path(ObjectKind.META, depot) not in archive.tree()
     assert archive.db_rows("SELECT served_md5 FROM objects WHERE md5 = ?", depot) == [(None,)]
     assert archive.db_rows("SELECT state FROM builds") == [("incomplete",)]
+
+
+def test_patch_and_dependency_manifests_served_plain_are_kept_and_flagged(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = World(seed=14)
+    world.set_dependencies("59705672826648994", {"MSVC2019": {"vcredist.exe": b"x" * 5000}})
+    old = world.add_v2_build(PID, files={"a.bin": random_bytes(40_000, 1)}, dependencies=[])
+    new = world.add_v2_build(
+        PID, files={"a.bin": random_bytes(40_000, 2)}, dependencies=["MSVC2019"]
+    )
+    patch = world.add_patch(PID, old, new)
+    world.owned.add(int(PID))
+    dependency_manifest = world.dependency_versions[-1].depots["MSVC2019"].manifest_hash
+    plain = {
+        patch.patch_id: zlib.decompress(patch.root_bytes),
+        patch.depots[0].manifest_hash: zlib.decompress(patch.depots[0].manifest_bytes),
+        dependency_manifest: zlib.decompress(world.dep_meta[dependency_manifest]),
+    }
+    server = serve(world)
+    server.meta_bodies.update(plain)
+    archive = make_archive(server)
+    code, report = sync_json(archive)
+    assert code == 0, report["problems"]
+    flagged = dict(
+        archive.db_rows("SELECT md5, served_md5 FROM objects WHERE served_md5 IS NOT NULL")
+    )
+    assert flagged == {h: md5(body) for h, body in plain.items()}
+    assert len(report["warnings"]) == 3
+    assert archive.db_rows("SELECT state FROM patches") == [("complete",)]
+    assert archive.db_rows(
+        "SELECT state FROM dependency_depots WHERE dependency_id = 'MSVC2019'"
+    ) == [("complete",)]
+    assert archive.run("verify").exit_code == 0

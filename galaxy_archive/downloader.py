@@ -100,6 +100,21 @@ class _Candidate:
     signed: tuple[LinkRequest, Link] | None
 
 
+class _MissKind(enum.Enum):
+    NOT_FOUND = "404"
+    REJECTED = "401/403 on a signed URL: the link is renewed"
+    MISMATCH = "a whole body with another MD5"
+    ERROR = "any other failure"
+
+
+@dataclass(frozen=True)
+class _Miss:
+    """Why one endpoint did not deliver the object."""
+
+    kind: _MissKind
+    error: str
+
+
 class _HttpStatus(Exception):
     def __init__(self, status: int) -> None:
         self.status = status
@@ -206,42 +221,20 @@ class Downloader:
             for candidate in candidates:
                 if self._stop.is_set():
                     return FetchResult(task, Outcome.STOPPED)
-                try:
-                    size, md5 = self._download(task, candidate.url)
-                except _HttpStatus as status:
-                    if status.status == 404:
-                        settled += 1
-                        continue
+                miss = self._attempt(task, candidate)
+                if isinstance(miss, FetchResult):
+                    return miss
+                if miss.kind is not _MissKind.NOT_FOUND:
                     all_not_found = False
-                    last_error = f"{task.what}: HTTP {status.status} from {candidate.endpoint}"
-                    if status.status in (401, 403) and candidate.signed is not None:
-                        self._links.invalidate(*candidate.signed)
-                        rejected = True
-                        break
-                    continue
-                except ManifestError as exc:
-                    # The bytes match their hash but are not a valid manifest: hostile or
-                    # broken at the source, and no other endpoint will serve anything else.
-                    return FetchResult(task, Outcome.FAILED, error=str(exc))
-                except UpstreamError as exc:  # its message already names the object
-                    all_not_found = False
-                    last_error = f"{exc} (endpoint {candidate.endpoint})"
-                    continue
-                except DigestMismatch as exc:
-                    all_not_found = False
-                    last_error = f"{task.what}: {exc} (endpoint {candidate.endpoint})"
-                    mismatched = mismatched or candidate
+                    last_error = miss.error
+                if miss.kind in (_MissKind.NOT_FOUND, _MissKind.MISMATCH):
                     settled += 1
-                    continue
-                except IntegrityError as exc:
-                    all_not_found = False
-                    last_error = f"{task.what}: {exc} (endpoint {candidate.endpoint})"
-                    continue
-                except PathRefused as exc:  # no endpoint changes where the object goes
-                    return FetchResult(task, Outcome.FAILED, error=f"{task.what}: {exc}")
-                except Interrupted:  # aborted mid-body; storage has dropped the temp file
-                    return FetchResult(task, Outcome.STOPPED)
-                return _fetched(task, candidate, size, md5)
+                if miss.kind is _MissKind.MISMATCH:
+                    mismatched = mismatched or candidate
+                if miss.kind is _MissKind.REJECTED and candidate.signed is not None:
+                    self._links.invalidate(*candidate.signed)  # the link expired: renew it
+                    rejected = True
+                    break
             is_settled = settled == len(candidates) and link_error is None and not rejected
             if mismatched is not None and (is_settled or round_number + 1 == ROUNDS):
                 kept = self._keep_mismatch(task, mismatched)
@@ -254,6 +247,33 @@ class Downloader:
             if not rejected and round_number + 1 < ROUNDS:
                 self._sleep(self._backoff_s * 2**round_number * (1 + random.random()))
         return FetchResult(task, Outcome.FAILED, error=last_error)
+
+    def _attempt(self, task: FetchTask, candidate: _Candidate) -> FetchResult | _Miss:
+        """One download from one endpoint: the object's result, or why this endpoint missed."""
+        where = f"(endpoint {candidate.endpoint})"
+        try:
+            size, md5 = self._download(task, candidate.url)
+        except _HttpStatus as status:
+            if status.status == 404:
+                return _Miss(_MissKind.NOT_FOUND, f"{task.what}: 404 {where}")
+            error = f"{task.what}: HTTP {status.status} from {candidate.endpoint}"
+            is_rejected = status.status in (401, 403) and candidate.signed is not None
+            return _Miss(_MissKind.REJECTED if is_rejected else _MissKind.ERROR, error)
+        except ManifestError as exc:
+            # The bytes match their hash but are not a valid manifest: hostile or broken at
+            # the source, and no other endpoint will serve anything else.
+            return FetchResult(task, Outcome.FAILED, error=str(exc))
+        except UpstreamError as exc:  # its message already names the object
+            return _Miss(_MissKind.ERROR, f"{exc} {where}")
+        except DigestMismatch as exc:
+            return _Miss(_MissKind.MISMATCH, f"{task.what}: {exc} {where}")
+        except IntegrityError as exc:
+            return _Miss(_MissKind.ERROR, f"{task.what}: {exc} {where}")
+        except PathRefused as exc:  # no endpoint changes where the object goes
+            return FetchResult(task, Outcome.FAILED, error=f"{task.what}: {exc}")
+        except Interrupted:  # aborted mid-body; storage has dropped the temp file
+            return FetchResult(task, Outcome.STOPPED)
+        return _fetched(task, candidate, size, md5)
 
     def _candidates(
         self, task: FetchTask

@@ -27,20 +27,12 @@ def may_keep_mismatch(
     return kind in KEEPABLE_KINDS and md5 is not None and check is not None
 
 
-def flag_message(path: str, served_md5: str) -> str:
-    return f"{path}: kept, but its bytes have MD5 {served_md5}, not its id (protocol.md 3.2)"
-
-
 def record_served_md5(
     conn: sqlite3.Connection, object_id: int, path: str, served_md5: str | None
 ) -> str | None:
     """Record the MD5 of the bytes just stored for a meta object (None: they match its id, and
     an older flag is cleared); return the warning to give for a flagged object."""
     conn.execute("UPDATE objects SET served_md5 = ? WHERE id = ?", (served_md5, object_id))
-    return None if served_md5 is None else flag_message(path, served_md5)
-
-
-def flagged_count(conn: sqlite3.Connection) -> int:
-    """How many stored objects are meta files kept with bytes that do not hash to their id."""
-    row = conn.execute("SELECT count(*) FROM objects WHERE served_md5 IS NOT NULL").fetchone()
-    return int(row[0])
+    if served_md5 is None:
+        return None
+    return f"{path}: kept, but its bytes have MD5 {served_md5}, not its id (protocol.md 3.2)"

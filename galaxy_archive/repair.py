@@ -25,7 +25,7 @@ from galaxy_archive.layout import ObjectKind
 from galaxy_archive.meta_flags import KEEPABLE_KINDS, record_served_md5
 from galaxy_archive.object_checks import CheckItem, ObjectChecker, Verdict
 from galaxy_archive.sources import meta_sources, sibling_meta_urls, sources_for
-from galaxy_archive.storage import PARTIAL_SUFFIX, ArchiveStore, md5_of_file
+from galaxy_archive.storage import ArchiveStore, md5_of_file, partial_path
 from galaxy_archive.v1_sync import download_blob
 from galaxy_archive.verify_plan import VerifyLevel, checks_for
 from galaxy_archive.verify_records import PlanRow, VerifyRecords
@@ -109,8 +109,8 @@ class Repairer:
         """The object's place is in the tree, reached through real directories only (they are
         made if missing) and open to writing; a V1 blob's partial file is no symlink.
 
-        Checked before anything is moved or fetched: the downloader ends its whole run on a
-        StorageError, so an object that cannot be written must fail here, on its own.
+        Checked before anything is moved or fetched, so that the evidence is not moved aside
+        for an object whose repair could not be written back anyway.
         """
         try:
             final = self.store.prepare(row.path)
@@ -118,7 +118,7 @@ class Repairer:
                 raise StorageError(
                     f"{row.path}: cannot write into its directory (Permission denied)"
                 )
-            partial = final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
+            partial = partial_path(final)
             if row.kind is ObjectKind.V1_BLOB and os.path.islink(partial):
                 raise StorageError(f"{row.path}: not written: {partial.name} is a symlink")
         except StorageError as exc:

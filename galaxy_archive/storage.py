@@ -32,6 +32,11 @@ LOCK_NAME = ".galaxy-archive.lock"
 TREE_TOPS = ("v1", "v2")
 
 
+def partial_path(final: Path) -> Path:
+    """Where a V1 blob bound for `final` is assembled: `.<name>.galaxy-partial` beside it."""
+    return final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
+
+
 @dataclass(frozen=True)
 class StoredObject:
     """What was written: the digest and size measured while streaming."""

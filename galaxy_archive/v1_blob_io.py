@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from galaxy_archive.errors import StorageError
+from galaxy_archive.errors import PathRefused, StorageError
 
 # O_DIRECT wants the memory address, the file offset and the length aligned to the device's
 # logical block size; 4 KiB covers every common device (512-byte ones included).
@@ -38,6 +38,10 @@ class BlobFile:
             flags = (os.O_RDWR | os.O_CREAT if writable else os.O_RDONLY) | os.O_NOFOLLOW
             self._fd = os.open(path, flags, 0o644)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink: this blob only fails
+                raise PathRefused(
+                    f"{what}: cannot open {path.name}: a symlink, not followed"
+                ) from exc
             reason = exc.strerror or exc
             raise StorageError(f"{what}: cannot open {path.name} ({reason})") from exc
         self._direct_fd: int | None = None

@@ -36,7 +36,7 @@ from galaxy_archive.layout import ObjectKind
 from galaxy_archive.link_cache import LinkCache
 from galaxy_archive.links import Endpoint, Link
 from galaxy_archive.sources import v1_blob_link, v1_blob_source
-from galaxy_archive.storage import PARTIAL_SUFFIX, ArchiveStore
+from galaxy_archive.storage import ArchiveStore, partial_path
 from galaxy_archive.v1_blob_hash import InOrderHasher
 from galaxy_archive.v1_blob_io import BlobFile, BufferPool
 from galaxy_archive.v1_ranges import (
@@ -299,7 +299,7 @@ class BlobFetcher:
             file.close()
         if bad or recorded_uncovered not in (None, uncovered):
             return None
-        partial = final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
+        partial = partial_path(final)
         partial.unlink(missing_ok=True)  # an older download's leftovers are not needed now
         return uncovered
 
@@ -307,7 +307,7 @@ class BlobFetcher:
 
     def _fetch_into_place(self, job: BlobJob, total: int, done: RangeSet) -> None:
         final = self._store.prepare(job.path)  # PathRefused: never outside or through links
-        partial = final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
+        partial = partial_path(final)
         file = BlobFile(partial, job.path)
         try:
             if file.size() != total:

@@ -352,6 +352,25 @@ def test_sync_v1_never_writes_a_blob_through_a_symlinked_directory(
     assert archive.db_rows("SELECT state FROM builds WHERE os = 'osx'") == [("complete",)]
 
 
+def test_sync_v1_never_writes_a_blob_through_a_symlinked_partial_file(
+    tmp_path: Path, serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = v1_world()
+    build = windows_build(world)
+    archive = ranged_archive(make_archive, serve(world))
+    precious = tmp_path / "precious"
+    precious.write_bytes(b"precious")
+    partial = (archive.root / blob_path(build)).with_name(".main.bin.galaxy-partial")
+    partial.parent.mkdir(parents=True)
+    partial.symlink_to(precious)
+    result = archive.run("sync", PID, "--generation", "1")
+    assert result.exit_code == 1, result.output
+    assert ".main.bin.galaxy-partial: a symlink, not followed" in result.output
+    assert precious.read_bytes() == b"precious"
+    assert (archive.root / blob_path(build, DLC)).read_bytes() == build.blobs[DLC]  # goes on
+    assert archive.db_rows("SELECT state FROM builds WHERE os = 'osx'") == [("complete",)]
+
+
 def test_sync_v1_no_dlc_and_dry_run(
     serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
 ) -> None:

@@ -14,15 +14,16 @@ from galaxy_archive.layout import ObjectKind, galaxy_path, split_v1_path
 
 
 def chunk_sources(
-    api: GalaxyApi, kind: ObjectKind, md5: str, product_id: str
+    api: GalaxyApi, kind: ObjectKind, md5: str, *product_ids: str
 ) -> tuple[Source, ...]:
-    """A V2 chunk: signed under its product's store; offline chunks are public first."""
-    signed = Signed(LinkRequest(product_id), galaxy_path(md5))
+    """A V2 chunk: signed under each of its products' stores in turn (the CDN stores chunks
+    per product, protocol.md 4.4); offline chunks are public first."""
+    signed = tuple(Signed(LinkRequest(product_id), galaxy_path(md5)) for product_id in product_ids)
     if kind is ObjectKind.OFFLINE:
         # Offline-depot chunks are public under v2/offline (GROG); the signed store path is
         # the fallback.
-        return (Plain(api.cdn_url("v2/offline", md5)), signed)
-    return (signed,)
+        return (Plain(api.cdn_url("v2/offline", md5)), *signed)
+    return signed
 
 
 def meta_sources(api: GalaxyApi, md5: str, *extra_urls: str) -> tuple[Source, ...]:

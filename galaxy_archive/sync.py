@@ -467,13 +467,7 @@ class Syncer:
                 row.path,
                 row.md5,
                 row.size,
-                tuple(
-                    dict.fromkeys(  # an offline chunk's public URL is the same for every product
-                        source
-                        for product in products
-                        for source in chunk_sources(self.api, row.kind, row.md5 or "", product)
-                    )
-                ),
+                chunk_sources(self.api, row.kind, row.md5 or "", *products),
                 f"chunk {row.md5} (product {'/'.join(products)})",
                 products[0],
             )

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from galaxy_archive.downloader import FetchResult, FetchTask, Outcome
 from galaxy_archive.errors import ManifestError, PathRefused, StorageError, UpstreamError
-from galaxy_archive.galaxy_api import LinkRequest
+from galaxy_archive.galaxy_api import LinkRefused, LinkRequest
 from galaxy_archive.http_client import HttpClient, redact_url
 from galaxy_archive.layout import ObjectKind
 from galaxy_archive.link_cache import LinkCache
@@ -527,9 +527,12 @@ class BlobFetcher:
         return view
 
     def _link(self, job: BlobJob) -> Link | str:
-        """The link, or the error message when it cannot be had right now."""
+        """The link, or the error message when it cannot be had right now. A link GOG refused
+        fails the blob at once: asking again in this run changes nothing (as in Downloader)."""
         try:
             return self._links.get(job.request)
+        except LinkRefused as exc:
+            raise _BlobFailed(f"{job.what}: {exc}") from None
         except (UpstreamError, ManifestError) as exc:
             return f"{job.what}: {exc}"
 

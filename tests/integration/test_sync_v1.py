@@ -371,6 +371,22 @@ def test_sync_v1_never_writes_a_blob_through_a_symlinked_partial_file(
     assert archive.db_rows("SELECT state FROM builds WHERE os = 'osx'") == [("complete",)]
 
 
+def test_sync_v1_blob_of_a_product_not_owned_fails_at_once_and_the_rest_goes_on(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = v1_world()
+    build = windows_build(world)
+    world.owned.discard(int(DLC))
+    server = serve(world)
+    archive = ranged_archive(make_archive, server)
+    result = archive.run("sync", PID, "--generation", "1")
+    assert result.exit_code == 1, result.output
+    assert f"secure link of product {DLC}: refused (HTTP 403)" in result.output
+    assert server.count(f"/products/{DLC}/secure_link") == 1  # refused once, not asked again
+    assert (archive.root / blob_path(build)).read_bytes() == build.blobs[PID]
+    assert not (archive.root / blob_path(build, DLC)).exists()
+
+
 def test_sync_v1_no_dlc_and_dry_run(
     serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
 ) -> None:

@@ -1,3 +1,3 @@
-from galaxy_archive.cli import main
+from galaxy_archive.cli.main import main
 
 main()

@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from galaxy_archive.config import Config
-from galaxy_archive.statedb import StateDB, open_db
-from galaxy_archive.storage import ArchiveStore
+from galaxy_archive.state.db import StateDB, open_db
+from galaxy_archive.storage.local import ArchiveStore
 
 if TYPE_CHECKING:
-    from galaxy_archive.auth import Authenticator
-    from galaxy_archive.downloader import Downloader
-    from galaxy_archive.galaxy_api import GalaxyApi
-    from galaxy_archive.http_client import HttpClient
+    from galaxy_archive.upstream.auth import Authenticator
+    from galaxy_archive.fetch.downloader import Downloader
+    from galaxy_archive.upstream.galaxy_api import GalaxyApi
+    from galaxy_archive.upstream.http_client import HttpClient
 
 
 @dataclass
@@ -40,7 +40,7 @@ class App:
     disk_free: Callable[[Path], int] = field(default=lambda path: shutil.disk_usage(path).free)
 
     def http(self, workers: int) -> HttpClient:
-        from galaxy_archive.http_client import (  # local: requests only for network commands
+        from galaxy_archive.upstream.http_client import (  # local: requests only for network commands
             HttpClient,
             RateLimiter,
             build_retry,
@@ -65,7 +65,7 @@ class App:
         self.abort.wait(seconds)
 
     def authenticator(self, http: HttpClient) -> Authenticator:
-        from galaxy_archive.auth import Authenticator, TokenStore  # local: see the module docstring
+        from galaxy_archive.upstream.auth import Authenticator, TokenStore  # local: see the module docstring
 
         return Authenticator(
             http,
@@ -76,7 +76,7 @@ class App:
         )
 
     def api(self, http: HttpClient) -> GalaxyApi:
-        from galaxy_archive.galaxy_api import GalaxyApi  # local: see the module docstring
+        from galaxy_archive.upstream.galaxy_api import GalaxyApi  # local: see the module docstring
 
         return GalaxyApi(http, self.config.endpoints, self.authenticator(http))
 
@@ -95,8 +95,8 @@ class App:
         workers: int,
         on_bytes: Callable[[int], None] | None = None,
     ) -> Downloader:
-        from galaxy_archive.downloader import Downloader  # local: see the module docstring
-        from galaxy_archive.link_cache import LinkCache
+        from galaxy_archive.fetch.downloader import Downloader  # local: see the module docstring
+        from galaxy_archive.upstream.link_cache import LinkCache
 
         links = LinkCache(api.link, clock=self.clock)
         return Downloader(

@@ -37,8 +37,8 @@ from pathlib import Path
 
 from benchlib import REPO, galaxy_archive, mib_per_s, precompile
 
-from galaxy_archive.layout import ObjectKind, cas_path
-from galaxy_archive.statedb import iso, open_db
+from galaxy_archive.models.layout import ObjectKind, cas_path
+from galaxy_archive.state.db import iso, open_db
 
 MIB = 2**20
 ROUNDS = 7

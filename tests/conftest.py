@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner, Result
 from hypothesis import settings
 
-from galaxy_archive.cli import cli
+from galaxy_archive.cli.main import cli
 from tests.fakegalaxy import FakeGalaxy, World
 
 REPO = Path(__file__).resolve().parents[1]

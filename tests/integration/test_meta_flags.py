@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from galaxy_archive.layout import ObjectKind, cas_path
+from galaxy_archive.models.layout import ObjectKind, cas_path
 from tests.conftest import Archive
 from tests.fakegalaxy import FakeGalaxy, World, random_bytes
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from galaxy_archive.errors import ExitCode
-from galaxy_archive.links import parse_link
+from galaxy_archive.models.links import parse_link
 from tests.conftest import Archive
 from tests.fakegalaxy import FakeGalaxy, World, galaxy_path, random_bytes
 

@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Callable
 
-from galaxy_archive.statedb import open_db
+from galaxy_archive.state.db import open_db
 from tests.conftest import MIGRATIONS, Archive
 from tests.fakegalaxy import (
     DependencyRepository,

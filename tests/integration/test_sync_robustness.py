@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from galaxy_archive.storage import TEMP_SUFFIX
+from galaxy_archive.storage.local import TEMP_SUFFIX
 from tests.conftest import Archive
 from tests.fakegalaxy import (
     FakeGalaxy,

@@ -19,9 +19,9 @@ import pytest
 
 from galaxy_archive.app import App
 from galaxy_archive.config import load
-from galaxy_archive.downloader import Outcome
-from galaxy_archive.storage import PARTIAL_SUFFIX
-from galaxy_archive.v1_sync import download_blob
+from galaxy_archive.fetch.downloader import Outcome
+from galaxy_archive.storage.local import PARTIAL_SUFFIX
+from galaxy_archive.sync.v1_phase import download_blob
 from tests.conftest import MIGRATIONS, REPO, Archive
 from tests.fakegalaxy import FakeGalaxy, V1Build, World, md5_hex, random_bytes
 

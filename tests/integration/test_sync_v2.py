@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from galaxy_archive.layout import galaxy_path
+from galaxy_archive.models.layout import galaxy_path
 from tests.conftest import Archive
 from tests.fakegalaxy import FakeGalaxy, World, random_bytes
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from galaxy_archive import statedb
+from galaxy_archive.state import db as statedb
 from tests.conftest import Archive
 from tests.fakegalaxy import FakeGalaxy, World, random_bytes
 from tests.unit.test_tree_walk import DEPTH, make_chain, remove_chain

@@ -14,13 +14,13 @@ from tests.conftest import REPO, Archive
 from tests.fakegalaxy import FakeGalaxy, World, random_bytes
 
 PID = "1207658930"
-NETWORK_STACK = {"requests", "urllib3", "galaxy_archive.http_client", "galaxy_archive.auth"}
-SYNC_AND_REPAIR = {"galaxy_archive.sync", "galaxy_archive.downloader", "galaxy_archive.repair"}
+NETWORK_STACK = {"requests", "urllib3", "galaxy_archive.upstream.http_client", "galaxy_archive.upstream.auth"}
+SYNC_AND_REPAIR = {"galaxy_archive.sync.syncer", "galaxy_archive.fetch.downloader", "galaxy_archive.verify.repair"}
 
 # Runs the CLI in a fresh interpreter, then records which modules that process had loaded.
 _PROBE = """
 import json, sys
-from galaxy_archive.cli import cli
+from galaxy_archive.cli.main import cli
 code = None
 try:
     cli.main(sys.argv[2:], prog_name="galaxy-archive")
@@ -59,7 +59,7 @@ def test_verify_without_repair_loads_no_network_sync_or_sqlite_utils(
     not_for_verify = NETWORK_STACK | SYNC_AND_REPAIR | {"sqlite_utils", "numpy"}
     for args in (("verify",), ("verify", "--quick"), ("verify", "--deep")):
         loaded = loaded_modules(archive, tmp_path, *args)
-        assert "galaxy_archive.verifier" in loaded
+        assert "galaxy_archive.verify.verifier" in loaded
         assert sorted(loaded & not_for_verify) == [], args
     status = loaded_modules(archive, tmp_path, "status")
     assert sorted(status & (NETWORK_STACK | SYNC_AND_REPAIR)) == []

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from galaxy_archive.cli import cli
+from galaxy_archive.cli.main import cli
 from galaxy_archive.errors import ExitCode
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()

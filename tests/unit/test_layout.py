@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from galaxy_archive.errors import ManifestError
-from galaxy_archive.layout import (
+from galaxy_archive.models.layout import (
     ObjectKind,
     cas_path,
     check_md5,

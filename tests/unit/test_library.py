@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from galaxy_archive.library import dlc_bases, plan_products
+from galaxy_archive.models.library import dlc_bases, plan_products
 
 
 def test_library_plan_puts_requested_first_and_known_dlc_last() -> None:

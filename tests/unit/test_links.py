@@ -3,7 +3,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from galaxy_archive.errors import ManifestError
-from galaxy_archive.links import parse_link
+from galaxy_archive.models.links import parse_link
 
 # gog-samples.md 6a (gog-warp test) and 6b (gcore template, PLAYDEN / issue #5782)
 FASTLY = {

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from galaxy_archive.errors import ExitCode, LockHeldError
-from galaxy_archive.lock import archive_lock, lock_path
+from galaxy_archive.state.lock import archive_lock, lock_path
 
 T0 = 1_790_000_000.0  # 2026-09-21T14:13:20Z
 
@@ -74,7 +74,7 @@ def test_lock_held_by_another_process_and_freed_by_its_death(tmp_path: Path) -> 
             sys.executable,
             "-c",
             "import sys, time\nfrom pathlib import Path\n"
-            "from galaxy_archive.lock import archive_lock\n"
+            "from galaxy_archive.state.lock import archive_lock\n"
             "with archive_lock(Path(sys.argv[1]), command='sync'):\n"
             "    print('held', flush=True); time.sleep(60)\n",
             str(tmp_path),

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from galaxy_archive.errors import ManifestError
-from galaxy_archive.manifests import (
+from galaxy_archive.models.manifests import (
     decode_builds_list,
     decode_meta,
     inflate,

@@ -10,10 +10,10 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from galaxy_archive.layout import ObjectKind
-from galaxy_archive.object_checks import CheckItem, ObjectChecker, Verdict
-from galaxy_archive.v1_ranges import Extent
-from galaxy_archive.verify_plan import VerifyLevel, checks_for
+from galaxy_archive.models.layout import ObjectKind
+from galaxy_archive.verify.object_checks import CheckItem, ObjectChecker, Verdict
+from galaxy_archive.models.v1_ranges import Extent
+from galaxy_archive.models.verify_plan import VerifyLevel, checks_for
 
 
 def md5(data: bytes) -> str:

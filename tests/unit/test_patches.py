@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from galaxy_archive.errors import ManifestError
-from galaxy_archive.patches import (
+from galaxy_archive.models.patches import (
     BuildPoint,
     PatchOutcome,
     PatchPair,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from galaxy_archive.cli import cli
+from galaxy_archive.cli.main import cli
 from galaxy_archive.errors import ExitCode
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"

@@ -5,8 +5,8 @@ import pytest
 import sqlite_utils
 
 from galaxy_archive.errors import StorageError
-from galaxy_archive.layout import ObjectKind
-from galaxy_archive.statedb import NewObject, apply_migrations, default_migrations_dir, open_db
+from galaxy_archive.models.layout import ObjectKind
+from galaxy_archive.state.db import NewObject, apply_migrations, default_migrations_dir, open_db
 
 REPO_MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from galaxy_archive.errors import IntegrityError
-from galaxy_archive.storage import TEMP_SUFFIX, ArchiveStore, md5_of_file
+from galaxy_archive.storage.local import TEMP_SUFFIX, ArchiveStore, md5_of_file
 
 
 def _pieces(data: bytes, size: int) -> Iterator[bytes]:

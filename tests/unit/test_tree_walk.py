@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from galaxy_archive.errors import ExitCode
-from galaxy_archive.tree_walk import Stray, WalkStopped, find_strays
-from galaxy_archive.verify_report import VerifyReport
+from galaxy_archive.storage.tree_walk import Stray, WalkStopped, find_strays
+from galaxy_archive.verify.report import VerifyReport
 
 DEPTH = 1100  # beyond Python's default recursion limit (1000)
 

@@ -12,9 +12,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from galaxy_archive.v1_blob_hash import InOrderHasher
-from galaxy_archive.v1_blob_io import BlobFile
-from galaxy_archive.v1_ranges import ByteRange, Extent, RangeSet, plan_ranges
+from galaxy_archive.fetch.v1_blob_hash import InOrderHasher
+from galaxy_archive.fetch.v1_blob_io import BlobFile
+from galaxy_archive.models.v1_ranges import ByteRange, Extent, RangeSet, plan_ranges
 
 
 def md5(data: bytes) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from galaxy_archive.errors import StorageError
-from galaxy_archive.v1_blob_io import DIRECT_ALIGNMENT, BlobFile, BufferPool
+from galaxy_archive.fetch.v1_blob_io import DIRECT_ALIGNMENT, BlobFile, BufferPool
 
 
 def test_blob_file_writes_aligned_and_unaligned_pieces_exactly(tmp_path: Path) -> None:

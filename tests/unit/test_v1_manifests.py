@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from galaxy_archive.errors import ManifestError
-from galaxy_archive.v1_manifests import (
+from galaxy_archive.models.v1_manifests import (
     EMPTY_MD5,
     BlobRef,
     parse_blob_url,

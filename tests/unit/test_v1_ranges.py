@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from galaxy_archive.v1_ranges import (
+from galaxy_archive.models.v1_ranges import (
     ByteRange,
     Extent,
     ExtentChecker,

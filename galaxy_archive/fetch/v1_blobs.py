@@ -1,0 +1,571 @@
+"""Fetch one V1 blob (`main.bin`) by parallel HTTP Range requests, resumably (protocol.md 6.3).
+
+The size comes from a HEAD (with ``Range: bytes=0-0``, so either a Content-Length or a
+Content-Range answers it). The missing ranges are spread over the workers; every 206 is
+checked against the range asked for and its body length counted; each range is received into
+a buffer and written from it at its offset into ``.<blob>.galaxy-partial`` beside the final
+path (v1_blob_io). Ranges count as done only once fully written; about once a second the
+partial file is fdatasync'ed and the ranges done are handed to `save`, so a killed run resumes
+with the missing ranges only.
+
+From the same buffers, in offset order, a thread checks every file record's MD5
+(v1_blob_hash; GOG publishes no MD5 of a whole blob). The bytes no record covers are hashed in
+the same pass; that digest is recorded with the blob, so verify can prove every byte of it
+later. A bad record makes its bytes "not done" again; they are fetched again (a few times)
+before the blob fails naming the file. Only a blob whose every record matches is fsynced and
+renamed into place.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from galaxy_archive.fetch.downloader import FetchResult, FetchTask, Outcome
+from galaxy_archive.errors import ManifestError, PathRefused, StorageError, UpstreamError
+from galaxy_archive.upstream.galaxy_api import LinkRefused, LinkRequest
+from galaxy_archive.upstream.http_client import HttpClient, redact_url
+from galaxy_archive.models.layout import ObjectKind
+from galaxy_archive.upstream.link_cache import LinkCache
+from galaxy_archive.models.links import Endpoint, Link
+from galaxy_archive.fetch.sources import v1_blob_link, v1_blob_source
+from galaxy_archive.storage.local import ArchiveStore, partial_path
+from galaxy_archive.fetch.v1_blob_hash import InOrderHasher
+from galaxy_archive.fetch.v1_blob_io import BlobFile, BufferPool
+from galaxy_archive.models.v1_ranges import (
+    ByteRange,
+    Extent,
+    RangeSet,
+    RangeViolation,
+    check_partial_response,
+    extents_end,
+    parse_content_range,
+    plan_ranges,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RANGE_SIZE_BYTES = 8 * 1024 * 1024
+ROUNDS = 3  # passes over every endpoint before a range (or the size probe) fails
+CHECK_ATTEMPTS = 3  # downloads of a bad file record's bytes before the blob fails
+COMMIT_EVERY_S = 1.0
+# Range buffers (see v1_blob_io): a buffer per worker plus two, at most this much in all.
+BUFFER_BUDGET_BYTES = 96 * 1024 * 1024
+BACKOFF_S = 0.25
+MAX_NAMED_FILES = 3
+
+SaveProgress = Callable[[int | None, int | None, Sequence[ByteRange]], None]
+BlobStored = Callable[[int, str], None]
+
+
+def blob_suffix(endpoint: Endpoint, os_name: str, legacy_build_id: int, name: str) -> str:
+    """What to append to an endpoint's path: the blob name when the link already points at the
+    build's directory (HGD, WARP, protocol.md 6c), else ``<os>/<legacy>/<name>`` (GROG's
+    ``path=/`` answer, which stops at the product)."""
+    path = endpoint.parameters.get("path")
+    if not isinstance(path, str):
+        path = endpoint.url or endpoint.url_format or ""
+    if path.split("?", 1)[0].rstrip("/").endswith(f"/{os_name}/{legacy_build_id}"):
+        return name
+    return f"{os_name}/{legacy_build_id}/{name}"
+
+
+@dataclass(frozen=True)
+class BlobJob:
+    """One blob to fetch: where it goes, whose link serves it, the file records inside it."""
+
+    object_id: int
+    path: str  # relative to the archive root
+    product_id: str
+    os: str
+    legacy_build_id: int
+    name: str
+    extents: tuple[Extent, ...]
+
+    @property
+    def what(self) -> str:
+        return f"V1 blob {self.path}"
+
+    @property
+    def request(self) -> LinkRequest:
+        return v1_blob_link(self.product_id, self.os, self.legacy_build_id)
+
+    @property
+    def min_size(self) -> int:
+        return extents_end(self.extents)
+
+    def task(self) -> FetchTask:
+        """The blob as a FetchTask, so results are recorded like any other download."""
+        return FetchTask(
+            self.object_id,
+            ObjectKind.V1_BLOB,
+            self.path,
+            None,
+            None,
+            (v1_blob_source(self.product_id, self.os, self.legacy_build_id, self.name),),
+            self.what,
+            self.product_id,
+        )
+
+
+@dataclass(frozen=True)
+class _Probe:
+    total: int
+    endpoint: str
+    source_url: str  # redacted
+
+
+class _BlobFailed(Exception):
+    """The blob cannot be completed in this run; the message names it."""
+
+
+class _Stopped(Exception):
+    """The run is stopping; what is done is kept."""
+
+
+class _Cancelled(Exception):
+    """A range given up because another one failed (or the run stops)."""
+
+
+class _HttpStatus(Exception):
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+
+class BlobFetcher:
+    """Fetches blobs by ranges with the run's HTTP client and link cache.
+
+    `save(total, range_size, done)` is called from the calling thread whenever ranges are
+    durable on disk; `stored(total, uncovered_md5)` once the blob is in place, with the MD5 of
+    its bytes outside every file record.
+    """
+
+    def __init__(
+        self,
+        http: HttpClient,
+        links: LinkCache,
+        store: ArchiveStore,
+        *,
+        workers: int,
+        range_size: int = DEFAULT_RANGE_SIZE_BYTES,
+        save: SaveProgress | None = None,
+        stored: BlobStored | None = None,
+        stop: threading.Event | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> None:
+        self._http = http
+        self._links = links
+        self._store = store
+        self._workers = max(1, workers)
+        self._range_size = range_size
+        self._save = save or (lambda _total, _range_size, _done: None)
+        self._stored = stored or (lambda _total, _uncovered_md5: None)
+        self._stop = stop or threading.Event()
+        self._sleep = sleep
+        self._on_bytes = on_bytes
+
+    def fetch(
+        self,
+        job: BlobJob,
+        *,
+        known_total: int | None = None,
+        done: Sequence[ByteRange] = (),
+        recorded_uncovered_md5: str | None = None,
+    ) -> FetchResult:
+        """Fetch, resume or adopt `job`'s blob.
+
+        :param known_total: the blob size a previous run saw, and `done` the ranges it wrote;
+            they are resumed when the CDN still announces that size.
+        :param recorded_uncovered_md5: recorded when the blob was last stored, if it was: a
+            file found at the final path is adopted only if its bytes outside every file
+            record still have it (those bytes have no hash from GOG).
+        """
+        task = job.task()
+        try:
+            probe = self._probe(job)
+            if probe is None:
+                return FetchResult(task, Outcome.ABSENT, error=f"{job.what}: 404 on every endpoint")
+            if probe.total < job.min_size:
+                raise _BlobFailed(
+                    f"{job.what}: the CDN's blob is {probe.total} bytes, shorter than its file "
+                    f"records need ({job.min_size})"
+                )
+            adopted = self._adopt(job, probe.total, recorded_uncovered_md5)
+            if adopted is not None:
+                self._stored(probe.total, adopted)
+                return FetchResult(task, Outcome.ALREADY_PRESENT, size=probe.total)
+            resumed = RangeSet(done) if known_total == probe.total else RangeSet()
+            self._fetch_into_place(job, probe.total, resumed)
+        except _Stopped:
+            return FetchResult(task, Outcome.STOPPED)
+        except _BlobFailed as exc:
+            return FetchResult(task, Outcome.FAILED, error=str(exc))
+        except PathRefused as exc:
+            return FetchResult(task, Outcome.FAILED, error=f"{job.what}: {exc}")
+        return FetchResult(
+            task,
+            Outcome.FETCHED,
+            size=probe.total,
+            endpoint=probe.endpoint,
+            source_url=probe.source_url,
+        )
+
+    # --- size ------------------------------------------------------------------------------
+
+    def _probe(self, job: BlobJob) -> _Probe | None:
+        """The blob's size from the first endpoint that tells it; None: 404 everywhere."""
+        last_error = f"{job.what}: no endpoint"
+        for round_number in range(ROUNDS):
+            link = self._link(job)
+            if isinstance(link, str):
+                last_error = link
+                self._backoff(round_number)
+                continue
+            not_found = 0
+            is_rejected = False
+            for endpoint in link.endpoints:
+                url = endpoint.build_url(
+                    blob_suffix(endpoint, job.os, job.legacy_build_id, job.name)
+                )
+                try:
+                    status, size = self._size_at(url, job.what)
+                except (UpstreamError, RangeViolation) as exc:
+                    last_error = f"{exc} (endpoint {endpoint.name})"
+                    continue
+                if size is not None:
+                    return _Probe(size, endpoint.name, redact_url(url))
+                if status == 404:
+                    not_found += 1
+                    continue
+                last_error = (
+                    f"{job.what}: no size in the answer (HTTP {status} from {endpoint.name})"
+                )
+                if status in (401, 403):
+                    self._links.invalidate(job.request, link)
+                    is_rejected = True
+                    break
+            if link.endpoints and not_found == len(link.endpoints):
+                return None
+            if not is_rejected:
+                self._backoff(round_number)
+        raise _BlobFailed(last_error)
+
+    def _size_at(self, url: str, what: str) -> tuple[int, int | None]:
+        """The HTTP status and the blob's size (None: not told), from a HEAD or, when that
+        tells no size, a GET: servers that refuse HEAD answer 405, 501, or even 404 or 403
+        (a link signed for GET only), and some give no total on a HEAD."""
+        status, size = self._ask_size(url, what, "HEAD")
+        if size is None:
+            status, size = self._ask_size(url, what, "GET")
+        return status, size
+
+    def _ask_size(self, url: str, what: str, method: str) -> tuple[int, int | None]:
+        # Range 0-0: a server that honours it answers with the size in the Content-Range, one
+        # that ignores it with the Content-Length of the whole blob (a GET's body is then left
+        # unread: closing the response drops the connection).
+        with self._http.stream(url, what=what, headers={"Range": "bytes=0-0"}, method=method) as r:
+            if r.status_code == 206:
+                return 206, parse_content_range(r.headers.get("Content-Range")).total
+            length = r.headers.get("Content-Length", "")
+            if r.status_code == 200 and length.isdigit():
+                return 200, int(length)
+            return r.status_code, None
+
+    # --- an existing final file ------------------------------------------------------------
+
+    def _adopt(self, job: BlobJob, total: int, recorded_uncovered: str | None) -> str | None:
+        """A file already at the final path with the right size, every record matching and
+        the recorded digest of the rest if there is one (e.g. renamed just before a kill -9):
+        the MD5 of its bytes outside every record."""
+        if self._store.size_of(job.path) is None:  # none, or not a file reached safely
+            return None
+        final = self._store.path(job.path)
+        file = BlobFile(final, job.path, writable=False)
+        try:
+            if file.size() != total:
+                return None
+            whole = [ByteRange(0, total)] if total else []
+            hasher = InOrderHasher(file, total, job.extents, whole, lambda _buffer: None)
+            uncovered, bad = hasher.start().finish()
+        finally:
+            file.close()
+        if bad or recorded_uncovered not in (None, uncovered):
+            return None
+        partial = partial_path(final)
+        partial.unlink(missing_ok=True)  # an older download's leftovers are not needed now
+        return uncovered
+
+    # --- download, check, rename -----------------------------------------------------------
+
+    def _fetch_into_place(self, job: BlobJob, total: int, done: RangeSet) -> None:
+        final = self._store.prepare(job.path)  # PathRefused: never outside or through links
+        partial = partial_path(final)
+        file = BlobFile(partial, job.path)
+        try:
+            if file.size() != total:
+                # A new download, or the blob changed size upstream: nothing on disk counts.
+                file.set_size(total)
+                done = RangeSet()
+            elif done.covered:
+                log.info("%s: resuming, %d of %d bytes already here", job.what, done.covered, total)
+            uncovered = self._fetch_and_check(job, file, total, done)
+            file.sync()
+        finally:
+            file.close()
+        try:
+            os.replace(partial, final)
+        except OSError as exc:
+            raise StorageError(f"{job.path}: cannot rename into place ({exc.strerror})") from exc
+        self._stored(total, uncovered)
+
+    def _fetch_and_check(self, job: BlobJob, file: BlobFile, total: int, done: RangeSet) -> str:
+        """Fetch until every record matches; the MD5 of the bytes outside them."""
+        bad: list[Extent] = []
+        for attempt in range(1, CHECK_ATTEMPTS + 1):
+            uncovered, bad = self._pass(job, file, total, done)
+            if not bad:
+                return uncovered
+            for extent in bad:
+                done.remove(extent.span)
+            self._commit(file, total, done)
+            log.warning(
+                "%s: %s do not match their MD5 (download %d of %d)",
+                job.what,
+                _describe(bad),
+                attempt,
+                CHECK_ATTEMPTS,
+            )
+        raise _BlobFailed(
+            f"{job.what}: {_describe(bad)} do not match their MD5 after {CHECK_ATTEMPTS} "
+            "downloads; the blob is not stored"
+        )
+
+    def _pass(
+        self, job: BlobJob, file: BlobFile, total: int, done: RangeSet
+    ) -> tuple[str, list[Extent]]:
+        """Fetch every missing range, hashed in order as they arrive; (MD5 outside the
+        records, bad records)."""
+        todo = plan_ranges(total, self._range_size, done)
+        buffer_size = max((piece.length for piece in todo), default=0)
+        pool = BufferPool(self._buffer_count(buffer_size), buffer_size)
+        hasher = InOrderHasher(file, total, job.extents, done.ranges, pool.give_back).start()
+        try:
+            self._fetch_ranges(job, file, total, todo, done, pool, hasher)
+        except BaseException:
+            hasher.cancel()
+            raise
+        return hasher.finish()
+
+    def _buffer_count(self, buffer_size: int) -> int:
+        """A buffer per worker and two for the hasher to hold, within the memory budget
+        (none when every range is on disk already)."""
+        if not buffer_size:
+            return 0
+        return max(2, min(self._workers + 2, BUFFER_BUDGET_BYTES // buffer_size))
+
+    def _fetch_ranges(
+        self,
+        job: BlobJob,
+        file: BlobFile,
+        total: int,
+        todo: Sequence[ByteRange],
+        done: RangeSet,
+        pool: BufferPool,
+        hasher: InOrderHasher,
+    ) -> None:
+        """Start ranges in offset order, each with a free buffer (so the range the hasher
+        waits for always has one), until all are done, one fails or the run stops."""
+        cancel = threading.Event()
+        queue = iter(todo)
+        piece = next(queue, None)
+        pending: dict[Future[None], tuple[ByteRange, mmap.mmap]] = {}
+        failure: BaseException | None = None
+        last_commit = time.monotonic()
+        with ThreadPoolExecutor(self._workers, thread_name_prefix="range") as pool_of_workers:
+            try:
+                while True:
+                    pool.wakeup.clear()
+                    while failure is None and piece is not None and len(pending) < self._workers:
+                        buffer = pool.take()
+                        if buffer is None:
+                            break
+                        future = pool_of_workers.submit(
+                            self._fetch_range, job, file, total, piece, buffer, cancel, hasher
+                        )
+                        pending[future] = (piece, buffer)
+                        future.add_done_callback(lambda _future: pool.wakeup.set())
+                        piece = next(queue, None)
+                    if not pending and (piece is None or failure is not None):
+                        break
+                    error = _settle_finished(pending, done, pool)
+                    if error is not None and failure is None:
+                        failure = error  # raised once the ranges in flight settle
+                        cancel.set()
+                    if failure is None and self._stop.is_set():
+                        # The run is stopping: the ranges in flight are finished and kept,
+                        # none is started (a second signal interrupts and drops them).
+                        failure = _Stopped()
+                        for future in pending:
+                            future.cancel()
+                    if time.monotonic() - last_commit >= COMMIT_EVERY_S:
+                        self._commit(file, total, done)
+                        last_commit = time.monotonic()
+                    pool.wakeup.wait(COMMIT_EVERY_S)
+                if failure is not None:
+                    raise failure
+            except BaseException:
+                cancel.set()
+                for future in pending:
+                    future.cancel()
+                raise
+            finally:
+                self._commit(file, total, done)
+
+    def _commit(self, file: BlobFile, total: int, done: RangeSet) -> None:
+        """Make the ranges done durable, then record them: a crash never leaves a range
+        recorded whose bytes are not on disk."""
+        snapshot = done.ranges
+        file.datasync()
+        self._save(total, self._range_size, snapshot)
+
+    # --- one range, in a worker thread -----------------------------------------------------
+
+    def _fetch_range(
+        self,
+        job: BlobJob,
+        file: BlobFile,
+        total: int,
+        piece: ByteRange,
+        buffer: mmap.mmap,
+        cancel: threading.Event,
+        hasher: InOrderHasher,
+    ) -> None:
+        """Fetch `piece` into `buffer`, write it and hand it to the hasher (which gives the
+        buffer back); on any error the buffer stays the caller's."""
+        last_error = f"{job.what} (bytes {piece}): no endpoint"
+        for round_number in range(ROUNDS):
+            if cancel.is_set():
+                raise _Cancelled
+            link = self._link(job)
+            if isinstance(link, str):
+                last_error = link
+                self._backoff(round_number)
+                continue
+            is_rejected = False
+            for endpoint in link.endpoints:
+                if cancel.is_set():
+                    raise _Cancelled
+                try:
+                    data = self._get_range(job, endpoint, total, piece, buffer, cancel)
+                except _HttpStatus as status:
+                    last_error = (
+                        f"{job.what} (bytes {piece}): HTTP {status.status} from {endpoint.name}"
+                    )
+                    if status.status in (401, 403):  # the link expired: renew it, go on
+                        self._links.invalidate(job.request, link)
+                        is_rejected = True
+                        break
+                    continue
+                except (UpstreamError, RangeViolation) as exc:
+                    last_error = f"{exc} (endpoint {endpoint.name})"
+                    continue
+                file.write(data, piece.start)
+                hasher.hand_over(piece.start, data, buffer)
+                return
+            if not is_rejected:
+                self._backoff(round_number)
+        raise _BlobFailed(last_error)
+
+    def _get_range(
+        self,
+        job: BlobJob,
+        endpoint: Endpoint,
+        total: int,
+        piece: ByteRange,
+        buffer: mmap.mmap,
+        cancel: threading.Event,
+    ) -> memoryview:
+        """The range's body, checked against what was asked for, in `buffer`."""
+        url = endpoint.build_url(blob_suffix(endpoint, job.os, job.legacy_build_id, job.name))
+        what = f"{job.what} (bytes {piece})"
+        view = memoryview(buffer)[: piece.length]
+        with self._http.stream(url, what=what, headers={"Range": piece.header()}) as response:
+            if response.status_code in (401, 403, 404):
+                raise _HttpStatus(response.status_code)
+            try:
+                check_partial_response(
+                    piece,
+                    total,
+                    status=response.status_code,
+                    content_range=response.headers.get("Content-Range"),
+                    content_length=response.headers.get("Content-Length"),
+                )
+            except RangeViolation as exc:
+                raise RangeViolation(f"{what}: {exc}") from None
+            received = 0
+            for data in self._http.iter_body(response, what=what):
+                if cancel.is_set():
+                    raise _Cancelled
+                if received + len(data) > piece.length:
+                    raise RangeViolation(f"{what}: the body is longer than the range")
+                view[received : received + len(data)] = data
+                received += len(data)
+                if self._on_bytes is not None:
+                    self._on_bytes(len(data))
+            if received != piece.length:
+                raise RangeViolation(
+                    f"{what}: the body ended after {received} of {piece.length} bytes"
+                )
+        return view
+
+    def _link(self, job: BlobJob) -> Link | str:
+        """The link, or the error message when it cannot be had right now. A link GOG refused
+        fails the blob at once: asking again in this run changes nothing (as in Downloader)."""
+        try:
+            return self._links.get(job.request)
+        except LinkRefused as exc:
+            raise _BlobFailed(f"{job.what}: {exc}") from None
+        except (UpstreamError, ManifestError) as exc:
+            return f"{job.what}: {exc}"
+
+    def _backoff(self, round_number: int) -> None:
+        if round_number + 1 < ROUNDS:
+            self._sleep(BACKOFF_S * 2**round_number * (1 + random.random()))
+
+
+# --- small helpers -------------------------------------------------------------------------
+
+
+def _settle_finished(
+    pending: dict[Future[None], tuple[ByteRange, mmap.mmap]], done: RangeSet, pool: BufferPool
+) -> BaseException | None:
+    """Take the finished ranges out of `pending`: one fetched is done (its worker handed the
+    buffer to the hasher), one failed or cancelled gives its buffer back. The first failure."""
+    failure: BaseException | None = None
+    for future in [f for f in pending if f.done()]:
+        piece, buffer = pending.pop(future)
+        try:
+            future.result()
+            done.add(piece)
+        except (_Cancelled, CancelledError):
+            pool.give_back(buffer)
+        except BaseException as exc:
+            pool.give_back(buffer)
+            failure = failure or exc
+    return failure
+
+
+def _describe(bad: Sequence[Extent]) -> str:
+    named = ", ".join(
+        f"{e.path} (offset {e.offset}, {e.size} bytes)" for e in bad[:MAX_NAMED_FILES]
+    )
+    more = len(bad) - MAX_NAMED_FILES
+    return f"file {named}" + (f" and {more} more" if more > 0 else "")

@@ -1,0 +1,141 @@
+"""The `sync` use case: the archive lock, a run record, the temp sweep after a crash, then
+the products (and the owned library), then the dependencies. The per-product work is
+`sync.Syncer`'s; this module only wires a run together.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from galaxy_archive.app import App
+from galaxy_archive.errors import ExitCode, GalaxyArchiveError, ManifestError, UpstreamError
+from galaxy_archive.upstream.galaxy_api import GalaxyApi
+from galaxy_archive.upstream.http_client import HttpClient, scrub
+from galaxy_archive.models.library import dlc_bases, plan_products
+from galaxy_archive.state.lock import archive_lock, process_is_alive
+from galaxy_archive.output import Progress
+from galaxy_archive.report import SyncReport
+from galaxy_archive.state.db import StateDB
+from galaxy_archive.sync.syncer import Syncer, SyncOptions
+
+log = logging.getLogger(__name__)
+
+
+def run_sync(
+    app: App,
+    product_ids: Sequence[str],
+    options: SyncOptions,
+    *,
+    workers: int,
+    progress: Progress | None = None,
+    include_owned: bool = False,
+) -> SyncReport:
+    """The `sync` use case, under the archive lock: a run record, the temp sweep after a
+    crash, then the products (plus the owned library when `include_owned`).
+
+    The lock comes first: a second run exits 4 before anything else, and two runs never
+    refresh the (rotating) login token at the same time.
+    """
+    with archive_lock(app.config.root, command="sync", clock=app.clock):
+        return _locked_sync(app, product_ids, options, workers, progress, include_owned)
+
+
+def _locked_sync(
+    app: App,
+    product_ids: Sequence[str],
+    options: SyncOptions,
+    workers: int,
+    progress: Progress | None,
+    include_owned: bool,
+) -> SyncReport:
+    progress = progress or Progress(is_enabled=False)
+    http = app.http(workers)
+    api = app.api(http)
+    api.auth.access_token()  # not logged in: exit 3 before touching the DB
+    db = app.open_db()
+    try:
+        run_id, had_crash = db.start_run("sync", app.pid, app.clock(), is_alive=process_is_alive)
+        if had_crash:
+            removed = app.store().sweep_temp_files()
+            log.info("previous run did not finish; removed %d temporary files", removed)
+        try:
+            report = _sync_with(
+                app, http, api, db, options, workers, progress, product_ids, include_owned
+            )
+        except BaseException as exc:  # the run record says how it ended, whatever happened
+            code = exc.exit_code if isinstance(exc, GalaxyArchiveError) else ExitCode.INTERRUPTED
+            db.conn.rollback()
+            db.end_run(run_id, int(code), {"error": scrub(str(exc))}, app.clock())
+            raise
+        db.end_run(run_id, int(report.exit_code), report.to_json(), app.clock())
+        log.info("sync ended (exit %d): %s", report.exit_code, report.summary_line())
+        return report
+    finally:
+        progress.close()
+        db.close()
+
+
+def _sync_with(
+    app: App,
+    http: HttpClient,
+    api: GalaxyApi,
+    db: StateDB,
+    options: SyncOptions,
+    workers: int,
+    progress: Progress,
+    product_ids: Sequence[str],
+    include_owned: bool,
+) -> SyncReport:
+    downloader = app.downloader(http, api, workers, on_bytes=progress.add_bytes)
+    syncer = Syncer(
+        api=api,
+        db=db,
+        store=app.store(),
+        downloader=downloader,
+        options=options,
+        clock=app.clock,
+        stop=app.stop,
+        disk_free=app.disk_free,
+    )
+    syncer.on_result = lambda _result: progress.add_object()
+    report = _sync_library(syncer, product_ids, include_owned)
+    syncer.sync_dependencies()
+    return report
+
+
+def _sync_library(syncer: Syncer, product_ids: Sequence[str], include_owned: bool) -> SyncReport:
+    """Sync the products and, when asked, the owned library, mirroring DLC under its base game.
+
+    The owned list names DLC ids too, but a DLC has no builds of its own: its depots are in
+    the base game's builds, whose repository manifests list it in `products`. So ids already
+    known as DLC go last and are skipped when a product synced before names them; any id whose
+    builds lists turned out empty and that a synced product names is recorded as that
+    product's DLC (not an error). An id with no builds that nobody names just has no builds.
+    """
+    db, report = syncer.db, syncer.report
+    owned: list[str] = []
+    if include_owned:
+        try:
+            owned = syncer.api.owned_products()
+        except (ManifestError, UpstreamError) as exc:
+            report.problem(f"owned products: {exc}; syncing the configured products only")
+    plan = plan_products(product_ids, owned, db.known_dlc())
+    syncer.sync_products(plan.first)
+    named = syncer.named_products
+    covered = {p for members in named.values() for p in members}
+    syncer.sync_products([p for p in plan.deferred if p not in covered])
+    if syncer.stop.is_set():  # unvisited ids have no builds yet only because we stopped
+        return report
+    without_builds = [
+        p
+        for p in [*plan.first, *plan.deferred]
+        if p in covered and (p not in report.products or report.product(p).builds_seen == 0)
+    ]
+    for dlc_id, base_id in dlc_bases(without_builds, named).items():
+        product = report.product(dlc_id)
+        if product.error is None:
+            product.dlc_of = base_id
+            db.touch_product(dlc_id, syncer.clock())
+            db.set_dlc_of(dlc_id, base_id)
+    return report

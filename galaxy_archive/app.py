@@ -21,8 +21,8 @@ from galaxy_archive.state.db import StateDB, open_db
 from galaxy_archive.storage.local import ArchiveStore
 
 if TYPE_CHECKING:
-    from galaxy_archive.upstream.auth import Authenticator
     from galaxy_archive.fetch.downloader import Downloader
+    from galaxy_archive.upstream.auth import Authenticator
     from galaxy_archive.upstream.galaxy_api import GalaxyApi
     from galaxy_archive.upstream.http_client import HttpClient
 
@@ -40,7 +40,8 @@ class App:
     disk_free: Callable[[Path], int] = field(default=lambda path: shutil.disk_usage(path).free)
 
     def http(self, workers: int) -> HttpClient:
-        from galaxy_archive.upstream.http_client import (  # local: requests only for network commands
+        # local: requests only for network commands
+        from galaxy_archive.upstream.http_client import (
             HttpClient,
             RateLimiter,
             build_retry,
@@ -65,7 +66,10 @@ class App:
         self.abort.wait(seconds)
 
     def authenticator(self, http: HttpClient) -> Authenticator:
-        from galaxy_archive.upstream.auth import Authenticator, TokenStore  # local: see the module docstring
+        from galaxy_archive.upstream.auth import (  # local: see the module docstring
+            Authenticator,
+            TokenStore,
+        )
 
         return Authenticator(
             http,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from galaxy_archive.state.dependency_records import DependencyRecords
-from galaxy_archive.state.patch_records import PatchRecords
 from galaxy_archive.report import human_bytes
 from galaxy_archive.state.db import StateDB
+from galaxy_archive.state.dependency_records import DependencyRecords
+from galaxy_archive.state.patch_records import PatchRecords
 
 # Per build: the objects it needs (repository, depot manifests, required chunks: the same set
 # statedb.update_build_states checks) and how many of them are verified, with their bytes.

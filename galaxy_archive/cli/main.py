@@ -237,8 +237,8 @@ def sync(
     Example: galaxy-archive sync 1207658930 --os windows --workers 8
     """
     from galaxy_archive.models.dependencies import DependencyMode  # local: see the module docstring
-    from galaxy_archive.sync.syncer import SyncOptions
     from galaxy_archive.sync.run import run_sync
+    from galaxy_archive.sync.syncer import SyncOptions
 
     app = _app(ctx)
     sync_config = app.config.sync
@@ -330,8 +330,8 @@ def verify(
 
     Example (nightly, from cron): galaxy-archive verify --max-age 30d --time-budget 2h
     """
-    from galaxy_archive.verify.verifier import run_verify  # local: see the module docstring
     from galaxy_archive.models.verify_plan import VerifyLevel, VerifyOptions
+    from galaxy_archive.verify.verifier import run_verify  # local: see the module docstring
 
     app = _app(ctx)
     if quick and deep:
@@ -366,7 +366,10 @@ def status(ctx: click.Context, product_ids: tuple[str, ...]) -> ExitCode:
 
     Example: galaxy-archive status --json
     """
-    from galaxy_archive.browse.status import collect_status, format_status  # local: module docstring
+    from galaxy_archive.browse.status import (  # local: module docstring
+        collect_status,
+        format_status,
+    )
 
     app = _app(ctx)
     if not app.config.database_path.exists():

@@ -27,13 +27,13 @@ from galaxy_archive.errors import (
     PathRefused,
     UpstreamError,
 )
-from galaxy_archive.upstream.galaxy_api import LinkRefused, LinkRequest
-from galaxy_archive.upstream.http_client import HttpClient, redact_url
 from galaxy_archive.models.layout import ObjectKind
-from galaxy_archive.upstream.link_cache import LinkCache
 from galaxy_archive.models.links import Link
 from galaxy_archive.models.meta_flags import may_keep_mismatch
 from galaxy_archive.storage.local import ArchiveStore, md5_of_file
+from galaxy_archive.upstream.galaxy_api import LinkRefused, LinkRequest
+from galaxy_archive.upstream.http_client import HttpClient, redact_url
+from galaxy_archive.upstream.link_cache import LinkCache
 
 ROUNDS = 3  # passes over all endpoints before giving up on an object
 

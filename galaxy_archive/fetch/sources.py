@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from galaxy_archive.fetch.downloader import Plain, Signed, Source
-from galaxy_archive.upstream.galaxy_api import GalaxyApi, LinkRequest
 from galaxy_archive.models.layout import ObjectKind, galaxy_path, split_v1_path
+from galaxy_archive.upstream.galaxy_api import GalaxyApi, LinkRequest
 
 
 def chunk_sources(

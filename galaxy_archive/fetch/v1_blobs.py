@@ -28,17 +28,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from galaxy_archive.fetch.downloader import FetchResult, FetchTask, Outcome
 from galaxy_archive.errors import ManifestError, PathRefused, StorageError, UpstreamError
-from galaxy_archive.upstream.galaxy_api import LinkRefused, LinkRequest
-from galaxy_archive.upstream.http_client import HttpClient, redact_url
-from galaxy_archive.models.layout import ObjectKind
-from galaxy_archive.upstream.link_cache import LinkCache
-from galaxy_archive.models.links import Endpoint, Link
+from galaxy_archive.fetch.downloader import FetchResult, FetchTask, Outcome
 from galaxy_archive.fetch.sources import v1_blob_link, v1_blob_source
-from galaxy_archive.storage.local import ArchiveStore, partial_path
 from galaxy_archive.fetch.v1_blob_hash import InOrderHasher
 from galaxy_archive.fetch.v1_blob_io import BlobFile, BufferPool
+from galaxy_archive.models.layout import ObjectKind
+from galaxy_archive.models.links import Endpoint, Link
 from galaxy_archive.models.v1_ranges import (
     ByteRange,
     Extent,
@@ -49,6 +45,10 @@ from galaxy_archive.models.v1_ranges import (
     parse_content_range,
     plan_ranges,
 )
+from galaxy_archive.storage.local import ArchiveStore, partial_path
+from galaxy_archive.upstream.galaxy_api import LinkRefused, LinkRequest
+from galaxy_archive.upstream.http_client import HttpClient, redact_url
+from galaxy_archive.upstream.link_cache import LinkCache
 
 log = logging.getLogger(__name__)
 

@@ -6,13 +6,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from galaxy_archive.errors import StorageError
 from galaxy_archive.fetch.downloader import Downloader, FetchResult
 from galaxy_archive.fetch.v1_blobs import DEFAULT_RANGE_SIZE_BYTES, BlobFetcher, BlobJob
-from galaxy_archive.errors import StorageError
 from galaxy_archive.models.layout import split_v1_path
 from galaxy_archive.models.v1_ranges import ByteRange
 from galaxy_archive.state.db import StateDB
-from galaxy_archive.state.v1_state import blob_extents, blob_record, save_blob_progress, set_blob_stored
+from galaxy_archive.state.v1_state import (
+    blob_extents,
+    blob_record,
+    save_blob_progress,
+    set_blob_stored,
+)
 from galaxy_archive.storage.local import ArchiveStore
 
 

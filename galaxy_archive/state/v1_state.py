@@ -10,9 +10,9 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from galaxy_archive.state.db import StateDB, iso
 from galaxy_archive.models.v1_manifests import V1DepotRef, V1File, V1Item, V1Redist
 from galaxy_archive.models.v1_ranges import ByteRange, Extent
+from galaxy_archive.state.db import StateDB, iso
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from galaxy_archive.storage.containment import Escape, Tree, path_problem
 from galaxy_archive.errors import DigestMismatch, IntegrityError, PathRefused, StorageError
+from galaxy_archive.storage.containment import Escape, Tree, path_problem
 
 TEMP_SUFFIX = ".galaxy-tmp"
 # A V1 blob fetched by ranges (v1_sync) lives in `.<name>.galaxy-partial` until it is checked

@@ -13,6 +13,9 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from galaxy_archive.errors import ManifestError, UpstreamError
+from galaxy_archive.fetch.downloader import FetchTask
+from galaxy_archive.fetch.sources import dependency_chunk_sources, dependency_meta_sources
 from galaxy_archive.models.dependencies import (
     DependencyDepot,
     DependencyMode,
@@ -20,14 +23,16 @@ from galaxy_archive.models.dependencies import (
     parse_repository_answer,
     select_dependencies,
 )
-from galaxy_archive.state.dependency_records import DependencyRecords
-from galaxy_archive.fetch.downloader import FetchTask
-from galaxy_archive.errors import ManifestError, UpstreamError
 from galaxy_archive.models.layout import ObjectKind, cas_path
-from galaxy_archive.models.manifests import DepotManifest, decode_json, decode_meta, parse_depot_manifest
-from galaxy_archive.sync.phase import Phase, chunk_references, parse_check
-from galaxy_archive.fetch.sources import dependency_chunk_sources, dependency_meta_sources
+from galaxy_archive.models.manifests import (
+    DepotManifest,
+    decode_json,
+    decode_meta,
+    parse_depot_manifest,
+)
 from galaxy_archive.state.db import NewObject
+from galaxy_archive.state.dependency_records import DependencyRecords
+from galaxy_archive.sync.phase import Phase, chunk_references, parse_check
 
 if TYPE_CHECKING:
     from galaxy_archive.sync.syncer import Syncer

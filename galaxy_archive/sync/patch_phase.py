@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from galaxy_archive.fetch.downloader import FetchTask
 from galaxy_archive.errors import ManifestError, UpstreamError
+from galaxy_archive.fetch.downloader import FetchTask
+from galaxy_archive.fetch.sources import patch_chunk_sources, patch_meta_sources
 from galaxy_archive.models.layout import ObjectKind, cas_path
 from galaxy_archive.models.manifests import (
     DepotManifest,
@@ -23,7 +24,6 @@ from galaxy_archive.models.manifests import (
     parse_depot_manifest,
     parse_repository_v2,
 )
-from galaxy_archive.state.patch_records import PatchRecords, PatchRow, pair_key
 from galaxy_archive.models.patches import (
     BuildPoint,
     PatchIndexAnswer,
@@ -37,9 +37,9 @@ from galaxy_archive.models.patches import (
     root_mismatch,
     select_patch_depots,
 )
-from galaxy_archive.sync.phase import Phase, chunk_references, parse_check
-from galaxy_archive.fetch.sources import patch_chunk_sources, patch_meta_sources
 from galaxy_archive.state.db import NewObject
+from galaxy_archive.state.patch_records import PatchRecords, PatchRow, pair_key
+from galaxy_archive.sync.phase import Phase, chunk_references, parse_check
 
 if TYPE_CHECKING:
     from galaxy_archive.sync.syncer import Syncer

@@ -10,14 +10,14 @@ from collections.abc import Sequence
 
 from galaxy_archive.app import App
 from galaxy_archive.errors import ExitCode, GalaxyArchiveError, ManifestError, UpstreamError
-from galaxy_archive.upstream.galaxy_api import GalaxyApi
-from galaxy_archive.upstream.http_client import HttpClient, scrub
 from galaxy_archive.models.library import dlc_bases, plan_products
-from galaxy_archive.state.lock import archive_lock, process_is_alive
 from galaxy_archive.output import Progress
 from galaxy_archive.report import SyncReport
 from galaxy_archive.state.db import StateDB
+from galaxy_archive.state.lock import archive_lock, process_is_alive
 from galaxy_archive.sync.syncer import Syncer, SyncOptions
+from galaxy_archive.upstream.galaxy_api import GalaxyApi
+from galaxy_archive.upstream.http_client import HttpClient, scrub
 
 log = logging.getLogger(__name__)
 

@@ -16,16 +16,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from galaxy_archive.models.dependencies import DependencyMode
-from galaxy_archive.sync.dependency_phase import DependencyPhase
-from galaxy_archive.fetch.downloader import Downloader, FetchResult, FetchTask, Outcome
 from galaxy_archive.errors import (
     ManifestError,
     StorageError,
     UpstreamError,
 )
-from galaxy_archive.upstream.galaxy_api import GalaxyApi
-from galaxy_archive.upstream.http_client import redact_url
+from galaxy_archive.fetch.downloader import Downloader, FetchResult, FetchTask, Outcome
+from galaxy_archive.fetch.sources import chunk_sources, meta_sources, sibling_meta_urls
+from galaxy_archive.models.dependencies import DependencyMode
 from galaxy_archive.models.layout import ObjectKind, cas_path
 from galaxy_archive.models.manifests import (
     BuildListing,
@@ -40,13 +38,15 @@ from galaxy_archive.models.manifests import (
     parse_repository_v2,
 )
 from galaxy_archive.models.meta_flags import KEEPABLE_KINDS, record_served_md5
-from galaxy_archive.sync.patch_phase import PatchPhase
-from galaxy_archive.sync.phase import chunk_references, parse_check
 from galaxy_archive.report import SyncReport, human_bytes
-from galaxy_archive.fetch.sources import chunk_sources, meta_sources, sibling_meta_urls
 from galaxy_archive.state.db import NewObject, StateDB
 from galaxy_archive.storage.local import ArchiveStore
+from galaxy_archive.sync.dependency_phase import DependencyPhase
+from galaxy_archive.sync.patch_phase import PatchPhase
+from galaxy_archive.sync.phase import chunk_references, parse_check
 from galaxy_archive.sync.v1_phase import V1Phases
+from galaxy_archive.upstream.galaxy_api import GalaxyApi
+from galaxy_archive.upstream.http_client import redact_url
 
 log = logging.getLogger(__name__)
 COMMIT_EVERY_S = 1.0

@@ -11,22 +11,16 @@ Manifests are plain JSON of unknown MD5: the MD5 measured while storing is recor
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from galaxy_archive.fetch.downloader import Downloader, FetchResult, FetchTask, Outcome
-from galaxy_archive.errors import ManifestError, StorageError
-from galaxy_archive.models.layout import ObjectKind, split_v1_path, v1_blob_path, v1_manifest_path
-from galaxy_archive.fetch.v1_download import download_blob
-from galaxy_archive.models.manifests import MAX_MANIFEST_BYTES, BuildListing
-from galaxy_archive.sync.phase import Phase
-from galaxy_archive.report import human_bytes
+from galaxy_archive.errors import ManifestError
+from galaxy_archive.fetch.downloader import FetchTask, Outcome
 from galaxy_archive.fetch.sources import v1_manifest_sources
-from galaxy_archive.state.db import NewObject, StateDB
-from galaxy_archive.storage.local import ArchiveStore
-from galaxy_archive.fetch.v1_blobs import DEFAULT_RANGE_SIZE_BYTES, BlobFetcher, BlobJob
+from galaxy_archive.fetch.v1_download import download_blob
+from galaxy_archive.models.layout import ObjectKind, v1_blob_path, v1_manifest_path
+from galaxy_archive.models.manifests import MAX_MANIFEST_BYTES, BuildListing
 from galaxy_archive.models.v1_manifests import (
     DEFAULT_BLOB_NAME,
     REPOSITORY_NAME,
@@ -38,21 +32,20 @@ from galaxy_archive.models.v1_manifests import (
     read_depot_manifest_v1,
     read_repository_v1,
 )
-from galaxy_archive.models.v1_ranges import ByteRange, RangeSet
+from galaxy_archive.models.v1_ranges import RangeSet
+from galaxy_archive.report import human_bytes
+from galaxy_archive.state.db import NewObject
 from galaxy_archive.state.v1_state import (
     NewBlob,
-    blob_extents,
-    blob_record,
     ensure_blobs,
     index_v1_manifest,
     mark_indexed,
     pending_v1_blobs,
     record_v1_depot,
     record_v1_redists,
-    save_blob_progress,
-    set_blob_stored,
     update_v1_build_states,
 )
+from galaxy_archive.sync.phase import Phase
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from galaxy_archive.upstream.auth import Authenticator
 from galaxy_archive.config import Endpoints
 from galaxy_archive.errors import AuthError, ManifestError, UpstreamError
-from galaxy_archive.upstream.http_client import HttpClient, Reply, bearer
 from galaxy_archive.models.layout import galaxy_path
 from galaxy_archive.models.manifests import is_blank
+from galaxy_archive.upstream.auth import Authenticator
+from galaxy_archive.upstream.http_client import HttpClient, Reply, bearer
 
 JSON_ATTEMPTS = 4  # a cut-off or garbled API answer is asked again this often
 

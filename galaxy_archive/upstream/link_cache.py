@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from galaxy_archive.errors import AuthError
-from galaxy_archive.upstream.galaxy_api import LinkRefused, LinkRequest
 from galaxy_archive.models.links import Link, parse_link
+from galaxy_archive.upstream.galaxy_api import LinkRefused, LinkRequest
 
 
 class LinkCache:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 
-from galaxy_archive.state.dependency_records import DependencyRecords
 from galaxy_archive.models.layout import ObjectKind
-from galaxy_archive.state.patch_records import PatchRecords
 from galaxy_archive.state.db import StateDB
+from galaxy_archive.state.dependency_records import DependencyRecords
+from galaxy_archive.state.patch_records import PatchRecords
 from galaxy_archive.state.v1_state import update_v1_build_states
 from galaxy_archive.state.verify_records import VerifyRecords
 from galaxy_archive.verify.report import VerifyReport

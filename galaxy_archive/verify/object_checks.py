@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from galaxy_archive.storage.containment import Escape, Tree, path_problem
 from galaxy_archive.errors import ManifestError
 from galaxy_archive.models.layout import ObjectKind
 from galaxy_archive.models.manifests import decode_json, decode_meta
 from galaxy_archive.models.v1_ranges import Extent, ExtentChecker
 from galaxy_archive.models.verify_plan import Check
+from galaxy_archive.storage.containment import Escape, Tree, path_problem
 
 BLOCK_BYTES = 1 << 20
 # Inflate at most this much per call, so a zlib bomb cannot take the memory.

@@ -17,18 +17,18 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from galaxy_archive.storage.containment import Escape
-from galaxy_archive.fetch.downloader import Downloader, FetchResult, FetchTask, Outcome
 from galaxy_archive.errors import IntegrityError, ManifestError, StorageError, UpstreamError
-from galaxy_archive.upstream.galaxy_api import GalaxyApi
+from galaxy_archive.fetch.downloader import Downloader, FetchResult, FetchTask, Outcome
+from galaxy_archive.fetch.sources import meta_sources, sibling_meta_urls, sources_for
+from galaxy_archive.fetch.v1_download import download_blob
 from galaxy_archive.models.layout import ObjectKind
 from galaxy_archive.models.meta_flags import KEEPABLE_KINDS, record_served_md5
-from galaxy_archive.verify.object_checks import CheckItem, ObjectChecker, Verdict
-from galaxy_archive.fetch.sources import meta_sources, sibling_meta_urls, sources_for
-from galaxy_archive.storage.local import ArchiveStore, md5_of_file, partial_path
-from galaxy_archive.fetch.v1_download import download_blob
 from galaxy_archive.models.verify_plan import VerifyLevel, checks_for
 from galaxy_archive.state.verify_records import PlanRow, VerifyRecords
+from galaxy_archive.storage.containment import Escape
+from galaxy_archive.storage.local import ArchiveStore, md5_of_file, partial_path
+from galaxy_archive.upstream.galaxy_api import GalaxyApi
+from galaxy_archive.verify.object_checks import CheckItem, ObjectChecker, Verdict
 from galaxy_archive.verify.report import ObjectProblem, RepairOutcome
 
 log = logging.getLogger(__name__)

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from galaxy_archive.errors import ExitCode
-from galaxy_archive.verify.object_checks import Verdict
 from galaxy_archive.output import escape_name
 from galaxy_archive.report import human_bytes
 from galaxy_archive.state.verify_records import BuildRef
+from galaxy_archive.verify.object_checks import Verdict
 
 log = logging.getLogger(__name__)
 MAX_BUILDS_PER_LINE = 5

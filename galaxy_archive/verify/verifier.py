@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING
 from galaxy_archive.app import App
 from galaxy_archive.errors import ConfigError, ExitCode, GalaxyArchiveError
 from galaxy_archive.models.layout import ObjectKind
-from galaxy_archive.state.lock import archive_lock, process_is_alive
-from galaxy_archive.verify.object_checks import CheckItem, CheckResult, ObjectChecker, Verdict
+from galaxy_archive.models.v1_ranges import Extent
+from galaxy_archive.models.verify_plan import Budget, Check, VerifyLevel, VerifyOptions, checks_for
 from galaxy_archive.output import Progress
 from galaxy_archive.redact import scrub
 from galaxy_archive.state.db import StateDB
-from galaxy_archive.storage.tree_walk import Stray, WalkStopped, find_strays
-from galaxy_archive.models.v1_ranges import Extent
-from galaxy_archive.models.verify_plan import Budget, Check, VerifyLevel, VerifyOptions, checks_for
+from galaxy_archive.state.lock import archive_lock, process_is_alive
 from galaxy_archive.state.verify_records import PlanRow, VerifyRecords
+from galaxy_archive.storage.tree_walk import Stray, WalkStopped, find_strays
+from galaxy_archive.verify.object_checks import CheckItem, CheckResult, ObjectChecker, Verdict
 from galaxy_archive.verify.report import ObjectProblem, VerifyReport
 
 if TYPE_CHECKING:

@@ -14,8 +14,17 @@ from tests.conftest import REPO, Archive
 from tests.fakegalaxy import FakeGalaxy, World, random_bytes
 
 PID = "1207658930"
-NETWORK_STACK = {"requests", "urllib3", "galaxy_archive.upstream.http_client", "galaxy_archive.upstream.auth"}
-SYNC_AND_REPAIR = {"galaxy_archive.sync.syncer", "galaxy_archive.fetch.downloader", "galaxy_archive.verify.repair"}
+NETWORK_STACK = {
+    "requests",
+    "urllib3",
+    "galaxy_archive.upstream.http_client",
+    "galaxy_archive.upstream.auth",
+}
+SYNC_AND_REPAIR = {
+    "galaxy_archive.sync.syncer",
+    "galaxy_archive.fetch.downloader",
+    "galaxy_archive.verify.repair",
+}
 
 # Runs the CLI in a fresh interpreter, then records which modules that process had loaded.
 _PROBE = """

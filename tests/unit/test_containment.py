@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from galaxy_archive.storage.containment import Escape, Tree, path_problem
 from galaxy_archive.errors import StorageError
 from galaxy_archive.models.layout import ObjectKind
-from galaxy_archive.verify.object_checks import CheckItem, ObjectChecker, Verdict
-from galaxy_archive.storage.local import TEMP_SUFFIX, ArchiveStore, md5_of_file
 from galaxy_archive.models.verify_plan import VerifyLevel, checks_for
+from galaxy_archive.storage.containment import Escape, Tree, path_problem
+from galaxy_archive.storage.local import TEMP_SUFFIX, ArchiveStore, md5_of_file
+from galaxy_archive.verify.object_checks import CheckItem, ObjectChecker, Verdict
 
 DATA = b"chunk bytes " * 50
 

@@ -7,17 +7,17 @@ from typing import Any
 import pytest
 
 from galaxy_archive.config import Endpoints
+from galaxy_archive.errors import ManifestError
+from galaxy_archive.fetch.downloader import Plain, Signed
+from galaxy_archive.fetch.sources import sources_for
 from galaxy_archive.models.dependencies import (
     DependencyMode,
     parse_dependency_manifest,
     parse_repository_answer,
     select_dependencies,
 )
-from galaxy_archive.fetch.downloader import Plain, Signed
-from galaxy_archive.errors import ManifestError
-from galaxy_archive.upstream.galaxy_api import GalaxyApi, LinkRequest
 from galaxy_archive.models.layout import ObjectKind
-from galaxy_archive.fetch.sources import sources_for
+from galaxy_archive.upstream.galaxy_api import GalaxyApi, LinkRequest
 
 MANIFEST = "e4be1f61c9aeb73f0c1e1aa2ba9ab3c4"
 URL = f"https://gog-cdn-fastly.gog.com/content-system/v2/dependencies/meta/e4/be/{MANIFEST}"

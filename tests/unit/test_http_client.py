@@ -2,7 +2,13 @@ import pytest
 import requests
 
 from galaxy_archive.errors import UpstreamError
-from galaxy_archive.upstream.http_client import HttpClient, RateLimiter, build_retry, redact_url, scrub
+from galaxy_archive.upstream.http_client import (
+    HttpClient,
+    RateLimiter,
+    build_retry,
+    redact_url,
+    scrub,
+)
 
 SIGNED = (
     "https://gog-cdn-fastly.gog.com/token=nva=1717011195~dirs=4~token=SECRETTOKEN"

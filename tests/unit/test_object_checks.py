@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from galaxy_archive.models.layout import ObjectKind
-from galaxy_archive.verify.object_checks import CheckItem, ObjectChecker, Verdict
 from galaxy_archive.models.v1_ranges import Extent
 from galaxy_archive.models.verify_plan import VerifyLevel, checks_for
+from galaxy_archive.verify.object_checks import CheckItem, ObjectChecker, Verdict
 
 
 def md5(data: bytes) -> str:

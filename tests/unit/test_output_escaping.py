@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from galaxy_archive.verify.object_checks import Verdict
 from galaxy_archive.output import escape_name, one_line, print_json, setup_logging
 from galaxy_archive.redact import scrub
+from galaxy_archive.verify.object_checks import Verdict
 from galaxy_archive.verify.report import ObjectProblem, VerifyReport
 
 SECRET = "SECRETTOKEN"

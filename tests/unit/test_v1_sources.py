@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 import requests
 
-from galaxy_archive.upstream.auth import Authenticator, TokenStore
 from galaxy_archive.config import AuthSection, Endpoints
 from galaxy_archive.fetch.downloader import Plain, Signed
-from galaxy_archive.upstream.galaxy_api import GalaxyApi, LinkRequest
-from galaxy_archive.upstream.http_client import HttpClient
-from galaxy_archive.models.layout import ObjectKind, split_v1_path, v1_blob_path, v1_manifest_path
-from galaxy_archive.models.links import Endpoint, parse_link
 from galaxy_archive.fetch.sources import sources_for, v1_manifest_sources
 from galaxy_archive.fetch.v1_blobs import blob_suffix
+from galaxy_archive.models.layout import ObjectKind, split_v1_path, v1_blob_path, v1_manifest_path
+from galaxy_archive.models.links import Endpoint, parse_link
+from galaxy_archive.upstream.auth import Authenticator, TokenStore
+from galaxy_archive.upstream.galaxy_api import GalaxyApi, LinkRequest
+from galaxy_archive.upstream.http_client import HttpClient
 
 ROOT = "1207658930"
 DLC = "1207658931"

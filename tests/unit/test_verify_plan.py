@@ -10,11 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from galaxy_archive.models.layout import ObjectKind, cas_path
-from galaxy_archive.verify.object_checks import Verdict
-from galaxy_archive.state.db import NewObject, iso, open_db
-from galaxy_archive.storage.tree_walk import sorted_files
 from galaxy_archive.models.verify_plan import Budget, VerifyOptions, due_cutoff_s
+from galaxy_archive.state.db import NewObject, iso, open_db
 from galaxy_archive.state.verify_records import VerifyRecords
+from galaxy_archive.storage.tree_walk import sorted_files
+from galaxy_archive.verify.object_checks import Verdict
 from galaxy_archive.verify.report import ObjectProblem, RepairOutcome, VerifyReport
 
 DAY_S = 86400.0

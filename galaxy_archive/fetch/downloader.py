@@ -15,8 +15,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import urlsplit
 
 from galaxy_archive.errors import (
     DigestMismatch,
@@ -27,7 +25,7 @@ from galaxy_archive.errors import (
     PathRefused,
     UpstreamError,
 )
-from galaxy_archive.models.layout import ObjectKind
+from galaxy_archive.fetch.tasks import FetchResult, FetchTask, Outcome, Plain
 from galaxy_archive.models.links import Link
 from galaxy_archive.models.meta_flags import may_keep_mismatch
 from galaxy_archive.storage.local import ArchiveStore, md5_of_file
@@ -36,61 +34,6 @@ from galaxy_archive.upstream.http_client import HttpClient, redact_url
 from galaxy_archive.upstream.link_cache import LinkCache
 
 ROUNDS = 3  # passes over all endpoints before giving up on an object
-
-
-class Outcome(enum.StrEnum):
-    FETCHED = "fetched"
-    ALREADY_PRESENT = "already_present"  # a correct file was already at the final path
-    ABSENT = "absent_upstream"  # every endpoint answered 404
-    FAILED = "failed"
-    STOPPED = "stopped"  # not attempted: the run is stopping
-
-
-@dataclass(frozen=True)
-class Signed:
-    """Fetch through a secure (or open) link: each endpoint's URL for `suffix`."""
-
-    request: LinkRequest
-    suffix: str
-
-
-@dataclass(frozen=True)
-class Plain:
-    """Fetch from a fixed, unsigned URL (meta files, offline chunks)."""
-
-    url: str
-
-    @property
-    def endpoint(self) -> str:
-        return urlsplit(self.url).hostname or "cdn"
-
-
-Source = Signed | Plain
-
-
-@dataclass(frozen=True)
-class FetchTask:
-    object_id: int
-    kind: ObjectKind
-    path: str
-    md5: str | None
-    size: int | None
-    sources: tuple[Source, ...]
-    what: str
-    product_id: str | None = None
-    check: Callable[[Path], None] | None = None  # e.g. a manifest must also parse
-
-
-@dataclass(frozen=True)
-class FetchResult:
-    task: FetchTask
-    outcome: Outcome
-    size: int = 0
-    md5: str | None = None  # measured while storing
-    endpoint: str | None = None
-    source_url: str | None = None  # redacted
-    error: str | None = None
-    served_md5: str | None = None  # a meta file kept with bytes of this MD5, not its id
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-from galaxy_archive.fetch.downloader import Plain, Signed, Source
+from galaxy_archive.fetch.tasks import Plain, Signed, Source
 from galaxy_archive.models.layout import ObjectKind, galaxy_path, split_v1_path
 from galaxy_archive.upstream.galaxy_api import GalaxyApi, LinkRequest
 

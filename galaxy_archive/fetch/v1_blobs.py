@@ -29,8 +29,8 @@ from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from galaxy_archive.errors import ManifestError, PathRefused, StorageError, UpstreamError
-from galaxy_archive.fetch.downloader import FetchResult, FetchTask, Outcome
 from galaxy_archive.fetch.sources import v1_blob_link, v1_blob_source
+from galaxy_archive.fetch.tasks import FetchResult, FetchTask, Outcome
 from galaxy_archive.fetch.v1_blob_hash import InOrderHasher
 from galaxy_archive.fetch.v1_blob_io import BlobFile, BufferPool
 from galaxy_archive.models.layout import ObjectKind

@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable, Sequence
 
 from galaxy_archive.errors import StorageError
-from galaxy_archive.fetch.downloader import Downloader, FetchResult
+from galaxy_archive.fetch.downloader import Downloader
+from galaxy_archive.fetch.tasks import FetchResult
 from galaxy_archive.fetch.v1_blobs import DEFAULT_RANGE_SIZE_BYTES, BlobFetcher, BlobJob
 from galaxy_archive.models.layout import split_v1_path
 from galaxy_archive.models.v1_ranges import ByteRange

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from galaxy_archive.errors import ManifestError, UpstreamError
-from galaxy_archive.fetch.downloader import FetchTask
 from galaxy_archive.fetch.sources import dependency_chunk_sources, dependency_meta_sources
+from galaxy_archive.fetch.tasks import FetchTask
 from galaxy_archive.models.dependencies import (
     DependencyDepot,
     DependencyMode,

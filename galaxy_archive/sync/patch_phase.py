@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from galaxy_archive.errors import ManifestError, UpstreamError
-from galaxy_archive.fetch.downloader import FetchTask
 from galaxy_archive.fetch.sources import patch_chunk_sources, patch_meta_sources
+from galaxy_archive.fetch.tasks import FetchTask
 from galaxy_archive.models.layout import ObjectKind, cas_path
 from galaxy_archive.models.manifests import (
     DepotManifest,

@@ -21,8 +21,9 @@ from galaxy_archive.errors import (
     StorageError,
     UpstreamError,
 )
-from galaxy_archive.fetch.downloader import Downloader, FetchResult, FetchTask, Outcome
+from galaxy_archive.fetch.downloader import Downloader
 from galaxy_archive.fetch.sources import chunk_sources, meta_sources, sibling_meta_urls
+from galaxy_archive.fetch.tasks import FetchResult, FetchTask, Outcome
 from galaxy_archive.models.dependencies import DependencyMode
 from galaxy_archive.models.layout import ObjectKind, cas_path
 from galaxy_archive.models.manifests import (

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from galaxy_archive.errors import ManifestError
-from galaxy_archive.fetch.downloader import FetchTask, Outcome
 from galaxy_archive.fetch.sources import v1_manifest_sources
+from galaxy_archive.fetch.tasks import FetchTask, Outcome
 from galaxy_archive.fetch.v1_download import download_blob
 from galaxy_archive.models.layout import ObjectKind, v1_blob_path, v1_manifest_path
 from galaxy_archive.models.manifests import MAX_MANIFEST_BYTES, BuildListing

@@ -18,8 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from galaxy_archive.errors import IntegrityError, ManifestError, StorageError, UpstreamError
-from galaxy_archive.fetch.downloader import Downloader, FetchResult, FetchTask, Outcome
+from galaxy_archive.fetch.downloader import Downloader
 from galaxy_archive.fetch.sources import meta_sources, sibling_meta_urls, sources_for
+from galaxy_archive.fetch.tasks import FetchResult, FetchTask, Outcome
 from galaxy_archive.fetch.v1_download import download_blob
 from galaxy_archive.models.layout import ObjectKind
 from galaxy_archive.models.meta_flags import KEEPABLE_KINDS, record_served_md5

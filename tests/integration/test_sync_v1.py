@@ -19,7 +19,7 @@ import pytest
 
 from galaxy_archive.app import App
 from galaxy_archive.config import load
-from galaxy_archive.fetch.downloader import Outcome
+from galaxy_archive.fetch.tasks import Outcome
 from galaxy_archive.storage.local import PARTIAL_SUFFIX
 from galaxy_archive.sync.v1_phase import download_blob
 from tests.conftest import MIGRATIONS, REPO, Archive

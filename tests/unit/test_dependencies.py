@@ -8,8 +8,8 @@ import pytest
 
 from galaxy_archive.config import Endpoints
 from galaxy_archive.errors import ManifestError
-from galaxy_archive.fetch.downloader import Plain, Signed
 from galaxy_archive.fetch.sources import sources_for
+from galaxy_archive.fetch.tasks import Plain, Signed
 from galaxy_archive.models.dependencies import (
     DependencyMode,
     parse_dependency_manifest,

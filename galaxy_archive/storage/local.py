@@ -19,6 +19,7 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from galaxy_archive.errors import DigestMismatch, IntegrityError, PathRefused, StorageError
 from galaxy_archive.storage.containment import Escape, Tree, path_problem
@@ -67,6 +68,33 @@ class ArchiveStore:
         except (OSError, Escape):
             return None
         return found.st_size if stat.S_ISREG(found.st_mode) else None
+
+    def open_read(self, relative: str) -> BinaryIO:
+        """The stored object's bytes (see interface.ObjectStore): never through a symlink."""
+        unsafe = path_problem(relative)
+        if unsafe is not None:
+            raise PathRefused(f"not read: {unsafe}")
+        try:
+            self.tree.check_dirs(relative)
+        except Escape as exc:
+            raise PathRefused(f"{relative}: not read: {exc}") from exc
+        fd = os.open(self.tree.prefix + relative, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        return open(fd, "rb")
+
+    def md5_of(self, relative: str) -> tuple[str, int]:
+        """(MD5, size) of the stored bytes, read in blocks."""
+        with self.open_read(relative) as handle:
+            return md5_of_stream(handle)
+
+    def local_path(self, relative: str) -> Path | None:
+        """The object's real path (for sendfile), None when the path is not a plain one."""
+        if path_problem(relative) is not None:
+            return None
+        try:
+            self.tree.check_dirs(relative)
+        except (OSError, Escape):
+            return None
+        return Path(self.tree.prefix + relative)
 
     def prepare(self, relative: str) -> Path:
         """The final path of the object at `relative`, its directories made; a StorageError
@@ -185,4 +213,14 @@ def md5_of_file(path: Path, *, block_size: int = 1 << 20) -> tuple[str, int]:
         while count := handle.readinto(buffer):
             digest.update(view[:count])
             size += count
+    return digest.hexdigest(), size
+
+
+def md5_of_stream(handle: BinaryIO, *, block_size: int = 1 << 20) -> tuple[str, int]:
+    """(MD5, size) of what is left to read in `handle`, read in blocks."""
+    digest = hashlib.md5(usedforsecurity=False)
+    size = 0
+    while block := handle.read(block_size):
+        digest.update(block)
+        size += len(block)
     return digest.hexdigest(), size

@@ -10,7 +10,6 @@ never kept. Chunks are not meta: their id is proven to be the MD5 of their bytes
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,14 +24,3 @@ def may_keep_mismatch(
     """Whether bytes of another MD5 may be kept: a meta file whose bytes can be proven to
     parse (its fetch has a check), known by an id."""
     return kind in KEEPABLE_KINDS and md5 is not None and check is not None
-
-
-def record_served_md5(
-    conn: sqlite3.Connection, object_id: int, path: str, served_md5: str | None
-) -> str | None:
-    """Record the MD5 of the bytes just stored for a meta object (None: they match its id, and
-    an older flag is cleared); return the warning to give for a flagged object."""
-    conn.execute("UPDATE objects SET served_md5 = ? WHERE id = ?", (served_md5, object_id))
-    if served_md5 is None:
-        return None
-    return f"{path}: kept, but its bytes have MD5 {served_md5}, not its id (protocol.md 3.2)"

@@ -38,9 +38,10 @@ from galaxy_archive.models.manifests import (
     parse_depot_manifest,
     parse_repository_v2,
 )
-from galaxy_archive.models.meta_flags import KEEPABLE_KINDS, record_served_md5
+from galaxy_archive.models.meta_flags import KEEPABLE_KINDS
 from galaxy_archive.report import SyncReport, human_bytes
 from galaxy_archive.state.db import NewObject, StateDB
+from galaxy_archive.state.meta_flags import record_served_md5
 from galaxy_archive.storage.local import ArchiveStore
 from galaxy_archive.sync.dependency_phase import DependencyPhase
 from galaxy_archive.sync.patch_phase import PatchPhase

@@ -23,8 +23,9 @@ from galaxy_archive.fetch.sources import meta_sources, sibling_meta_urls, source
 from galaxy_archive.fetch.tasks import FetchResult, FetchTask, Outcome
 from galaxy_archive.fetch.v1_download import download_blob
 from galaxy_archive.models.layout import ObjectKind
-from galaxy_archive.models.meta_flags import KEEPABLE_KINDS, record_served_md5
+from galaxy_archive.models.meta_flags import KEEPABLE_KINDS
 from galaxy_archive.models.verify_plan import VerifyLevel, checks_for
+from galaxy_archive.state.meta_flags import record_served_md5
 from galaxy_archive.state.verify_records import PlanRow, VerifyRecords
 from galaxy_archive.storage.containment import Escape
 from galaxy_archive.storage.local import ArchiveStore, md5_of_file, partial_path

@@ -1,5 +1,14 @@
-"""The command line: a click group and one module per command (thin adapters)."""
+"""The command line: a click group and one module per command (thin adapters).
 
-from galaxy_archive.cli.main import main
+Commands in modules of their own are registered here, not in main: they use main's `_exits`
+and `_app`, and an import back from main would be an import cycle.
+"""
+
+from galaxy_archive.cli.diff_cmd import diff
+from galaxy_archive.cli.main import cli, main
+from galaxy_archive.cli.show_cmd import show
+
+cli.add_command(diff)
+cli.add_command(show)
 
 __all__ = ["main"]

@@ -288,7 +288,7 @@ class BlobFetcher:
             return None
         try:
             reader = self._store.open_read(job.path)
-        except OSError:  # gone or swapped for a symlink since: fetched afresh
+        except (OSError, PathRefused):  # gone or swapped for a symlink since: fetched afresh
             return None
         with reader:
             whole = [ByteRange(0, total)] if total else []

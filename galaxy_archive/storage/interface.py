@@ -69,7 +69,8 @@ class ObjectStore(Protocol):
 
     def open_read(self, relative: str) -> BinaryIO:
         """The stored object's bytes from the start. FileNotFoundError when there is none;
-        PathRefused when the path (or a directory on the way) is not a plain one."""
+        PathRefused when the path, a directory on the way or the object is not a plain one
+        (a symlink is never followed)."""
         ...
 
     def size_of(self, relative: str) -> int | None:

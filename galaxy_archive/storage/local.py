@@ -13,6 +13,7 @@ Such an object is a StorageError naming it; the other objects are unaffected.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import secrets
@@ -117,8 +118,8 @@ class ArchiveStore:
 
     def _open_fd(self, relative: str, verb: str) -> int:
         """A descriptor on the object, opened without following a symlink anywhere below the
-        root: PathRefused when the path or a directory on the way is not a plain one,
-        FileNotFoundError when absent, OSError (ELOOP) when the object is a symlink."""
+        root: PathRefused when the path, a directory on the way or the object itself is not a
+        plain one (a symlink), FileNotFoundError when absent."""
         unsafe = path_problem(relative)
         if unsafe is not None:
             raise PathRefused(f"not {verb}: {unsafe}")
@@ -126,7 +127,12 @@ class ArchiveStore:
             self.tree.check_dirs(relative)
         except Escape as exc:
             raise PathRefused(f"{relative}: not {verb}: {exc}") from exc
-        return os.open(self.tree.prefix + relative, _OPEN_READ)
+        try:
+            return os.open(self.tree.prefix + relative, _OPEN_READ)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            raise PathRefused(f"{relative}: not {verb}: is a symlink") from exc
 
     # --- writing ---------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import hashlib
 import io
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -177,7 +178,7 @@ class _Reader:
         return []
 
 
-def _filler(reader: BinaryIO) -> Any:
+def _filler(reader: BinaryIO) -> Callable[[bytearray], int | None]:
     """`readinto` of the reader when it has one (a local file: the bytes land in the thread's
     buffer with no copy, which keeps verify at md5sum's speed), else read-and-copy."""
     if isinstance(reader, io.BufferedIOBase | io.RawIOBase):

@@ -1,5 +1,8 @@
 """The per-run context: config plus the factories for session, auth, DB, store and clock.
 
+The store is built once per App and cached: everything in a run reads and writes the tree
+through that one `ObjectStore`.
+
 Commands get everything through an App, so tests can swap the clock or the migrations
 directory without patching globals. The network factories import the HTTP stack (requests,
 urllib3) when first called: commands without network (plain verify, status) never load it.
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from galaxy_archive.config import Config
 from galaxy_archive.state.db import StateDB, open_db
+from galaxy_archive.storage.interface import ObjectStore
 from galaxy_archive.storage.local import ArchiveStore
 
 if TYPE_CHECKING:
@@ -38,6 +42,7 @@ class App:
     stop: threading.Event = field(default_factory=threading.Event)  # first signal: wind down
     abort: threading.Event = field(default_factory=threading.Event)  # second: drop what's in flight
     disk_free: Callable[[Path], int] = field(default=lambda path: shutil.disk_usage(path).free)
+    _store: ObjectStore | None = field(default=None, init=False, repr=False)
 
     def http(self, workers: int) -> HttpClient:
         # local: requests only for network commands
@@ -84,8 +89,12 @@ class App:
 
         return GalaxyApi(http, self.config.endpoints, self.authenticator(http))
 
-    def store(self) -> ArchiveStore:
-        return ArchiveStore(self.config.root)
+    def store(self) -> ObjectStore:
+        """The run's one store: built on first use, then shared by every part of the run (its
+        directory checks are cached per store, so one store checks each directory once)."""
+        if self._store is None:
+            self._store = ArchiveStore(self.config.root)
+        return self._store
 
     def open_db(self) -> StateDB:
         return open_db(

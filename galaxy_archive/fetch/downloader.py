@@ -28,7 +28,7 @@ from galaxy_archive.errors import (
 from galaxy_archive.fetch.tasks import FetchResult, FetchTask, Outcome, Plain
 from galaxy_archive.models.links import Link
 from galaxy_archive.models.meta_flags import may_keep_mismatch
-from galaxy_archive.storage.local import ArchiveStore, md5_of_file
+from galaxy_archive.storage.interface import ObjectStore
 from galaxy_archive.upstream.galaxy_api import LinkRefused, LinkRequest
 from galaxy_archive.upstream.http_client import HttpClient, redact_url
 from galaxy_archive.upstream.link_cache import LinkCache
@@ -67,7 +67,7 @@ class Downloader:
     def __init__(
         self,
         http: HttpClient,
-        store: ArchiveStore,
+        store: ObjectStore,
         links: LinkCache,
         *,
         workers: int,
@@ -289,16 +289,16 @@ class Downloader:
         kill -9, when the DB had not recorded it yet) is adopted, not downloaded again."""
         if task.md5 is None:
             return None
-        path = self._store.path(task.path)
         size = self._store.size_of(task.path)
         if size is None or (task.size is not None and size != task.size):
             return None
         try:
-            md5, _ = md5_of_file(path)
+            md5, _ = self._store.md5_of(task.path)
             if md5 != task.md5:
                 return None
             if task.check is not None:
-                task.check(path)
+                with self._store.open_read(task.path) as reader:
+                    task.check(reader)
         except (OSError, GalaxyArchiveError):
             return None
         return FetchResult(task, Outcome.ALREADY_PRESENT, size=size, md5=md5)

@@ -7,12 +7,11 @@ them, `sources` says which `Source`s an object kind has.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from galaxy_archive.models.layout import ObjectKind
+from galaxy_archive.storage.interface import Check
 from galaxy_archive.upstream.galaxy_api import LinkRequest
 
 
@@ -56,7 +55,9 @@ class FetchTask:
     sources: tuple[Source, ...]
     what: str
     product_id: str | None = None
-    check: Callable[[Path], None] | None = None  # e.g. a manifest must also parse
+    # Run on the complete bytes (a reader at 0) before they become visible: a manifest must
+    # also parse; an exception from it discards them like a hash mismatch.
+    check: Check | None = None
 
 
 @dataclass(frozen=True)

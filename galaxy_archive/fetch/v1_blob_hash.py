@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from galaxy_archive.errors import StorageError
-from galaxy_archive.fetch.v1_blob_io import BlobFile
+from galaxy_archive.fetch.v1_blob_io import ReadBack
 from galaxy_archive.models.v1_ranges import ByteRange, Extent, ExtentChecker
 
 READ_BACK_BLOCK_BYTES = 4 * 1024 * 1024
@@ -40,7 +40,7 @@ class InOrderHasher:
 
     def __init__(
         self,
-        file: BlobFile,
+        file: ReadBack,
         total: int,
         extents: Sequence[Extent],
         on_disk: Sequence[ByteRange],

@@ -1,5 +1,9 @@
 """The partial file a V1 blob is downloaded into, and the buffers its ranges pass through.
 
+The partial file is the store's staging file (`ObjectStore.staging_path`): always local, so
+it is written and read back here by position. A stored blob is read back only through the
+store (`StoredBlob` over `ObjectStore.open_read`).
+
 Each range body is received into one of a fixed set of page-aligned buffers, written from
 there at its offset and then hashed from the same memory: the blob is never read back. Writes
 use O_DIRECT where the file system takes it. An archive is written once and read rarely, so
@@ -18,6 +22,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO, Protocol
 
 from galaxy_archive.errors import PathRefused, StorageError
 
@@ -27,14 +32,50 @@ DIRECT_ALIGNMENT = 4096
 _O_DIRECT = getattr(os, "O_DIRECT", 0)  # Linux; elsewhere every write is buffered
 
 
+class ReadBack(Protocol):
+    """Bytes of a blob read back by offset, to be hashed (v1_blob_hash)."""
+
+    @property
+    def what(self) -> str: ...
+
+    def read_into(self, view: memoryview, offset: int) -> int:
+        """Fill `view` from `offset` (at least one byte); an OSError when the blob ends first."""
+        ...
+
+
+class StoredBlob:
+    """A stored blob read back through the store's reader, in offset order (one lane reads
+    it: v1_blob_hash), so a seek is needed only when an offset is skipped."""
+
+    def __init__(self, reader: BinaryIO, what: str) -> None:
+        self._reader = reader
+        self._what = what
+        self._position = 0
+
+    @property
+    def what(self) -> str:
+        return self._what
+
+    def read_into(self, view: memoryview, offset: int) -> int:
+        if offset != self._position:
+            self._reader.seek(offset)
+        data = self._reader.read(len(view))  # BinaryIO has no readinto; adopting is rare
+        count = len(data)
+        view[:count] = data
+        if not count:
+            raise OSError(f"the file ends at {offset} bytes")
+        self._position = offset + count
+        return count
+
+
 class BlobFile:
-    """A blob's partial file, open twice: buffered, and O_DIRECT when the system allows (or a
-    stored blob, open read-only to be checked: archivists may well make their files so)."""
+    """A blob's partial (staging) file, open twice: buffered, and O_DIRECT when the system
+    allows (or open read-only, to be checked)."""
 
     def __init__(self, path: Path, what: str, *, writable: bool = True) -> None:
-        self.what = what
+        self._what = what
         try:
-            # never through a symlink (its directories are the store's to check: prepare())
+            # never through a symlink (its directories are the store's to check)
             flags = (os.O_RDWR | os.O_CREAT if writable else os.O_RDONLY) | os.O_NOFOLLOW
             self._fd = os.open(path, flags, 0o644)
         except OSError as exc:
@@ -53,6 +94,10 @@ class BlobFile:
         # One writer at a time: the kernel serialises writes to one file anyway, and writers
         # queued on its inode lock spin on the CPU; on this lock they sleep.
         self._write_lock = threading.Lock()
+
+    @property
+    def what(self) -> str:
+        return self._what
 
     @property
     def is_direct(self) -> bool:

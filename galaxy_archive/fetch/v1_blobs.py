@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import mmap
-import os
 import random
 import threading
 import time
@@ -28,11 +27,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from galaxy_archive.errors import ManifestError, PathRefused, StorageError, UpstreamError
+from galaxy_archive.errors import ManifestError, PathRefused, UpstreamError
 from galaxy_archive.fetch.sources import v1_blob_link, v1_blob_source
 from galaxy_archive.fetch.tasks import FetchResult, FetchTask, Outcome
 from galaxy_archive.fetch.v1_blob_hash import InOrderHasher
-from galaxy_archive.fetch.v1_blob_io import BlobFile, BufferPool
+from galaxy_archive.fetch.v1_blob_io import BlobFile, BufferPool, StoredBlob
 from galaxy_archive.models.layout import ObjectKind
 from galaxy_archive.models.links import Endpoint, Link
 from galaxy_archive.models.v1_ranges import (
@@ -45,7 +44,7 @@ from galaxy_archive.models.v1_ranges import (
     parse_content_range,
     plan_ranges,
 )
-from galaxy_archive.storage.local import ArchiveStore, partial_path
+from galaxy_archive.storage.interface import ObjectStore
 from galaxy_archive.upstream.galaxy_api import LinkRefused, LinkRequest
 from galaxy_archive.upstream.http_client import HttpClient, redact_url
 from galaxy_archive.upstream.link_cache import LinkCache
@@ -151,7 +150,7 @@ class BlobFetcher:
         self,
         http: HttpClient,
         links: LinkCache,
-        store: ArchiveStore,
+        store: ObjectStore,
         *,
         workers: int,
         range_size: int = DEFAULT_RANGE_SIZE_BYTES,
@@ -285,29 +284,27 @@ class BlobFetcher:
         """A file already at the final path with the right size, every record matching and
         the recorded digest of the rest if there is one (e.g. renamed just before a kill -9):
         the MD5 of its bytes outside every record."""
-        if self._store.size_of(job.path) is None:  # none, or not a file reached safely
+        if self._store.size_of(job.path) != total:  # none, not reached safely, or resized
             return None
-        final = self._store.path(job.path)
-        file = BlobFile(final, job.path, writable=False)
         try:
-            if file.size() != total:
-                return None
+            reader = self._store.open_read(job.path)
+        except (OSError, PathRefused):  # gone or swapped for a symlink since: fetched afresh
+            return None
+        with reader:
             whole = [ByteRange(0, total)] if total else []
-            hasher = InOrderHasher(file, total, job.extents, whole, lambda _buffer: None)
+            stored = StoredBlob(reader, job.path)
+            hasher = InOrderHasher(stored, total, job.extents, whole, lambda _buffer: None)
             uncovered, bad = hasher.start().finish()
-        finally:
-            file.close()
         if bad or recorded_uncovered not in (None, uncovered):
             return None
-        partial = partial_path(final)
-        partial.unlink(missing_ok=True)  # an older download's leftovers are not needed now
+        # an older download's leftovers are not needed now
+        self._store.staging_path(job.path).unlink(missing_ok=True)
         return uncovered
 
     # --- download, check, rename -----------------------------------------------------------
 
     def _fetch_into_place(self, job: BlobJob, total: int, done: RangeSet) -> None:
-        final = self._store.prepare(job.path)  # PathRefused: never outside or through links
-        partial = partial_path(final)
+        partial = self._store.staging_path(job.path)  # PathRefused: never outside or via links
         file = BlobFile(partial, job.path)
         try:
             if file.size() != total:
@@ -320,10 +317,7 @@ class BlobFetcher:
             file.sync()
         finally:
             file.close()
-        try:
-            os.replace(partial, final)
-        except OSError as exc:
-            raise StorageError(f"{job.path}: cannot rename into place ({exc.strerror})") from exc
+        self._store.publish(job.path, partial, size=total)
         self._stored(total, uncovered)
 
     def _fetch_and_check(self, job: BlobJob, file: BlobFile, total: int, done: RangeSet) -> str:

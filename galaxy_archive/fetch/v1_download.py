@@ -19,12 +19,12 @@ from galaxy_archive.state.v1_state import (
     save_blob_progress,
     set_blob_stored,
 )
-from galaxy_archive.storage.local import ArchiveStore
+from galaxy_archive.storage.interface import ObjectStore
 
 
 def download_blob(
     db: StateDB,
-    store: ArchiveStore,
+    store: ObjectStore,
     downloader: Downloader,
     blob_object_id: int,
     *,

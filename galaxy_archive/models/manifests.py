@@ -13,7 +13,7 @@ import re
 import zlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, urlsplit
 
 from galaxy_archive.errors import ManifestError
@@ -45,6 +45,15 @@ def inflate(body: bytes, what: str, *, limit: int = MAX_MANIFEST_BYTES) -> bytes
     if inflater.unused_data:
         raise ManifestError(f"{what}: trailing bytes after the zlib stream")
     return data
+
+
+def read_bounded(reader: BinaryIO, what: str, *, limit: int = MAX_MANIFEST_BYTES) -> bytes:
+    """The bytes of a manifest from `reader` (a stored object, or one being checked before it
+    is stored), refusing one larger than `limit` without reading past it."""
+    body = reader.read(limit + 1)
+    if len(body) > limit:
+        raise ManifestError(f"{what}: larger than {limit} bytes")
+    return body
 
 
 def looks_like_zlib(body: bytes) -> bool:
@@ -519,3 +528,13 @@ def _parse_diff(item: Any, what: str) -> DepotDiff:
         md5_target=check_md5(json_field(item, "md5_target", str, what), f"{what} md5_target"),
         chunks=_parse_chunks(item, what),
     )
+
+
+def read_repository(reader: BinaryIO, what: str) -> RepositoryV2:
+    """A stored (or just downloaded) V2 repository manifest, read from `reader`, bounded."""
+    return parse_repository_v2(decode_meta(read_bounded(reader, what), what), what)
+
+
+def read_depot(reader: BinaryIO, what: str) -> DepotManifest:
+    """A stored (or just downloaded) V2 depot manifest, read from `reader`, bounded."""
+    return parse_depot_manifest(decode_meta(read_bounded(reader, what), what), what)

@@ -11,7 +11,7 @@ never kept. Chunks are not meta: their id is proven to be the MD5 of their bytes
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
+from typing import BinaryIO
 
 from galaxy_archive.models.layout import ObjectKind
 
@@ -19,7 +19,7 @@ KEEPABLE_KINDS = frozenset({ObjectKind.META, ObjectKind.PATCH_META, ObjectKind.D
 
 
 def may_keep_mismatch(
-    kind: ObjectKind, md5: str | None, check: Callable[[Path], None] | None
+    kind: ObjectKind, md5: str | None, check: Callable[[BinaryIO], None] | None
 ) -> bool:
     """Whether bytes of another MD5 may be kept: a meta file whose bytes can be proven to
     parse (its fetch has a check), known by an id."""

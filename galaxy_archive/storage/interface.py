@@ -16,6 +16,7 @@ Guarantees every backend keeps:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,10 @@ class StoredEntry:
     is_listed: bool = True
 
 
+class WalkStopped(Exception):
+    """`is_over` said stop (time budget spent, or the run was asked to stop)."""
+
+
 class ObjectStore(Protocol):
     """A place to keep the archive's objects. Thread-safe: the downloader's workers call it
     concurrently (for different paths)."""
@@ -64,11 +69,19 @@ class ObjectStore(Protocol):
 
     def open_read(self, relative: str) -> BinaryIO:
         """The stored object's bytes from the start. FileNotFoundError when there is none;
-        PathRefused when the path (or a directory on the way) is not a plain one."""
+        PathRefused when the path, a directory on the way or the object is not a plain one
+        (a symlink is never followed)."""
         ...
 
     def size_of(self, relative: str) -> int | None:
         """The stored object's size, or None when there is no object to adopt there."""
+        ...
+
+    def stat(self, relative: str) -> int:
+        """The stored object's size, or why there is none: FileNotFoundError when it is
+        absent; PathRefused, its message saying what is wrong, when something is there that is
+        not a plain object reached through plain directories (verify reports the message);
+        StorageError when it cannot be looked at."""
         ...
 
     def md5_of(self, relative: str) -> tuple[str, int]:
@@ -77,11 +90,25 @@ class ObjectStore(Protocol):
 
     def quarantine(self, relative: str, now: float) -> str:
         """Move the object aside, out of the tree's objects, as evidence (never deleted);
-        return where it went, relative to the archive root."""
+        return where it went, relative to the archive root. StorageError naming the object
+        when it cannot (then it stays where it is)."""
         ...
 
     def delete(self, relative: str) -> None:
-        """Remove the object (gc). No error when it is already gone."""
+        """Remove the object (gc). No error when it is already gone; PathRefused when the
+        path is not a plain one or what is there is not a plain object."""
+        ...
+
+    def check_writable(self, relative: str) -> None:
+        """Raise PathRefused (naming the object) when an object could not be written at
+        `relative` now: asked before evidence is moved aside for a repair that could not be
+        written back anyway."""
+        ...
+
+    def sweep_temp_files(self) -> int:
+        """Remove what dead runs left half-written (temp files; an object store's abandoned
+        uploads), never a resumable staged file; return how many were removed. Only under
+        the archive lock: a live run's writes in flight look the same."""
         ...
 
     def list_files(self, top: str, is_over: Callable[[], bool]) -> Iterator[StoredEntry]:
@@ -96,12 +123,25 @@ class ObjectStore(Protocol):
         resume it. Its directory exists; the file may not."""
         ...
 
-    def publish(self, relative: str, staged: Path, *, md5: str, size: int) -> StoredObject:
-        """Make a staged file (already checked by the caller) the object at `relative`: after
-        this it is visible, durable and the staged file is gone."""
+    def publish(self, relative: str, staged: Path, *, size: int, md5: str | None = None) -> None:
+        """Make a staged file (already checked and fsynced by the caller) the object at
+        `relative`, atomically: after this it is visible, durable and the staged file is
+        gone. `size` is checked again (a staged file of another size is refused); `md5`, when
+        the caller knows the whole object's (a V1 blob has none), lets a backend check the
+        upload. PathRefused when `staged` is not a plain file or `relative` not a plain path."""
         ...
 
     def local_path(self, relative: str) -> Path | None:
         """A real filesystem path to the stored object when the backend has one (the local
         tree: a server can use sendfile), else None (read it with `open_read`)."""
         ...
+
+
+def md5_of_stream(handle: BinaryIO, *, block_size: int = 1 << 20) -> tuple[str, int]:
+    """(MD5, size) of what is left to read in `handle`, read in blocks."""
+    digest = hashlib.md5(usedforsecurity=False)
+    size = 0
+    while block := handle.read(block_size):
+        digest.update(block)
+        size += len(block)
+    return digest.hexdigest(), size

@@ -15,7 +15,9 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 
-from galaxy_archive.storage.local import PARTIAL_SUFFIX, TEMP_SUFFIX, TREE_TOPS
+from galaxy_archive.storage.interface import ObjectStore
+from galaxy_archive.storage.interface import WalkStopped as WalkStopped  # re-exported
+from galaxy_archive.storage.names import PARTIAL_SUFFIX, TEMP_SUFFIX, TREE_TOPS
 
 log = logging.getLogger(__name__)
 # Opening each directory without following a symlink closes the gap between listing a
@@ -30,24 +32,21 @@ class Stray(enum.StrEnum):
     UNREADABLE = "unreadable"  # a directory that could not be listed: what is below is unknown
 
 
-class WalkStopped(Exception):
-    """`is_over` said stop (time budget spent, or the run was asked to stop)."""
-
-
 def find_strays(
-    root: str, known: Callable[[str], Iterator[str]], is_over: Callable[[], bool]
+    store: ObjectStore, known: Callable[[str], Iterator[str]], is_over: Callable[[], bool]
 ) -> Iterator[tuple[str, Stray]]:
-    """Every file under root's v1/ and v2/ that `known(top)` (the recorded paths under a top
-    directory, in path order) does not list, with what it looks like; and every directory
-    that could not be listed, as UNREADABLE.
+    """Every file in the store's v1/ and v2/ (`store.list_files`) that `known(top)` (the
+    recorded paths under a top directory, in path order) does not list, with what it looks
+    like; and every directory that could not be listed, as UNREADABLE.
 
     Raises WalkStopped when `is_over()` (asked once per directory) turns true.
     """
     for top in TREE_TOPS:
         recorded = known(top)
         next_known = next(recorded, None)
-        for path, is_listed in sorted_entries(root, top, is_over):
-            if not is_listed:
+        for entry in store.list_files(top, is_over):
+            path = entry.path
+            if not entry.is_listed:
                 yield path, Stray.UNREADABLE
                 continue
             while next_known is not None and next_known < path:

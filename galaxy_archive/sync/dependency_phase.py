@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
-from galaxy_archive.errors import ManifestError, UpstreamError
+from galaxy_archive.errors import ManifestError, StorageError, UpstreamError
 from galaxy_archive.fetch.sources import dependency_chunk_sources, dependency_meta_sources
 from galaxy_archive.fetch.tasks import FetchTask
 from galaxy_archive.models.dependencies import (
@@ -29,6 +28,7 @@ from galaxy_archive.models.manifests import (
     decode_json,
     decode_meta,
     parse_depot_manifest,
+    read_bounded,
 )
 from galaxy_archive.state.db import NewObject
 from galaxy_archive.state.dependency_records import DependencyRecords
@@ -41,12 +41,12 @@ log = logging.getLogger(__name__)
 WHAT = "dependencies repository"
 
 
-def read_dependency_manifest(path: Path, what: str) -> tuple[DependencyDepot, ...]:
-    return parse_dependency_manifest(decode_meta(path.read_bytes(), what), what)
+def read_dependency_manifest(reader: BinaryIO, what: str) -> tuple[DependencyDepot, ...]:
+    return parse_dependency_manifest(decode_meta(read_bounded(reader, what), what), what)
 
 
-def read_dependency_depot(path: Path, what: str) -> DepotManifest:
-    return parse_depot_manifest(decode_meta(path.read_bytes(), what), what)
+def read_dependency_depot(reader: BinaryIO, what: str) -> DepotManifest:
+    return parse_depot_manifest(decode_meta(read_bounded(reader, what), what), what)
 
 
 class DependencyPhase(Phase):
@@ -132,8 +132,9 @@ class DependencyPhase(Phase):
         if row is None or row.state != "verified":
             return None  # the downloader reported why
         try:
-            depots = read_dependency_manifest(self.store.path(path), what)
-        except (ManifestError, OSError) as exc:
+            with self.store.open_read(path) as reader:
+                depots = read_dependency_manifest(reader, what)
+        except (ManifestError, StorageError, OSError) as exc:
             self.report.problem(f"{what}: {exc}")
             return None
         self.records.record_depots(repository_id, depots)
@@ -177,8 +178,9 @@ class DependencyPhase(Phase):
                 continue
             what = f"dependency depot manifest {row.md5} ({dependency_id})"
             try:
-                manifest = read_dependency_depot(self.store.path(row.path), what)
-            except (ManifestError, OSError) as exc:
+                with self.store.open_read(row.path) as reader:
+                    manifest = read_dependency_depot(reader, what)
+            except (ManifestError, StorageError, OSError) as exc:
                 self.report.problem(f"{what}: {exc}")
                 continue
             # The same roles as game depots: small-files members are optional (4.3).

@@ -8,12 +8,11 @@ v2/patches/store through the product's secure link with root /patches/store.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
-from galaxy_archive.errors import ManifestError, UpstreamError
+from galaxy_archive.errors import ManifestError, StorageError, UpstreamError
 from galaxy_archive.fetch.sources import patch_chunk_sources, patch_meta_sources
 from galaxy_archive.fetch.tasks import FetchTask
 from galaxy_archive.models.layout import ObjectKind, cas_path
@@ -23,6 +22,7 @@ from galaxy_archive.models.manifests import (
     decode_meta,
     parse_depot_manifest,
     parse_repository_v2,
+    read_bounded,
 )
 from galaxy_archive.models.patches import (
     BuildPoint,
@@ -39,14 +39,15 @@ from galaxy_archive.models.patches import (
 )
 from galaxy_archive.state.db import NewObject
 from galaxy_archive.state.patch_records import PatchRecords, PatchRow, pair_key
+from galaxy_archive.storage.interface import Check
 from galaxy_archive.sync.phase import Phase, chunk_references, parse_check
 
 if TYPE_CHECKING:
     from galaxy_archive.sync.syncer import Syncer
 
 
-def read_patch_depot(path: Path, what: str) -> DepotManifest:
-    return parse_depot_manifest(decode_meta(path.read_bytes(), what), what)
+def read_patch_depot(reader: BinaryIO, what: str) -> DepotManifest:
+    return parse_depot_manifest(decode_meta(read_bounded(reader, what), what), what)
 
 
 @dataclass
@@ -173,12 +174,12 @@ class PatchPhase(Phase):
             )
         self.syncer.fetch(list(tasks.values()))
 
-    def _root_check(self, pair: PatchPair, patch_id: str, what: str) -> Callable[[Path], None]:
+    def _root_check(self, pair: PatchPair, patch_id: str, what: str) -> Check:
         """The downloader's check of a root: it must parse; why it did not is remembered."""
 
-        def check(path: Path) -> None:
+        def check(reader: BinaryIO) -> None:
             try:
-                parse_root_for(path.read_bytes(), pair, what)
+                parse_root_for(read_bounded(reader, what), pair, what)
             except ManifestError as exc:
                 self._invalid_roots[patch_id] = str(exc)
                 raise
@@ -194,10 +195,11 @@ class PatchPhase(Phase):
         row = self.db.object_by_path(path)
         if invalid is None and row is not None and row.state == "verified":
             try:
-                item.root = parse_root_for(self.store.path(path).read_bytes(), pair, what)
+                with self.store.open_read(path) as reader:
+                    item.root = parse_root_for(read_bounded(reader, what), pair, what)
             except ManifestError as exc:
                 invalid = str(exc)
-            except OSError as exc:
+            except (StorageError, OSError) as exc:
                 invalid = f"{what}: {exc}"
             if invalid is not None:
                 self.report.problem(invalid)
@@ -297,9 +299,10 @@ class PatchPhase(Phase):
             return None
         what = f"repository manifest of build {pair.to_build_id}"
         try:
-            data = decode_meta(self.store.path(row[0]).read_bytes(), what)
+            with self.store.open_read(row[0]) as reader:
+                data = decode_meta(read_bounded(reader, what), what)
             return parse_repository_v2(data, what).product_ids
-        except (ManifestError, OSError):
+        except (ManifestError, StorageError, OSError):
             return None
 
     def _index_depots(self, product_id: str, active: Sequence[_Active]) -> None:
@@ -318,8 +321,9 @@ class PatchPhase(Phase):
                 continue
             what = f"patch depot manifest {md5} (product {depot_product})"
             try:
-                manifest = read_patch_depot(self.store.path(path), what)
-            except (ManifestError, OSError) as exc:
+                with self.store.open_read(path) as reader:
+                    manifest = read_patch_depot(reader, what)
+            except (ManifestError, StorageError, OSError) as exc:
                 self.report.problem(f"{what}: {exc}")
                 continue
             roles = chunk_references(manifest, ObjectKind.PATCH_STORE, depot_product)

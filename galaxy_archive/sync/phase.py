@@ -8,12 +8,12 @@ recorded exactly like the game's.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from galaxy_archive.models.layout import ObjectKind, cas_path
 from galaxy_archive.models.manifests import DepotManifest
 from galaxy_archive.state.db import NewObject
+from galaxy_archive.storage.interface import Check
 
 if TYPE_CHECKING:  # the Syncer runs the phases; only its type is needed here
     from galaxy_archive.sync.syncer import Syncer
@@ -32,11 +32,11 @@ class Phase:
         self.clock = syncer.clock
 
 
-def parse_check(reader: Callable[[Path, str], object], what: str) -> Callable[[Path], None]:
+def parse_check(read: Callable[[BinaryIO, str], object], what: str) -> Check:
     """A downloader check: the bytes must also parse (else they never reach the tree)."""
 
-    def check(path: Path) -> None:
-        reader(path, what)
+    def check(reader: BinaryIO) -> None:
+        read(reader, what)
 
     return check
 

@@ -97,6 +97,7 @@ def _sync_with(
         clock=app.clock,
         stop=app.stop,
         disk_free=app.disk_free,
+        free_space_at=app.config.root,
     )
     syncer.on_result = lambda _result: progress.add_object()
     report = _sync_library(syncer, product_ids, include_owned)

@@ -33,16 +33,15 @@ from galaxy_archive.models.manifests import (
     DepotRef,
     RepositoryV2,
     decode_builds_list,
-    decode_meta,
     parse_builds_list,
-    parse_depot_manifest,
-    parse_repository_v2,
+    read_depot,
+    read_repository,
 )
 from galaxy_archive.models.meta_flags import KEEPABLE_KINDS
 from galaxy_archive.report import SyncReport, human_bytes
 from galaxy_archive.state.db import NewObject, StateDB
 from galaxy_archive.state.meta_flags import record_served_md5
-from galaxy_archive.storage.local import ArchiveStore
+from galaxy_archive.storage.interface import ObjectStore
 from galaxy_archive.sync.dependency_phase import DependencyPhase
 from galaxy_archive.sync.patch_phase import PatchPhase
 from galaxy_archive.sync.phase import chunk_references, parse_check
@@ -76,26 +75,19 @@ class SyncOptions:
     v1_range_size: int = 8 * 1024 * 1024
 
 
-def read_repository(path: Path, what: str) -> RepositoryV2:
-    return parse_repository_v2(decode_meta(path.read_bytes(), what), what)
-
-
-def read_depot(path: Path, what: str) -> DepotManifest:
-    return parse_depot_manifest(decode_meta(path.read_bytes(), what), what)
-
-
 class Syncer:
     def __init__(
         self,
         *,
         api: GalaxyApi,
         db: StateDB,
-        store: ArchiveStore,
+        store: ObjectStore,
         downloader: Downloader,
         options: SyncOptions,
         clock: Callable[[], float] = time.time,
         stop: threading.Event | None = None,
         disk_free: Callable[[Path], int] | None = None,
+        free_space_at: Path | None = None,
     ) -> None:
         self.api = api
         self.db = db
@@ -105,6 +97,7 @@ class Syncer:
         self.clock = clock
         self.stop = stop or threading.Event()
         self.disk_free = disk_free
+        self.free_space_at = free_space_at  # where the bytes land on local disk
         self.report = SyncReport(is_dry_run=options.is_dry_run)
         # product id -> the other product ids its repository manifests list (its DLC).
         self.named_products: dict[str, set[str]] = {}
@@ -343,8 +336,9 @@ class Syncer:
                 self._build_problem(product_id, build.build_id, f"{what} is not available")
                 continue
             try:
-                repository = read_repository(self.store.path(paths[md5]), what)
-            except (ManifestError, OSError) as exc:
+                with self.store.open_read(paths[md5]) as reader:
+                    repository = read_repository(reader, what)
+            except (ManifestError, StorageError, OSError) as exc:
                 self._build_problem(product_id, build.build_id, f"{what}: {exc}")
                 continue
             repositories[build.build_id] = repository
@@ -430,8 +424,9 @@ class Syncer:
                 continue
             what = f"depot manifest {depot.manifest} (product {depot.product_id})"
             try:
-                manifest = read_depot(self.store.path(path), what)
-            except (ManifestError, OSError) as exc:
+                with self.store.open_read(path) as reader:
+                    manifest = read_depot(reader, what)
+            except (ManifestError, StorageError, OSError) as exc:
                 self.report.problem(f"{what}: {exc}")
                 continue
             self._index_depot(object_id, depot, manifest)
@@ -479,9 +474,9 @@ class Syncer:
 
     def _has_room_for(self, product_id: str, needed: int) -> bool:
         """Compare the bytes still to fetch with the free space; refuse (a problem) if short."""
-        if self.disk_free is None or needed == 0:
+        root = self.free_space_at
+        if self.disk_free is None or root is None or needed == 0:
             return True
-        root = self.store.root
         try:
             free = self.disk_free(root)
         except OSError as exc:

@@ -13,14 +13,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import BinaryIO
 
-from galaxy_archive.errors import ManifestError
+from galaxy_archive.errors import ManifestError, StorageError
 from galaxy_archive.fetch.sources import v1_manifest_sources
 from galaxy_archive.fetch.tasks import FetchTask, Outcome
 from galaxy_archive.fetch.v1_download import download_blob
 from galaxy_archive.models.layout import ObjectKind, v1_blob_path, v1_manifest_path
-from galaxy_archive.models.manifests import MAX_MANIFEST_BYTES, BuildListing
+from galaxy_archive.models.manifests import BuildListing, read_bounded
 from galaxy_archive.models.v1_manifests import (
     DEFAULT_BLOB_NAME,
     REPOSITORY_NAME,
@@ -45,6 +45,7 @@ from galaxy_archive.state.v1_state import (
     record_v1_redists,
     update_v1_build_states,
 )
+from galaxy_archive.storage.interface import Check
 from galaxy_archive.sync.phase import Phase
 
 log = logging.getLogger(__name__)
@@ -140,8 +141,9 @@ class V1Phases(Phase):
                 self._build_problem(product_id, build.build_id, f"{what} is not available")
                 continue
             try:
-                repository = read_repository_v1(_read_manifest(self.store.path(path), what), what)
-            except (ManifestError, OSError) as exc:
+                with self.store.open_read(path) as reader:
+                    repository = read_repository_v1(read_bounded(reader, what), what)
+            except (ManifestError, StorageError, OSError) as exc:
                 self._build_problem(product_id, build.build_id, f"{what}: {exc}")
                 continue
             record_v1_redists(self.db, product_id, build.build_id, repository.redists)
@@ -220,10 +222,11 @@ class V1Phases(Phase):
                 continue
             what = f"V1 depot manifest {manifest.path}"
             try:
-                raw = _read_manifest(self.store.path(manifest.path), what)
+                with self.store.open_read(manifest.path) as reader:
+                    raw = read_bounded(reader, what)
                 parsed = read_depot_manifest_v1(raw, what)
                 self._index(product_id, manifest, parsed)
-            except (ManifestError, OSError) as exc:
+            except (ManifestError, StorageError, OSError) as exc:
                 self._build_problem(product_id, manifest.build.build_id, f"{what}: {exc}")
         self.db.conn.commit()
 
@@ -321,16 +324,10 @@ def _legacy(build: BuildListing) -> int:
     return build.legacy_build_id
 
 
-def _read_manifest(path: Path, what: str) -> bytes:
-    if path.stat().st_size > MAX_MANIFEST_BYTES:
-        raise ManifestError(f"{what}: larger than {MAX_MANIFEST_BYTES} bytes")
-    return path.read_bytes()
-
-
-def _parses(reader: Callable[[bytes, str], object], what: str) -> Callable[[Path], None]:
+def _parses(parse: Callable[[bytes, str], object], what: str) -> Check:
     """A FetchTask check: the stored bytes must parse (hostile JSON never reaches the tree)."""
 
-    def check(path: Path) -> None:
-        reader(_read_manifest(path, what), what)
+    def check(reader: BinaryIO) -> None:
+        parse(read_bounded(reader, what), what)
 
     return check

@@ -1,32 +1,32 @@
-"""Check one stored file against what the DB recorded about it. Runs in worker threads.
+"""Check one stored object against what the DB recorded about it. Runs in worker threads.
 
 No DB access here: the main thread hands over a CheckItem (everything the checks need) and
-gets a CheckResult back. Files are read once, in blocks, into a per-thread buffer; hashlib and
-zlib release the GIL on large blocks, so threads use every core.
+gets a CheckResult back. Objects are read through the run's `ObjectStore` (`stat`, then
+`open_read`), once, in blocks, into a per-thread buffer; hashlib and zlib release the GIL on
+large blocks, so threads use every core.
 
-Nothing outside the archive root is read (see containment): a recorded path that could leave
-it, a symlink or file on the way to an object, or an object that is a symlink is a problem
-named with the object, and its target is never opened.
+Nothing outside the archive root is read: the store refuses a recorded path that could leave
+it, a symlink or file on the way to an object, or an object that is a symlink, and says why;
+that is a problem named with the object, and its target is never opened.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
-import os
-import stat
+import io
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from galaxy_archive.errors import ManifestError
+from galaxy_archive.errors import ManifestError, StorageError
 from galaxy_archive.models.layout import ObjectKind
 from galaxy_archive.models.manifests import decode_json, decode_meta
 from galaxy_archive.models.v1_ranges import Extent, ExtentChecker
 from galaxy_archive.models.verify_plan import Check
-from galaxy_archive.storage.containment import Escape, Tree, path_problem
+from galaxy_archive.storage.interface import ObjectStore
 
 BLOCK_BYTES = 1 << 20
 # Inflate at most this much per call, so a zlib bomb cannot take the memory.
@@ -74,70 +74,56 @@ class _Unproven(Exception):
 
 
 class ObjectChecker:
-    """Checks files under `root`. Thread-safe: each thread reuses its own read buffer."""
+    """Checks the objects of `store`. Thread-safe: each thread reuses its own read buffer."""
 
-    def __init__(self, root: Path, *, block_bytes: int = BLOCK_BYTES) -> None:
-        self.root = root
-        self._tree = Tree(root)
+    def __init__(self, store: ObjectStore, *, block_bytes: int = BLOCK_BYTES) -> None:
+        self.store = store
         self._block_bytes = block_bytes
         self._local = threading.local()
 
     def check(self, item: CheckItem) -> CheckResult:
-        """Check the stored file at the item's path below the root."""
-        unsafe = path_problem(item.path)
-        if unsafe is not None:
-            return CheckResult(item, Verdict.CORRUPT, f"{unsafe}; not opened")
+        """Check the stored object at the item's path: its size, then (unless only the size is
+        asked for) its bytes."""
         try:
-            self._tree.check_dirs(item.path)
+            size = self.store.stat(item.path)
         except FileNotFoundError:
             return CheckResult(item, Verdict.MISSING, "file is missing")
-        except Escape as exc:
-            return CheckResult(item, Verdict.CORRUPT, f"{exc}; not followed")
-        except OSError as exc:
-            return CheckResult(item, Verdict.CORRUPT, f"cannot stat its directory ({exc.strerror})")
-        return self.check_file(self._tree.prefix + item.path, item)
-
-    def check_file(self, path: str | Path, item: CheckItem) -> CheckResult:
-        """Check `path` (the stored file, or a freshly downloaded temp file) as `item`; a
-        symlink there is never followed."""
-        try:
-            found = os.lstat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return CheckResult(item, Verdict.MISSING, "file is missing")
-        except OSError as exc:
-            return CheckResult(item, Verdict.CORRUPT, f"cannot stat ({exc.strerror})")
-        if stat.S_ISLNK(found.st_mode):
-            return CheckResult(item, Verdict.CORRUPT, "is a symlink; not followed")
-        if not stat.S_ISREG(found.st_mode):
-            return CheckResult(item, Verdict.CORRUPT, "not a regular file")
-        if item.size is not None and found.st_size != item.size:
-            return CheckResult(
-                item, Verdict.CORRUPT, f"size is {found.st_size} bytes, expected {item.size}"
-            )
+        except StorageError as exc:  # the store says what is wrong (a symlink, ...)
+            return CheckResult(item, Verdict.CORRUPT, str(exc))
+        if item.size is not None and size != item.size:
+            return CheckResult(item, Verdict.CORRUPT, f"size is {size} bytes, expected {item.size}")
         if item.checks <= {Check.SIZE}:
             return CheckResult(item, Verdict.OK)
         if item.md5 is None and Check.EXTENTS not in item.checks:
             return CheckResult(item, Verdict.UNPROVEN, "no recorded MD5 to check the bytes against")
-        reader = _Reader(item, self._buffer())
         try:
-            reader.read(path)
-            bad_extents = reader.finish()
+            reader = self.store.open_read(item.path)
+        except (OSError, StorageError) as exc:  # changed since the stat (ELOOP: now a symlink)
+            return CheckResult(item, Verdict.CORRUPT, f"cannot read ({_reason(exc)})")
+        with reader:
+            return self.check_reader(reader, item)
+
+    def check_reader(self, reader: BinaryIO, item: CheckItem) -> CheckResult:
+        """Check the bytes `reader` gives from where it stands (a stored object, or a freshly
+        downloaded one before it becomes visible) as `item`."""
+        pass_ = _Reader(item, self._buffer())
+        try:
+            pass_.read(reader)
+            bad_extents = pass_.finish()
         except OSError as exc:
-            return CheckResult(
-                item, Verdict.CORRUPT, f"cannot read ({exc.strerror or exc})", reader.size
-            )
+            return CheckResult(item, Verdict.CORRUPT, f"cannot read ({_reason(exc)})", pass_.size)
         except _Corrupt as exc:
-            return CheckResult(item, Verdict.CORRUPT, str(exc), reader.size)
+            return CheckResult(item, Verdict.CORRUPT, str(exc), pass_.size)
         except _Unproven as exc:
-            return CheckResult(item, Verdict.UNPROVEN, str(exc), reader.size)
+            return CheckResult(item, Verdict.UNPROVEN, str(exc), pass_.size)
         if bad_extents:
             shown = ", ".join(bad_extents[:MAX_EXTENT_PROBLEMS])
             more = len(bad_extents) - MAX_EXTENT_PROBLEMS
             detail = f"wrong bytes in {len(bad_extents)} file(s): {shown}" + (
                 f" and {more} more" if more > 0 else ""
             )
-            return CheckResult(item, Verdict.CORRUPT, detail, reader.size, tuple(bad_extents))
-        return CheckResult(item, Verdict.OK, bytes_read=reader.size)
+            return CheckResult(item, Verdict.CORRUPT, detail, pass_.size, tuple(bad_extents))
+        return CheckResult(item, Verdict.OK, bytes_read=pass_.size)
 
     def _buffer(self) -> bytearray:
         buffer = getattr(self._local, "buffer", None)
@@ -161,21 +147,20 @@ class _Reader:
         )
         self._blob = _BlobProof(item) if Check.EXTENTS in item.checks else None
 
-    def read(self, path: str | Path) -> None:
+    def read(self, reader: BinaryIO) -> None:
         view = memoryview(self._buffer)
-        # O_NOFOLLOW: a symlink put in place since the lstat is not followed (ELOOP instead)
-        with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb", buffering=0) as handle:
-            while count := handle.readinto(self._buffer):
-                block = view[:count]
-                if self._digest is not None:
-                    self._digest.update(block)
-                if self._inflater is not None:
-                    self._inflater.feed(block)
-                if self._body is not None:
-                    self._body += block
-                if self._blob is not None:
-                    self._blob.feed(self.size, block)
-                self.size += count
+        fill = _filler(reader)
+        while count := fill(self._buffer):
+            block = view[:count]
+            if self._digest is not None:
+                self._digest.update(block)
+            if self._inflater is not None:
+                self._inflater.feed(block)
+            if self._body is not None:
+                self._body += block
+            if self._blob is not None:
+                self._blob.feed(self.size, block)
+            self.size += count
 
     def finish(self) -> list[str]:
         """Raise _Corrupt for a whole-object failure; return the V1 files whose bytes are wrong."""
@@ -191,6 +176,26 @@ class _Reader:
         if self._blob is not None:
             return self._blob.finish(self.size)
         return []
+
+
+def _filler(reader: BinaryIO) -> Callable[[bytearray], int | None]:
+    """`readinto` of the reader when it has one (a local file: the bytes land in the thread's
+    buffer with no copy, which keeps verify at md5sum's speed), else read-and-copy."""
+    if isinstance(reader, io.BufferedIOBase | io.RawIOBase):
+        return reader.readinto
+
+    def fill(buffer: bytearray) -> int:
+        data = reader.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    return fill
+
+
+def _reason(exc: OSError | StorageError) -> str:
+    if isinstance(exc, OSError):
+        return str(exc.strerror or exc)
+    return str(exc)
 
 
 class _Inflater:

@@ -1,9 +1,10 @@
 """`verify --repair`: move corrupt files aside into quarantine/, fetch them again as sync does.
 
-Evidence is never deleted: a corrupt file is renamed to
-``<root>/quarantine/<relative path>.<UTC timestamp>`` before anything is fetched. Nothing is
-moved or written outside the root: an object whose recorded path could leave it, or whose
-place is reached through a symlink or a file, is a failed repair naming it, and left as it is.
+Evidence is never deleted: a corrupt file is moved aside by the store (`ObjectStore.quarantine`:
+``<root>/quarantine/<relative path>.<UTC timestamp>`` locally) before anything is fetched.
+Nothing is moved or written outside the root: an object whose recorded path could leave it, or
+whose place is reached through a symlink or a file, is a failed repair naming it, and left as
+it is.
 The fetch uses the sync's own code (sources.sources_for + Downloader; V1 blobs
 v1_sync.download_blob), so the bytes are streamed to a temp file, checked (MD5, size, and the
 level's deeper checks; a V1 blob every file inside it) and renamed into place.
@@ -12,10 +13,8 @@ level's deeper checks; a V1 blob every file inside it) and renamed into place.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from pathlib import Path
+from typing import BinaryIO
 
 from galaxy_archive.errors import IntegrityError, ManifestError, StorageError, UpstreamError
 from galaxy_archive.fetch.downloader import Downloader
@@ -27,38 +26,12 @@ from galaxy_archive.models.meta_flags import KEEPABLE_KINDS
 from galaxy_archive.models.verify_plan import VerifyLevel, checks_for
 from galaxy_archive.state.meta_flags import record_served_md5
 from galaxy_archive.state.verify_records import PlanRow, VerifyRecords
-from galaxy_archive.storage.containment import Escape
-from galaxy_archive.storage.local import ArchiveStore, md5_of_file, partial_path
+from galaxy_archive.storage.interface import Check, ObjectStore, md5_of_stream
 from galaxy_archive.upstream.galaxy_api import GalaxyApi
 from galaxy_archive.verify.object_checks import CheckItem, ObjectChecker, Verdict
 from galaxy_archive.verify.report import ObjectProblem, RepairOutcome
 
 log = logging.getLogger(__name__)
-QUARANTINE_DIR = "quarantine"
-
-
-def quarantine(store: ArchiveStore, relative: str, now: float) -> str:
-    """Move a corrupt file out of the tree; return where it went (relative to root).
-
-    The file is moved as it is (a symlink as a symlink: its target is left alone), and never
-    through or into a symlink or a file on the way: that is a StorageError naming the object.
-    """
-    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
-    target = f"{QUARANTINE_DIR}/{relative}.{stamp}"
-    tree = store.tree
-    try:
-        tree.check_dirs(relative)
-        tree.make_dirs(target)
-        number = 1
-        while os.path.lexists(tree.prefix + target):  # two repairs of one object in a second
-            number += 1
-            target = f"{QUARANTINE_DIR}/{relative}.{stamp}.{number}"
-        os.replace(tree.prefix + relative, tree.prefix + target)
-    except Escape as exc:
-        raise StorageError(f"cannot move {relative} to {QUARANTINE_DIR}/: {exc}") from exc
-    except OSError as exc:
-        raise StorageError(f"cannot move {relative} to {target}: {exc.strerror}") from exc
-    return target
 
 
 class Repairer:
@@ -69,7 +42,7 @@ class Repairer:
         *,
         api: GalaxyApi,
         downloader: Downloader,
-        store: ArchiveStore,
+        store: ObjectStore,
         records: VerifyRecords,
         checker: ObjectChecker,
         level: VerifyLevel,
@@ -115,14 +88,7 @@ class Repairer:
         for an object whose repair could not be written back anyway.
         """
         try:
-            final = self.store.prepare(row.path)
-            if not os.access(final.parent, os.W_OK | os.X_OK):
-                raise StorageError(
-                    f"{row.path}: cannot write into its directory (Permission denied)"
-                )
-            partial = partial_path(final)
-            if row.kind is ObjectKind.V1_BLOB and os.path.islink(partial):
-                raise StorageError(f"{row.path}: not written: {partial.name} is a symlink")
+            self.store.check_writable(row.path)
         except StorageError as exc:
             self._failed(problem, exc)
             return False
@@ -130,7 +96,7 @@ class Repairer:
 
     def _move_aside(self, problem: ObjectProblem, row: PlanRow) -> bool:
         try:
-            problem.quarantined_to = quarantine(self.store, row.path, self.clock())
+            problem.quarantined_to = self.store.quarantine(row.path, self.clock())
         except StorageError as exc:
             self._failed(problem, exc)
             return False
@@ -201,8 +167,8 @@ class Repairer:
         problem.repair_detail = f"cannot repair: {why}"
         log.warning("%s: cannot repair: %s", problem.path, why)
 
-    def _check_for(self, row: PlanRow) -> Callable[[Path], None] | None:
-        """At --deep, the fetched temp file gets the deep checks too before it is renamed in
+    def _check_for(self, row: PlanRow) -> Check | None:
+        """At --deep, the fetched bytes get the deep checks too before they become visible
         (the store itself checks MD5 and size, which is all the other levels ask)."""
         if row.served_md5 is not None:
             return _same_bytes_check(row)
@@ -219,8 +185,8 @@ class Repairer:
             row.inflated_size,
         )
 
-        def check(path: Path) -> None:
-            result = self.checker.check_file(path, item)
+        def check(reader: BinaryIO) -> None:
+            result = self.checker.check_reader(reader, item)
             if result.verdict is not Verdict.OK:
                 # A manifest that does not parse is broken at the source (no retry helps);
                 # a chunk that does not inflate may be served right by another endpoint.
@@ -255,13 +221,13 @@ class Repairer:
             log.error("repair failed: %s: %s", problem.path, problem.repair_detail)
 
 
-def _same_bytes_check(row: PlanRow) -> Callable[[Path], None]:
+def _same_bytes_check(row: PlanRow) -> Check:
     """A meta file kept with bytes that do not hash to its id (meta_flags) is repaired with
     those same bytes again, or with the bytes of its id: the check is what lets the downloader
     keep a body whose MD5 is not the id, and only a body proven before is kept."""
 
-    def check(path: Path) -> None:
-        md5, _ = md5_of_file(path)
+    def check(reader: BinaryIO) -> None:
+        md5, _ = md5_of_stream(reader)
         if md5 not in (row.md5, row.served_md5):
             raise IntegrityError(
                 f"{row.path}: MD5 {md5} is neither its id nor that of the bytes kept before "

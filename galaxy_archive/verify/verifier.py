@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from galaxy_archive.app import App
@@ -29,6 +28,7 @@ from galaxy_archive.redact import scrub
 from galaxy_archive.state.db import StateDB
 from galaxy_archive.state.lock import archive_lock, process_is_alive
 from galaxy_archive.state.verify_records import PlanRow, VerifyRecords
+from galaxy_archive.storage.interface import ObjectStore
 from galaxy_archive.storage.tree_walk import Stray, WalkStopped, find_strays
 from galaxy_archive.verify.object_checks import CheckItem, CheckResult, ObjectChecker, Verdict
 from galaxy_archive.verify.report import ObjectProblem, VerifyReport
@@ -49,7 +49,7 @@ class Verifier:
         self,
         *,
         db: StateDB,
-        root: Path,
+        store: ObjectStore,
         options: VerifyOptions,
         clock: Callable[[], float],
         progress: Progress | None = None,
@@ -57,7 +57,7 @@ class Verifier:
     ) -> None:
         self.db = db
         self.records = VerifyRecords(db)
-        self.checker = ObjectChecker(root)
+        self.checker = ObjectChecker(store)
         self.options = options
         self.clock = clock
         self.progress = progress or Progress(is_enabled=False)
@@ -227,7 +227,7 @@ class Verifier:
         """
         try:
             for path, stray in find_strays(
-                str(self.checker.root), self.records.paths_under, self._is_walk_over
+                self.checker.store, self.records.paths_under, self._is_walk_over
             ):
                 if stray is Stray.UNKNOWN:
                     self.report.unknown_file(path)
@@ -360,7 +360,7 @@ def _verify_with(
 ) -> VerifyReport:
     verifier = Verifier(
         db=db,
-        root=app.config.root,
+        store=app.store(),
         options=options,
         clock=app.clock,
         progress=progress,

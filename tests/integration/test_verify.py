@@ -21,6 +21,7 @@ from galaxy_archive.errors import ConfigError, ExitCode
 from galaxy_archive.models.verify_plan import VerifyLevel, VerifyOptions
 from galaxy_archive.state.db import iso
 from galaxy_archive.state.lock import archive_lock
+from galaxy_archive.storage.local import ArchiveStore
 from galaxy_archive.verify.object_checks import CheckItem, CheckResult, ObjectChecker
 from galaxy_archive.verify.verifier import Verifier, exit_code_of, run_verify
 from tests.conftest import REPO, Archive
@@ -676,7 +677,7 @@ class SlowChecker(ObjectChecker):
     """Each check takes `seconds` on the injected clock (a big object on a slow disk)."""
 
     def __init__(self, root: Any, clock: StepClock, seconds: float) -> None:
-        super().__init__(root)
+        super().__init__(ArchiveStore(root))
         self.clock, self.seconds = clock, seconds
 
     def check(self, item: CheckItem) -> CheckResult:
@@ -690,7 +691,10 @@ def verify_slowly(archive: Archive, clock: StepClock, **options: Any) -> Any:
     db = app.open_db()
     try:
         verifier = Verifier(
-            db=db, root=archive.root, options=VerifyOptions(workers=1, **options), clock=clock
+            db=db,
+            store=ArchiveStore(archive.root),
+            options=VerifyOptions(workers=1, **options),
+            clock=clock,
         )
         verifier.checker = SlowChecker(archive.root, clock, 1.0)
         verifier.check_objects()
@@ -737,7 +741,7 @@ class SyncBesideChecker(ObjectChecker):
     """While `path` is being checked, a sync beside the verify stores it (another connection)."""
 
     def __init__(self, root: Any, db_path: Any, path: str) -> None:
-        super().__init__(root)
+        super().__init__(ArchiveStore(root))
         self.db_path, self.path = db_path, path
 
     def check(self, item: CheckItem) -> CheckResult:
@@ -760,7 +764,9 @@ def test_verify_leaves_the_state_a_sync_wrote_meanwhile(synced: tuple[World, Arc
     app = App(config=load(archive.config_path), clock=clock)
     db = app.open_db()
     try:
-        verifier = Verifier(db=db, root=archive.root, options=VerifyOptions(workers=1), clock=clock)
+        verifier = Verifier(
+            db=db, store=ArchiveStore(archive.root), options=VerifyOptions(workers=1), clock=clock
+        )
         verifier.checker = SyncBesideChecker(archive.root, archive.root / "archive.db", victim)
         verifier.check_objects()
     finally:

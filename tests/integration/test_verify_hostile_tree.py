@@ -456,3 +456,22 @@ def test_sync_never_writes_through_a_symlinked_directory(
     assert result.exit_code == 1, result.output
     assert f"{victim}: not written: {directory} is a symlink" in result.output
     assert snapshot(outside) == before
+
+
+def test_sync_never_reads_a_manifest_through_a_symlinked_directory(
+    synced: tuple[World, Archive], outside: Path
+) -> None:
+    """A stored manifest is read back through the store: behind a symlink it is a problem of
+    its build, named, and the bytes the link points at (here: the same, moved) are not read."""
+    _world, archive = synced
+    ((manifest,),) = archive.db_rows(
+        "SELECT o.path FROM builds b JOIN objects o ON o.id = b.repository_object_id LIMIT 1"
+    )
+    directory = fan_out(manifest)
+    shutil.move(archive.root / directory, outside / "moved")
+    (archive.root / directory).symlink_to(outside / "moved")
+    before = snapshot(outside)
+    result = archive.run("sync", PID, "--generation", "2")
+    assert result.exit_code == 1, result.output
+    assert f"{manifest}: not read: {directory} is a symlink" in result.output
+    assert snapshot(outside) == before

@@ -153,7 +153,7 @@ def test_checker_follows_no_symlink_and_names_what_is_wrong(root: Path, outside:
     (root / "v2/store/aa/obj").symlink_to(outside / "obj")  # identical bytes: still refused
     (root / "v2/store/bb").symlink_to(outside)
     (root / "v2/store/cc").write_bytes(b"junk")
-    checker = ObjectChecker(root)
+    checker = ObjectChecker(ArchiveStore(root))
     for level in VerifyLevel:
         result = checker.check(item("v2/store/aa/obj", level=level))
         assert (result.verdict, result.detail) == (Verdict.CORRUPT, "is a symlink; not followed")
@@ -171,10 +171,10 @@ def test_checker_follows_no_symlink_and_names_what_is_wrong(root: Path, outside:
 def test_checker_never_opens_a_recorded_path_that_leaves_the_root(
     root: Path, outside: Path, path: str
 ) -> None:
-    result = ObjectChecker(root).check(item(path))
+    result = ObjectChecker(ArchiveStore(root)).check(item(path))
     assert result.verdict is Verdict.CORRUPT and result.bytes_read == 0
     assert "not a plain relative path" in (result.detail or "")
-    result = ObjectChecker(root).check(item(str(outside / "obj")))
+    result = ObjectChecker(ArchiveStore(root)).check(item(str(outside / "obj")))
     assert result.verdict is Verdict.CORRUPT and "absolute" in (result.detail or "")
 
 
@@ -182,4 +182,4 @@ def test_checker_reads_through_a_symlinked_root(root: Path, tmp_path: Path) -> N
     (root / "v2/store/aa/obj").write_bytes(DATA)
     link = tmp_path / "link"
     link.symlink_to(root)
-    assert ObjectChecker(link).check(item("v2/store/aa/obj")).verdict is Verdict.OK
+    assert ObjectChecker(ArchiveStore(link)).check(item("v2/store/aa/obj")).verdict is Verdict.OK

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from galaxy_archive.models.layout import ObjectKind
 from galaxy_archive.models.v1_ranges import Extent
 from galaxy_archive.models.verify_plan import VerifyLevel, checks_for
+from galaxy_archive.storage.local import ArchiveStore
 from galaxy_archive.verify.object_checks import CheckItem, ObjectChecker, Verdict
 
 
@@ -59,7 +60,7 @@ def test_checks_each_level_adds_to_the_one_below() -> None:
 
 
 def test_checker_missing_wrong_size_and_not_a_file(tmp_path: Path) -> None:
-    checker = ObjectChecker(tmp_path)
+    checker = ObjectChecker(ArchiveStore(tmp_path))
     data = b"x" * 100
     assert checker.check(item("nope", data)).verdict is Verdict.MISSING
     assert checker.check(item("nope/deeper", data)).verdict is Verdict.MISSING
@@ -71,7 +72,7 @@ def test_checker_missing_wrong_size_and_not_a_file(tmp_path: Path) -> None:
 
 
 def test_checker_quick_reads_nothing_full_compares_md5(tmp_path: Path) -> None:
-    checker = ObjectChecker(tmp_path)
+    checker = ObjectChecker(ArchiveStore(tmp_path))
     good = b"y" * 5000
     path = store(tmp_path, bytes([good[0] ^ 1]) + good[1:])
     quick = checker.check(item(path, good, level=VerifyLevel.QUICK))
@@ -84,12 +85,14 @@ def test_checker_quick_reads_nothing_full_compares_md5(tmp_path: Path) -> None:
 
 def test_checker_without_a_recorded_md5_proves_nothing(tmp_path: Path) -> None:
     path = store(tmp_path, b"abc")
-    result = ObjectChecker(tmp_path).check(item(path, b"abc", md5=None))
+    result = ObjectChecker(ArchiveStore(tmp_path)).check(item(path, b"abc", md5=None))
     assert result.verdict is Verdict.UNPROVEN
 
 
 def test_checker_deep_inflates_chunks(tmp_path: Path) -> None:
-    checker = ObjectChecker(tmp_path, block_bytes=64)  # many blocks: streaming is exercised
+    checker = ObjectChecker(
+        ArchiveStore(tmp_path), block_bytes=64
+    )  # many blocks: streaming is exercised
     raw = bytes(range(256)) * 40
     body = zlib.compress(raw)
     deep: dict[str, Any] = {
@@ -118,7 +121,7 @@ def test_checker_deep_inflates_chunks(tmp_path: Path) -> None:
 
 
 def test_checker_deep_parses_manifests(tmp_path: Path) -> None:
-    checker = ObjectChecker(tmp_path)
+    checker = ObjectChecker(ArchiveStore(tmp_path))
     for kind, good, bad in (
         (ObjectKind.META, zlib.compress(b'{"depot": {}}'), zlib.compress(b"{nope")),
         (ObjectKind.V1_MANIFEST, b'{"product": {}}', b"\xff\xfe"),
@@ -155,7 +158,7 @@ def test_checker_extents_names_exactly_the_wrong_files(
     blob, extents, wrong = case
     root = tmp_path_factory.mktemp("blob")  # type: ignore[attr-defined]
     (root / "main.bin").write_bytes(blob)
-    checker = ObjectChecker(root, block_bytes=block)
+    checker = ObjectChecker(ArchiveStore(root), block_bytes=block)
     result = checker.check(
         item("main.bin", blob, ObjectKind.V1_BLOB, VerifyLevel.DEEP, extents=tuple(extents))
     )
@@ -167,7 +170,7 @@ def test_checker_extents_names_exactly_the_wrong_files(
 def test_checker_extent_past_the_end_of_the_blob(tmp_path: Path) -> None:
     blob = b"a" * 100
     extents = (Extent("/tail", 90, 20, md5(b"a" * 20)), Extent("/after", 150, 0, md5(b"")))
-    result = ObjectChecker(tmp_path).check(
+    result = ObjectChecker(ArchiveStore(tmp_path)).check(
         item(store(tmp_path, blob), blob, ObjectKind.V1_BLOB, VerifyLevel.DEEP, extents=extents)
     )
     assert result.verdict is Verdict.CORRUPT
@@ -180,7 +183,7 @@ def test_checker_proves_a_blob_by_its_records_and_the_bytes_between(tmp_path: Pa
     blob = b"file-a" + b"--gap--" + b"file-b" + b"tail"
     extents = (Extent("/a", 0, 6, md5(b"file-a")), Extent("/b", 13, 6, md5(b"file-b")))
     proof: dict[str, Any] = {"md5": None, "extents": extents, "uncovered_md5": md5(b"--gap--tail")}
-    checker = ObjectChecker(tmp_path, block_bytes=4)
+    checker = ObjectChecker(ArchiveStore(tmp_path), block_bytes=4)
 
     def check(stored: bytes, **changes: Any) -> tuple[Verdict, str, tuple[str, ...]]:
         path = store(tmp_path, stored, "main.bin")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from galaxy_archive.errors import ExitCode
+from galaxy_archive.storage.local import ArchiveStore
 from galaxy_archive.storage.tree_walk import Stray, WalkStopped, find_strays
 from galaxy_archive.verify.report import VerifyReport
 
@@ -24,7 +25,7 @@ def strays(root: Path, known: list[str] | None = None) -> list[tuple[str, Stray]
     recorded = sorted(known or [])
     return list(
         find_strays(
-            str(root),
+            ArchiveStore(root),
             lambda top: (p for p in recorded if p.startswith(top + "/")),
             lambda: False,
         )
@@ -137,7 +138,7 @@ def test_tree_walk_stops_when_asked_once_per_directory(tmp_path: Path) -> None:
         return len(asked) > 2
 
     with pytest.raises(WalkStopped):
-        list(find_strays(str(tmp_path), nothing_known, is_over))
+        list(find_strays(ArchiveStore(tmp_path), nothing_known, is_over))
     assert len(asked) == 3
 
 

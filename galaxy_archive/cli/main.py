@@ -237,8 +237,8 @@ def sync(
     Example: galaxy-archive sync 1207658930 --os windows --workers 8
     """
     from galaxy_archive.models.dependencies import DependencyMode  # local: see the module docstring
+    from galaxy_archive.sync.context import SyncOptions
     from galaxy_archive.sync.run import run_sync
-    from galaxy_archive.sync.syncer import SyncOptions
 
     app = _app(ctx)
     sync_config = app.config.sync

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 from galaxy_archive.errors import ManifestError, StorageError, UpstreamError
 from galaxy_archive.fetch.sources import dependency_chunk_sources, dependency_meta_sources
-from galaxy_archive.fetch.tasks import FetchTask
 from galaxy_archive.models.dependencies import (
     DependencyDepot,
     DependencyMode,
@@ -30,12 +29,11 @@ from galaxy_archive.models.manifests import (
     parse_depot_manifest,
     read_bounded,
 )
+from galaxy_archive.models.object_state import ObjectState
 from galaxy_archive.state.db import NewObject
 from galaxy_archive.state.dependency_records import DependencyRecords
+from galaxy_archive.sync.context import SyncContext
 from galaxy_archive.sync.phase import Phase, chunk_references, parse_check
-
-if TYPE_CHECKING:
-    from galaxy_archive.sync.syncer import Syncer
 
 log = logging.getLogger(__name__)
 WHAT = "dependencies repository"
@@ -52,9 +50,9 @@ def read_dependency_depot(reader: BinaryIO, what: str) -> DepotManifest:
 class DependencyPhase(Phase):
     """Archive the dependency repository and the dependencies to keep; once per run."""
 
-    def __init__(self, syncer: Syncer) -> None:
-        super().__init__(syncer)
-        self.records = DependencyRecords(syncer.db)
+    def __init__(self, context: SyncContext) -> None:
+        super().__init__(context)
+        self.records = DependencyRecords(context.db)
 
     def run(self, product_ids: Sequence[str], v2_names: Collection[str]) -> None:
         """:param v2_names: the dependencies the generation-2 builds of this run name."""
@@ -81,7 +79,7 @@ class DependencyPhase(Phase):
         self._index_depots()
         self._fetch_chunks()
         if not self.options.is_dry_run:
-            self.report.dependencies["complete"] = self.records.update_states(self.syncer.clock())
+            self.report.dependencies["complete"] = self.records.update_states(self.clock())
         self.db.conn.commit()
 
     def _repository(self) -> tuple[int, tuple[DependencyDepot, ...]] | None:
@@ -105,31 +103,18 @@ class DependencyPhase(Phase):
             return None
         self.report.dependencies["repository_build_id"] = answer.build_id
         path = cas_path(ObjectKind.DEP_META, answer.manifest_md5)
-        now = self.syncer.clock()
+        now = self.clock()
         object_id = self.db.ensure_objects(
             [NewObject(ObjectKind.DEP_META, path, answer.manifest_md5)], now
         )[path]
         repository_id = self.records.record_repository(answer, reply.body, object_id, now)
         self.db.conn.commit()
         what = f"dependency repository manifest {answer.manifest_md5} (build {answer.build_id})"
-        row = self.db.object_by_path(path)
-        if row is None or row.state != "verified":
-            self.syncer.fetch(
-                [
-                    FetchTask(
-                        object_id,
-                        ObjectKind.DEP_META,
-                        path,
-                        answer.manifest_md5,
-                        None,
-                        dependency_meta_sources(self.api, answer.manifest_md5, answer.manifest_url),
-                        what,
-                        check=parse_check(read_dependency_manifest, what),
-                    )
-                ]
-            )
-            row = self.db.object_by_path(path)
-        if row is None or row.state != "verified":
+        sources = dependency_meta_sources(self.api, answer.manifest_md5, answer.manifest_url)
+        check = parse_check(read_dependency_manifest, what)
+        row = self.context.recorded(path)
+        self.context.fetch([self.context.task_unless_verified(row, sources, what, check=check)])
+        if not self.context.is_verified(path):
             return None  # the downloader reported why
         try:
             with self.store.open_read(path) as reader:
@@ -144,7 +129,7 @@ class DependencyPhase(Phase):
         paths = {d.manifest: cas_path(ObjectKind.DEP_META, d.manifest) for d in depots}
         ids = self.db.ensure_objects(
             [NewObject(ObjectKind.DEP_META, path, md5) for md5, path in paths.items()],
-            self.syncer.clock(),
+            self.clock(),
         )
         for depot in depots:
             self.records.mark_wanted(repository_id, depot, ids[paths[depot.manifest]])
@@ -153,28 +138,19 @@ class DependencyPhase(Phase):
     def _fetch_depot_manifests(self) -> None:
         tasks = []
         for row, dependency_id in self.records.wanted_manifests():
-            if row.state == "verified" or row.md5 is None:
+            if row.md5 is None:
                 continue
             what = f"dependency depot manifest {row.md5} ({dependency_id})"
-            tasks.append(
-                FetchTask(
-                    row.id,
-                    ObjectKind.DEP_META,
-                    row.path,
-                    row.md5,
-                    None,
-                    dependency_meta_sources(self.api, row.md5),
-                    what,
-                    check=parse_check(read_dependency_depot, what),
-                )
-            )
-        self.syncer.fetch(tasks)
+            sources = dependency_meta_sources(self.api, row.md5)
+            check = parse_check(read_dependency_depot, what)
+            tasks.append(self.context.task_unless_verified(row, sources, what, check=check))
+        self.context.fetch(tasks)
 
     def _index_depots(self) -> None:
         """Record each newly fetched dependency depot manifest's chunks."""
-        now = self.syncer.clock()
+        now = self.clock()
         for row, dependency_id in self.records.wanted_manifests():
-            if row.state != "verified" or self.db.is_indexed(row.id):
+            if row.state != ObjectState.VERIFIED or self.db.is_indexed(row.id):
                 continue
             what = f"dependency depot manifest {row.md5} ({dependency_id})"
             try:
@@ -196,18 +172,14 @@ class DependencyPhase(Phase):
             self.report.dependencies["planned_objects"] = len(pending)
             self.report.dependencies["planned_bytes"] = sum(row.size or 0 for row, _ in pending)
             return
-        self.syncer.fetch(
-            [
-                FetchTask(
-                    row.id,
-                    row.kind,
-                    row.path,
-                    row.md5,
-                    row.size,
+        self.context.fetch(
+            (
+                self.context.task_unless_verified(
+                    row,
                     dependency_chunk_sources(self.api, row.md5 or ""),
                     f"dependency chunk {row.md5}",
                 )
                 for row, _ in pending
-            ],
+            ),
             optional={row.id for row, is_optional in pending if is_optional},
         )

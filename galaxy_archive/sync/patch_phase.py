@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 from galaxy_archive.errors import ManifestError, StorageError, UpstreamError
 from galaxy_archive.fetch.sources import patch_chunk_sources, patch_meta_sources
@@ -24,6 +24,7 @@ from galaxy_archive.models.manifests import (
     parse_repository_v2,
     read_bounded,
 )
+from galaxy_archive.models.object_state import BuildState, ObjectState
 from galaxy_archive.models.patches import (
     BuildPoint,
     PatchIndexAnswer,
@@ -37,13 +38,11 @@ from galaxy_archive.models.patches import (
     root_mismatch,
     select_patch_depots,
 )
-from galaxy_archive.state.db import NewObject
+from galaxy_archive.state.db import NewObject, ObjectRow
 from galaxy_archive.state.patch_records import PatchRecords, PatchRow, pair_key
 from galaxy_archive.storage.interface import Check
+from galaxy_archive.sync.context import SyncContext
 from galaxy_archive.sync.phase import Phase, chunk_references, parse_check
-
-if TYPE_CHECKING:
-    from galaxy_archive.sync.syncer import Syncer
 
 
 def read_patch_depot(reader: BinaryIO, what: str) -> DepotManifest:
@@ -65,9 +64,9 @@ class _Active:
 class PatchPhase(Phase):
     """Archive the patches of one product's pairs; one instance per product and run."""
 
-    def __init__(self, syncer: Syncer) -> None:
-        super().__init__(syncer)
-        self.records = PatchRecords(syncer.db)
+    def __init__(self, context: SyncContext) -> None:
+        super().__init__(context)
+        self.records = PatchRecords(context.db)
         # Roots whose bytes matched their id but are no valid patch root (set by the check,
         # from worker threads: one dict assignment each).
         self._invalid_roots: dict[str, str] = {}
@@ -109,10 +108,10 @@ class PatchPhase(Phase):
     def _ask(self, product_id: str, pairs: Sequence[PatchPair]) -> list[_Active]:
         """Ask the index about each pair that is due; return the pairs with a patch root."""
         rows = self.records.rows(product_id)
-        now = self.syncer.clock()
+        now = self.clock()
         active: list[_Active] = []
         for pair in pairs:
-            if self.syncer.stop.is_set():  # stopping: ask nothing more; the next run goes on
+            if self.context.stop.is_set():  # stopping: ask nothing more; the next run goes on
                 break
             row = rows.get(pair_key(pair))
             if row is None or is_due(
@@ -149,30 +148,24 @@ class PatchPhase(Phase):
                 NewObject(ObjectKind.PATCH_META, path, md5, product_id=product_id)
                 for md5, path in paths.items()
             ],
-            self.syncer.clock(),
+            self.clock(),
         )
         self.db.add_object_products((object_id, product_id) for object_id in ids.values())
-        tasks: dict[str, FetchTask] = {}
+        tasks: dict[str, FetchTask | None] = {}
         for item in active:
             path = paths[item.patch_id]
             self.records.set_root(item.pair, ids[path])
-            row = self.db.object_by_path(path)
-            if item.patch_id in tasks or (row is not None and row.state == "verified"):
-                continue
-            what = f"patch root {item.patch_id} ({item.pair.what})"
-            links = (item.link,) if item.link else ()
-            tasks[item.patch_id] = FetchTask(
-                ids[path],
-                ObjectKind.PATCH_META,
-                path,
-                item.patch_id,
-                None,
-                patch_meta_sources(self.api, item.patch_id, *links),
-                what,
-                product_id,
-                check=self._root_check(item.pair, item.patch_id, what),
-            )
-        self.syncer.fetch(list(tasks.values()))
+            if item.patch_id not in tasks:
+                tasks[item.patch_id] = self._root_task(product_id, item, path)
+        self.context.fetch(tasks.values())
+
+    def _root_task(self, product_id: str, item: _Active, path: str) -> FetchTask | None:
+        what = f"patch root {item.patch_id} ({item.pair.what})"
+        links = (item.link,) if item.link else ()
+        sources = patch_meta_sources(self.api, item.patch_id, *links)
+        check = self._root_check(item.pair, item.patch_id, what)
+        row = self.context.recorded(path)
+        return self.context.task_unless_verified(row, sources, what, product_id, check=check)
 
     def _root_check(self, pair: PatchPair, patch_id: str, what: str) -> Check:
         """The downloader's check of a root: it must parse; why it did not is remembered."""
@@ -192,8 +185,7 @@ class PatchPhase(Phase):
         what = f"patch root {item.patch_id} ({pair.what})"
         invalid = self._invalid_roots.get(item.patch_id)
         path = cas_path(ObjectKind.PATCH_META, item.patch_id)
-        row = self.db.object_by_path(path)
-        if invalid is None and row is not None and row.state == "verified":
+        if invalid is None and self.context.is_verified(path):
             try:
                 with self.store.open_read(path) as reader:
                     item.root = parse_root_for(read_bounded(reader, what), pair, what)
@@ -230,7 +222,7 @@ class PatchPhase(Phase):
     # --- patch depot manifests and their chunks --------------------------------------------
 
     def _fetch_depot_manifests(self, product_id: str, active: Sequence[_Active]) -> None:
-        tasks: dict[int, FetchTask] = {}
+        tasks: dict[int, FetchTask | None] = {}
         for item in active:
             if item.root is None or item.root.is_empty or not item.root.is_supported:
                 continue
@@ -248,7 +240,7 @@ class PatchPhase(Phase):
                     )
                     for d in depots
                 ],
-                self.syncer.clock(),
+                self.clock(),
             )
             chosen = []
             for depot in depots:
@@ -256,23 +248,19 @@ class PatchPhase(Phase):
                 chosen.append(object_id)
                 self.records.record_depot(item.pair, object_id, depot)
                 self.db.add_object_products([(object_id, depot.product_id)])
-                row = self.db.object_by_path(paths[depot.manifest])
-                if object_id in tasks or (row is not None and row.state == "verified"):
-                    continue
-                what = f"patch depot manifest {depot.manifest} ({item.pair.what})"
-                tasks[object_id] = FetchTask(
-                    object_id,
-                    ObjectKind.PATCH_META,
-                    paths[depot.manifest],
-                    depot.manifest,
-                    None,
-                    patch_meta_sources(self.api, depot.manifest),
-                    what,
-                    depot.product_id,
-                    check=parse_check(read_patch_depot, what),
-                )
+                if object_id not in tasks:
+                    row = self.context.recorded(paths[depot.manifest])
+                    tasks[object_id] = self._depot_manifest_task(row, depot, item.pair)
             item.depots = tuple(chosen)
-        self.syncer.fetch(list(tasks.values()))
+        self.context.fetch(tasks.values())
+
+    def _depot_manifest_task(
+        self, row: ObjectRow, depot: DepotRef, pair: PatchPair
+    ) -> FetchTask | None:
+        what = f"patch depot manifest {depot.manifest} ({pair.what})"
+        sources = patch_meta_sources(self.api, depot.manifest)
+        check = parse_check(read_patch_depot, what)
+        return self.context.task_unless_verified(row, sources, what, depot.product_id, check=check)
 
     def _choose_depots(self, item: _Active) -> list[DepotRef] | None:
         """The root's depots for the product and (unless --no-dlc) the target's DLC."""
@@ -292,8 +280,8 @@ class PatchPhase(Phase):
         """The product ids the target build's repository manifest lists (DLC included)."""
         row = self.db.conn.execute(
             "SELECT o.path FROM builds b JOIN objects o ON o.id = b.repository_object_id "
-            "WHERE b.product_id = ? AND b.build_id = ? AND o.state = 'verified'",
-            (pair.product_id, pair.to_build_id),
+            "WHERE b.product_id = ? AND b.build_id = ? AND o.state = ?",
+            (pair.product_id, pair.to_build_id, ObjectState.VERIFIED),
         ).fetchone()
         if row is None:
             return None
@@ -307,7 +295,7 @@ class PatchPhase(Phase):
 
     def _index_depots(self, product_id: str, active: Sequence[_Active]) -> None:
         """Record each newly fetched patch depot manifest's chunks."""
-        now = self.syncer.clock()
+        now = self.clock()
         for object_id in dict.fromkeys(o for item in active for o in item.depots):
             if self.db.is_indexed(object_id):
                 continue
@@ -317,7 +305,7 @@ class PatchPhase(Phase):
                 (object_id,),
             ).fetchone()
             path, md5, state, depot_product = row
-            if state != "verified":
+            if state != ObjectState.VERIFIED:
                 continue
             what = f"patch depot manifest {md5} (product {depot_product})"
             try:
@@ -341,24 +329,18 @@ class PatchPhase(Phase):
             product.planned_objects += len(pending)
             product.planned_bytes += sum(row.size or 0 for row, _ in pending)
             return
-        self.syncer.fetch(
-            [
-                FetchTask(
-                    row.id,
-                    row.kind,
-                    row.path,
-                    row.md5,
-                    row.size,
-                    patch_chunk_sources(row.md5 or "", depot_product),
-                    f"patch chunk {row.md5} (product {depot_product})",
-                    depot_product,
-                )
-                for row, depot_product in pending
-            ]
+        self.context.fetch(
+            self.context.task_unless_verified(
+                row,
+                patch_chunk_sources(row.md5 or "", depot_product),
+                f"patch chunk {row.md5} (product {depot_product})",
+                depot_product,
+            )
+            for row, depot_product in pending
         )
 
     def _update_states(self, pairs: Sequence[PatchPair], active: Sequence[_Active]) -> None:
-        now = self.syncer.clock()
+        now = self.clock()
         results = {pair_key(item.pair): item for item in active}
         for pair in pairs:
             item = results.get(pair_key(pair))
@@ -369,7 +351,8 @@ class PatchPhase(Phase):
             is_complete = (
                 is_usable and not item.is_blocked and self.records.missing_objects(pair) == 0
             )
-            self.records.set_state(pair, "complete" if is_complete else "incomplete", now)
+            state = BuildState.COMPLETE if is_complete else BuildState.INCOMPLETE
+            self.records.set_state(pair, state, now)
             if is_complete and root is not None and not root.is_empty:
                 self.report.count_patch("complete")
 

@@ -1,35 +1,33 @@
-"""What every sync phase shares: the Syncer's wiring, the parse check, chunk references.
+"""What every sync phase shares: its run's context, the parse check, chunk references.
 
-The V2 game phases live in `sync`; V1, patches and dependencies are phases of their own that
-use the Syncer's API, DB, store and report, so their objects are fetched, counted and
-recorded exactly like the game's.
+The V2 game, V1, patches and dependencies are phases that each work through the run's
+`SyncContext` (never the Syncer that runs them), so their objects are fetched, counted and
+recorded alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 from galaxy_archive.models.layout import ObjectKind, cas_path
 from galaxy_archive.models.manifests import DepotManifest
 from galaxy_archive.state.db import NewObject
 from galaxy_archive.storage.interface import Check
-
-if TYPE_CHECKING:  # the Syncer runs the phases; only its type is needed here
-    from galaxy_archive.sync.syncer import Syncer
+from galaxy_archive.sync.context import SyncContext
 
 
 class Phase:
-    """A part of a sync run, working through its Syncer."""
+    """A part of a sync run, working through its context (its parts are short names here)."""
 
-    def __init__(self, syncer: Syncer) -> None:
-        self.syncer = syncer
-        self.api = syncer.api
-        self.db = syncer.db
-        self.store = syncer.store
-        self.options = syncer.options
-        self.report = syncer.report
-        self.clock = syncer.clock
+    def __init__(self, context: SyncContext) -> None:
+        self.context = context
+        self.api = context.api
+        self.db = context.db
+        self.store = context.store
+        self.options = context.options
+        self.report = context.report
+        self.clock = context.clock
 
 
 def parse_check(read: Callable[[BinaryIO, str], object], what: str) -> Check:

@@ -15,7 +15,8 @@ from galaxy_archive.output import Progress
 from galaxy_archive.report import SyncReport
 from galaxy_archive.state.db import StateDB
 from galaxy_archive.state.lock import archive_lock, process_is_alive
-from galaxy_archive.sync.syncer import Syncer, SyncOptions
+from galaxy_archive.sync.context import SyncOptions
+from galaxy_archive.sync.syncer import Syncer
 from galaxy_archive.upstream.galaxy_api import GalaxyApi
 from galaxy_archive.upstream.http_client import HttpClient, scrub
 

@@ -62,8 +62,8 @@ class _DepotManifest:
 class V1Phases(Phase):
     """The generation-1 phases of one product's sync, run by the Syncer after the V2 ones.
 
-    Uses the Syncer's API, DB, store, downloader and report, and records results through it,
-    so V1 objects are counted, reported and marked exactly like V2 ones.
+    Uses the run's context (API, DB, store, downloader, report) and records results through
+    it, so V1 objects are counted, reported and marked exactly like V2 ones.
     """
 
     def mirror(self, product_id: str, builds: Sequence[BuildListing]) -> None:
@@ -73,7 +73,7 @@ class V1Phases(Phase):
         self._index_depot_manifests(product_id, manifests)
         # Only the blobs of the depots selected now (--no-dlc is honoured even for depots an
         # earlier run recorded); a build is complete once all it has recorded are here.
-        if not self.syncer.stop.is_set():
+        if not self.context.stop.is_set():
             self._fetch_blobs(product_id, [m.object_id for m in manifests])
         if not self.options.is_dry_run:
             update_v1_build_states(self.db, product_id, [b.build_id for b in builds], self.clock())
@@ -92,7 +92,7 @@ class V1Phases(Phase):
                     product_id, build.os, _legacy(build), REPOSITORY_NAME
                 )
             except ManifestError as exc:
-                self._build_problem(product_id, build.build_id, str(exc))
+                self.context.build_problem(product_id, build.build_id, str(exc))
         ids = self.db.ensure_objects(
             [
                 NewObject(ObjectKind.V1_MANIFEST, p, None, product_id=product_id)
@@ -100,58 +100,47 @@ class V1Phases(Phase):
             ],
             self.clock(),
         )
-        tasks: list[FetchTask] = []
+        tasks: list[FetchTask | None] = []
         for build in builds:
             if build.build_id not in paths:
                 continue
             path = paths[build.build_id]
             self.db.set_repository(product_id, build.build_id, ids[path])
-            if self._is_verified(path):
-                continue
-            what = f"V1 repository {path} (build {build.build_id})"
-            sources = v1_manifest_sources(
-                self.api,
-                product_id,
-                build.os,
-                _legacy(build),
-                REPOSITORY_NAME,
-                repository_urls=build.manifest_urls,
-            )
-            tasks.append(
-                FetchTask(
-                    ids[path],
-                    ObjectKind.V1_MANIFEST,
-                    path,
-                    None,
-                    None,
-                    sources,
-                    what,
-                    product_id,
-                    check=_parses(read_repository_v1, what),
-                )
-            )
-        self.syncer.fetch(tasks)
+            tasks.append(self._repository_task(product_id, build, path))
+        self.context.fetch(tasks)
         repositories: dict[str, tuple[BuildListing, RepositoryV1]] = {}
         for build in builds:
             if build.build_id not in paths:
                 continue
             path = paths[build.build_id]
             what = f"V1 repository {path} (build {build.build_id})"
-            if not self._is_verified(path):
-                self._build_problem(product_id, build.build_id, f"{what} is not available")
+            if not self.context.is_verified(path):
+                self.context.build_problem(product_id, build.build_id, f"{what} is not available")
                 continue
             try:
                 with self.store.open_read(path) as reader:
                     repository = read_repository_v1(read_bounded(reader, what), what)
             except (ManifestError, StorageError, OSError) as exc:
-                self._build_problem(product_id, build.build_id, f"{what}: {exc}")
+                self.context.build_problem(product_id, build.build_id, f"{what}: {exc}")
                 continue
             record_v1_redists(self.db, product_id, build.build_id, repository.redists)
             repositories[build.build_id] = (build, repository)
-            # A DLC is listed in its base game's repository (the owned-library logic needs it).
-            named = self.syncer.named_products.setdefault(product_id, set())
-            named.update(p for p in repository.product_ids if p != product_id)
+            self.context.name_products(product_id, repository.product_ids)
         return repositories
+
+    def _repository_task(self, product_id: str, build: BuildListing, path: str) -> FetchTask | None:
+        what = f"V1 repository {path} (build {build.build_id})"
+        sources = v1_manifest_sources(
+            self.api,
+            product_id,
+            build.os,
+            _legacy(build),
+            REPOSITORY_NAME,
+            repository_urls=build.manifest_urls,
+        )
+        check = _parses(read_repository_v1, what)
+        row = self.context.recorded(path)
+        return self.context.task_unless_verified(row, sources, what, product_id, check=check)
 
     # --- depot manifests -------------------------------------------------------------------
 
@@ -174,51 +163,46 @@ class V1Phases(Phase):
             self.clock(),
         )
         manifests: dict[int, _DepotManifest] = {}
-        tasks: list[FetchTask] = []
+        tasks: list[FetchTask | None] = []
         for build, depot, path in wanted:
             object_id = ids[path]
             record_v1_depot(self.db, product_id, build.build_id, object_id, depot)
-            if object_id in manifests:
-                continue
-            manifests[object_id] = _DepotManifest(object_id, path, build, depot)
-            if self._is_verified(path):
-                continue
-            what = f"V1 depot manifest {path} (product {depot.owner(product_id)})"
-            sources = v1_manifest_sources(
-                self.api,
-                product_id,
-                build.os,
-                _legacy(build),
-                depot.manifest,
-                depot_product_id=depot.owner(product_id),
-                repository_urls=build.manifest_urls,
-            )
-            tasks.append(
-                FetchTask(
-                    object_id,
-                    ObjectKind.V1_MANIFEST,
-                    path,
-                    None,
-                    None,
-                    sources,
-                    what,
-                    depot.owner(product_id),
-                    check=_parses(read_depot_manifest_v1, what),
-                )
-            )
+            if object_id not in manifests:
+                manifests[object_id] = _DepotManifest(object_id, path, build, depot)
+                tasks.append(self._depot_manifest_task(product_id, build, depot, path))
         for build, _ in repositories.values():  # its depots are recorded: builds can complete
             row = self.db.object_by_path(
                 v1_manifest_path(product_id, build.os, _legacy(build), REPOSITORY_NAME)
             )
             if row is not None:
                 mark_indexed(self.db, row.id, self.clock())
-        self.syncer.fetch(tasks)
+        self.context.fetch(tasks)
         return list(manifests.values())
+
+    def _depot_manifest_task(
+        self, product_id: str, build: BuildListing, depot: V1DepotRef, path: str
+    ) -> FetchTask | None:
+        owner = depot.owner(product_id)
+        what = f"V1 depot manifest {path} (product {owner})"
+        sources = v1_manifest_sources(
+            self.api,
+            product_id,
+            build.os,
+            _legacy(build),
+            depot.manifest,
+            depot_product_id=owner,
+            repository_urls=build.manifest_urls,
+        )
+        check = _parses(read_depot_manifest_v1, what)
+        row = self.context.recorded(path)
+        return self.context.task_unless_verified(row, sources, what, owner, check=check)
 
     def _index_depot_manifests(self, product_id: str, manifests: Sequence[_DepotManifest]) -> None:
         """Record each newly fetched depot manifest's files, blobs and other records."""
         for manifest in manifests:
-            if self.db.is_indexed(manifest.object_id) or not self._is_verified(manifest.path):
+            if self.db.is_indexed(manifest.object_id) or not self.context.is_verified(
+                manifest.path
+            ):
                 continue
             what = f"V1 depot manifest {manifest.path}"
             try:
@@ -227,7 +211,7 @@ class V1Phases(Phase):
                 parsed = read_depot_manifest_v1(raw, what)
                 self._index(product_id, manifest, parsed)
             except (ManifestError, StorageError, OSError) as exc:
-                self._build_problem(product_id, manifest.build.build_id, f"{what}: {exc}")
+                self.context.build_problem(product_id, manifest.build.build_id, f"{what}: {exc}")
         self.db.conn.commit()
 
     def _index(self, product_id: str, manifest: _DepotManifest, parsed: DepotManifestV1) -> None:
@@ -285,11 +269,11 @@ class V1Phases(Phase):
             product.planned_bytes += sum(b.total_size or b.min_size for b in pending)
             return
         missing = sum((b.total_size or b.min_size) - RangeSet(b.done).covered for b in pending)
-        if not self.syncer._has_room_for(product_id, missing):
+        if not self.context.has_room_for(product_id, missing):
             return
-        downloader = self.syncer.downloader
+        downloader = self.context.downloader
         for blob in pending:
-            if self.syncer.stop.is_set():
+            if self.context.stop.is_set():
                 return
             log.info(
                 "fetching %s (%s) by ranges",
@@ -304,18 +288,10 @@ class V1Phases(Phase):
                 range_size=self.options.v1_range_size,
                 clock=self.clock,
             )
-            self.syncer.record(result)
+            self.context.record(result)
             self.db.conn.commit()
             if result.outcome is Outcome.STOPPED:
                 return
-
-    def _build_problem(self, product_id: str, build_id: str, message: str) -> None:
-        self.report.problem(f"build {build_id} of product {product_id}: {message}")
-        self.db.set_build_error(product_id, build_id, message)
-
-    def _is_verified(self, path: str) -> bool:
-        row = self.db.object_by_path(path)
-        return row is not None and row.state == "verified"
 
 
 def _legacy(build: BuildListing) -> int:

@@ -18,8 +18,8 @@ from galaxy_archive.app import App
 from galaxy_archive.config import load
 from galaxy_archive.models.dependencies import DependencyMode
 from galaxy_archive.models.manifests import decode_meta, parse_depot_manifest
+from galaxy_archive.sync.context import SyncOptions
 from galaxy_archive.sync.run import run_sync
-from galaxy_archive.sync.syncer import SyncOptions
 from tests.conftest import Archive
 from tests.fakegalaxy import FakeGalaxy, Patch, V2Build, World, galaxy_path, md5_hex, random_bytes
 from tests.fakegalaxy import zlib_json as fake_zlib_json

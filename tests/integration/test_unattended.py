@@ -22,8 +22,8 @@ from galaxy_archive.config import load
 from galaxy_archive.errors import ExitCode
 from galaxy_archive.state.lock import lock_path
 from galaxy_archive.storage.local import TEMP_SUFFIX
+from galaxy_archive.sync.context import SyncOptions
 from galaxy_archive.sync.run import run_sync
-from galaxy_archive.sync.syncer import SyncOptions
 from tests.conftest import REPO, Archive
 from tests.fakegalaxy import FakeGalaxy, World, random_bytes
 

@@ -52,6 +52,13 @@ class ManifestError(GalaxyArchiveError):
     """A manifest or API answer is malformed or hostile."""
 
 
+class UnsafeReference(ManifestError):
+    """A value of the right type whose form is unsafe or malformed as a reference: an id that
+    is not an MD5 or a number, a path that leaves its directory, a name that is not one safe
+    path component. Inside a manifest's list it costs that entry, not the manifest (README,
+    "Bad input"); anywhere else it rejects what holds it, like any ManifestError."""
+
+
 class IntegrityError(GalaxyArchiveError):
     """Bytes do not match their recorded size or hash."""
 

@@ -21,7 +21,7 @@ from galaxy_archive.models.build_files import (
     v1_depot_files,
     v2_depot_files,
 )
-from galaxy_archive.models.manifests import decode_json, decode_meta
+from galaxy_archive.models.decoding import decode_json, decode_meta
 from galaxy_archive.models.object_state import ObjectState
 from galaxy_archive.state.db import StateDB
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from galaxy_archive.errors import ConfigError, GalaxyArchiveError
 from galaxy_archive.models.build_diff import BuildDiff, covered_by_patch, diff_builds
-from galaxy_archive.models.manifests import DepotDiff, decode_meta, parse_depot_manifest
+from galaxy_archive.models.decoding import decode_meta
+from galaxy_archive.models.manifests import DepotDiff, parse_depot_manifest
 from galaxy_archive.models.patches import PatchOutcome
 from galaxy_archive.state.db import StateDB
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from galaxy_archive.errors import ConfigError, GalaxyArchiveError
+from galaxy_archive.models.decoding import decode_json, decode_meta
 from galaxy_archive.models.layout import ObjectKind, cas_path, split_v1_path
-from galaxy_archive.models.manifests import decode_json, decode_meta, parse_repository_v2
+from galaxy_archive.models.manifests import parse_repository_v2
 from galaxy_archive.models.v1_manifests import REPOSITORY_NAME
 from galaxy_archive.state.db import StateDB
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from galaxy_archive.errors import ManifestError
-from galaxy_archive.models.layout import check_id, check_md5
+from galaxy_archive.errors import ManifestError, UnsafeReference
 
 # manifests' typed field readers, shared on purpose so every JSON field is checked alike.
-from galaxy_archive.models.manifests import json_field, json_size, json_strings
+from galaxy_archive.models.decoding import json_field, json_size, json_strings, parse_entries
+from galaxy_archive.models.layout import check_id, check_md5
 
 # Real ids: ISI, DirectX, MSVC2017_x64, dotNet4, DOSBox074, ScummVM (protocol.md §8).
 _DEPENDENCY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
@@ -62,8 +62,10 @@ class DependencyDepot:
 
 
 def check_dependency_id(value: object, what: str) -> str:
-    if not isinstance(value, str) or not _DEPENDENCY_ID_RE.match(value):
+    if not isinstance(value, str):
         raise ManifestError(f"{what}: {str(value)[:80]!r} is not a dependency id")
+    if not _DEPENDENCY_ID_RE.match(value):
+        raise UnsafeReference(f"{what}: {value[:80]!r} is not a dependency id")
     return value
 
 
@@ -84,12 +86,18 @@ def parse_repository_answer(doc: Any, what: str) -> RepositoryAnswer:
     )
 
 
-def parse_dependency_manifest(doc: Any, what: str) -> tuple[DependencyDepot, ...]:
+@dataclass(frozen=True)
+class DependencyManifest:
+    depots: tuple[DependencyDepot, ...]
+    skipped: tuple[str, ...] = ()  # entries left out, each named (models/manifests.py)
+
+
+def parse_dependency_manifest(doc: Any, what: str) -> DependencyManifest:
     """The repository manifest: `{"depots": [{dependencyId, manifest, ...}]}`."""
-    return tuple(
-        _parse_dependency(entry, f"{what} depots[{i}]")
-        for i, entry in enumerate(json_field(doc, "depots", list, what))
-    )
+    skipped: list[str] = []
+    entries = json_field(doc, "depots", list, what)
+    depots = parse_entries(entries, _parse_dependency, f"{what} depots", skipped)
+    return DependencyManifest(tuple(depots), tuple(skipped))
 
 
 def _parse_dependency(entry: Any, what: str) -> DependencyDepot:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from galaxy_archive.errors import ManifestError
+from galaxy_archive.errors import ManifestError, UnsafeReference
 
 _MD5_RE = re.compile(r"^[0-9a-f]{32}$")
 _ID_RE = re.compile(r"^[0-9]{1,24}$")
@@ -58,8 +58,10 @@ _CAS_DIRS = {
 
 def check_md5(value: object, what: str) -> str:
     """Return value as a lower-case 32-hex MD5, or raise ManifestError naming `what`."""
-    if not isinstance(value, str) or not _MD5_RE.match(value.lower()):
+    if not isinstance(value, str):
         raise ManifestError(f"{what}: {value!r} is not a 32-hex MD5")
+    if not _MD5_RE.match(value.lower()):
+        raise UnsafeReference(f"{what}: {value!r} is not a 32-hex MD5")
     return value.lower()
 
 
@@ -67,15 +69,19 @@ def check_id(value: object, what: str) -> str:
     """A product or build id: digits only (ints are accepted and turned into strings)."""
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    if not isinstance(value, str) or not _ID_RE.match(value):
+    if not isinstance(value, str):
         raise ManifestError(f"{what}: {value!r} is not a numeric id")
+    if not _ID_RE.match(value):
+        raise UnsafeReference(f"{what}: {value!r} is not a numeric id")
     return value
 
 
 def check_v1_name(value: object, what: str) -> str:
     """A V1 file name (``<uuid>.json``, ``main.bin``): one safe path component."""
-    if not isinstance(value, str) or not _V1_NAME_RE.match(value) or ".." in value:
+    if not isinstance(value, str):
         raise ManifestError(f"{what}: {value!r} is not a safe file name")
+    if not _V1_NAME_RE.match(value) or ".." in value:
+        raise UnsafeReference(f"{what}: {value!r} is not a safe file name")
     return value
 
 
@@ -131,12 +137,31 @@ def safe_relative_path(raw: object, what: str) -> PurePosixPath:
     GOG paths use backslashes (protocol.md 4.2); absolute paths, drive letters, NUL bytes and
     '..' components are hostile and rejected.
     """
-    if not isinstance(raw, str) or not raw:
-        raise ManifestError(f"{what}: path {raw!r} is not a non-empty string")
+    if not isinstance(raw, str):
+        raise ManifestError(f"{what}: path {raw!r} is not a string")
     text = raw.replace("\\", "/")
     if "\x00" in text or text.startswith("/") or re.match(r"^[A-Za-z]:", text):
-        raise ManifestError(f"{what}: path {raw!r} is absolute or invalid")
+        raise UnsafeReference(f"{what}: path {raw!r} is absolute or invalid")
     parts = [part for part in text.split("/") if part not in ("", ".")]
     if not parts or any(part == ".." for part in parts):
-        raise ManifestError(f"{what}: path {raw!r} leaves its directory")
+        raise UnsafeReference(f"{what}: path {raw!r} is empty or leaves its directory")
     return PurePosixPath(*parts)
+
+
+def safe_link_target(link: PurePosixPath, raw: object, what: str) -> str:
+    """A link's target (relative to the link's directory, backslashes as '/') that stays inside
+    the install directory; absolute targets and ones that climb out of it are hostile."""
+    if not isinstance(raw, str):
+        raise ManifestError(f"{what}: link target {raw!r} is not a string")
+    text = raw.replace("\\", "/")
+    if not text or "\x00" in text or text.startswith("/") or re.match(r"^[A-Za-z]:", text):
+        raise UnsafeReference(f"{what}: link target {raw!r} is empty, absolute or invalid")
+    depth = len(link.parts) - 1  # directories between the install directory and the link
+    for part in text.split("/"):
+        if part == "..":
+            depth -= 1
+        elif part not in ("", "."):
+            depth += 1
+        if depth < 0:
+            raise UnsafeReference(f"{what}: link target {raw!r} leaves the install directory")
+    return text

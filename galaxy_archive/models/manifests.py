@@ -3,127 +3,46 @@
 Every parse_* function takes bytes or decoded JSON plus `what`, a name for the object used in
 error messages, and returns frozen dataclasses or raises ManifestError naming the object and
 the field. Nothing here touches the network or the disk.
+
+A manifest whose shape is wrong (wrong types, missing required keys, not zlib/JSON) is
+rejected whole. An entry of one of its lists whose values have the right types but an unsafe
+or malformed form (`UnsafeReference`: an id that is not an MD5, a path leaving its directory,
+a link target outside the install directory) is left out and named in the result's `skipped`,
+so one odd entry from GOG costs that entry, not the build (README, "Bad input").
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import re
-import zlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, BinaryIO
 from urllib.parse import quote, urlsplit
 
-from galaxy_archive.errors import ManifestError
-from galaxy_archive.models.layout import check_id, check_md5, safe_relative_path
+from galaxy_archive.errors import ManifestError, UnsafeReference
+from galaxy_archive.models.decoding import (
+    decode_json,
+    decode_meta,
+    json_count,
+    json_field,
+    json_size,
+    json_strings,
+    parse_entries,
+    read_bounded,
+)
+from galaxy_archive.models.layout import (
+    check_id,
+    check_md5,
+    safe_link_target,
+    safe_relative_path,
+)
 from galaxy_archive.models.links import fill_url_format
 
-# A hostile zlib body can inflate to gigabytes; no real manifest comes near this.
-MAX_MANIFEST_BYTES = 256 * 1024 * 1024
 _LINK_HASH_RE = re.compile(r"/([0-9a-fA-F]{32})/?$")
 _V1_LINK_RE = re.compile(
     r"/content-system/v1/manifests/([0-9]{1,24})/([^/]+)/([0-9]{1,24})/repository\.json$"
 )
-
-
-# --- decoding ------------------------------------------------------------------------------
-
-
-def inflate(body: bytes, what: str, *, limit: int = MAX_MANIFEST_BYTES) -> bytes:
-    """Inflate a zlib stream (window bits 15), refusing trailing garbage and bombs."""
-    inflater = zlib.decompressobj(15)
-    try:
-        data = inflater.decompress(body, limit)
-    except zlib.error as exc:
-        raise ManifestError(f"{what}: invalid zlib data ({exc})") from None
-    if inflater.unconsumed_tail:
-        raise ManifestError(f"{what}: inflates to more than {limit} bytes")
-    if not inflater.eof:
-        raise ManifestError(f"{what}: zlib stream is truncated")
-    if inflater.unused_data:
-        raise ManifestError(f"{what}: trailing bytes after the zlib stream")
-    return data
-
-
-def read_bounded(reader: BinaryIO, what: str, *, limit: int = MAX_MANIFEST_BYTES) -> bytes:
-    """The bytes of a manifest from `reader` (a stored object, or one being checked before it
-    is stored), refusing one larger than `limit` without reading past it."""
-    body = reader.read(limit + 1)
-    if len(body) > limit:
-        raise ManifestError(f"{what}: larger than {limit} bytes")
-    return body
-
-
-def looks_like_zlib(body: bytes) -> bool:
-    # RFC 1950: CM=8 in the low nibble, and the 16-bit header is a multiple of 31.
-    return len(body) >= 2 and body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
-
-
-def decode_json(body: bytes, what: str) -> Any:
-    """Plain JSON (V1 manifests, API answers)."""
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ManifestError(f"{what}: not valid JSON ({exc})") from None
-
-
-def decode_meta(body: bytes, what: str) -> Any:
-    """V2 meta: zlib JSON, with the plain-JSON fallback every client has (protocol.md 3.1)."""
-    if looks_like_zlib(body):
-        return decode_json(inflate(body, what), what)
-    if body.lstrip()[:1] in (b"{", b"["):
-        return decode_json(body, what)
-    raise ManifestError(f"{what}: neither zlib nor JSON")
-
-
-# --- typed field access --------------------------------------------------------------------
-
-
-def json_field(
-    obj: Any, key: str, kind: type | tuple[type, ...], what: str, default: Any = ...
-) -> Any:
-    if not isinstance(obj, dict):
-        raise ManifestError(f"{what}: expected a JSON object, got {type(obj).__name__}")
-    if key not in obj or obj[key] is None:
-        if default is ...:
-            raise ManifestError(f"{what}: field {key!r} is missing")
-        return default
-    value = obj[key]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) and bool not in kinds:
-        raise ManifestError(f"{what}: field {key!r} is a boolean")
-    if not isinstance(value, kinds):
-        names = "/".join(k.__name__ for k in kinds)
-        raise ManifestError(f"{what}: field {key!r} should be {names}, not {type(value).__name__}")
-    return value
-
-
-def json_size(obj: Any, key: str, what: str, default: Any = ...) -> int:
-    value = json_field(obj, key, int, what, default)
-    if value < 0:
-        raise ManifestError(f"{what}: field {key!r} is negative")
-    return int(value)
-
-
-def json_count(obj: Any, key: str, what: str, default: Any = ...) -> int:
-    """A non-negative integer field that some answers send as a digit string ("2")."""
-    value = json_field(obj, key, (int, str), what, default)
-    if isinstance(value, str):
-        if not (value.isascii() and value.isdigit() and len(value) <= 24):
-            raise ManifestError(f"{what}: field {key!r} is not a number: {value[:40]!r}")
-        return int(value)
-    if value < 0:
-        raise ManifestError(f"{what}: field {key!r} is negative")
-    return int(value)
-
-
-def json_strings(obj: Any, key: str, what: str) -> tuple[str, ...]:
-    values = json_field(obj, key, list, what, [])
-    if not all(isinstance(v, str) for v in values):
-        raise ManifestError(f"{what}: field {key!r} should be a list of strings")
-    return tuple(values)
 
 
 # --- builds lists (protocol.md §2) ---------------------------------------------------------
@@ -352,6 +271,7 @@ class RepositoryV2:
     offline_depot: DepotRef | None
     product_ids: tuple[str, ...]
     dependencies: tuple[str, ...]
+    skipped: tuple[str, ...] = ()  # entries left out, each named (see the module docstring)
 
 
 def parse_depot_ref(obj: Any, what: str, *, is_offline: bool = False) -> DepotRef:
@@ -366,29 +286,38 @@ def parse_depot_ref(obj: Any, what: str, *, is_offline: bool = False) -> DepotRe
     )
 
 
-def parse_product_ids(doc: Any, what: str) -> tuple[str, ...]:
+def _product_id(entry: Any, what: str) -> str:
+    return check_id(json_field(entry, "productId", (str, int), what), f"{what} productId")
+
+
+def parse_product_ids(doc: Any, what: str, skipped: list[str]) -> tuple[str, ...]:
     """The `products[].productId` of a repository or patch root: the base game and its DLC."""
     products = json_field(doc, "products", list, what, [])
-    return tuple(
-        check_id(
-            json_field(p, "productId", (str, int), f"{what} products[{i}]"), f"{what} productId"
-        )
-        for i, p in enumerate(products)
-    )
+    return tuple(parse_entries(products, _product_id, f"{what} products", skipped))
+
+
+def parse_depot_refs(doc: Any, what: str, skipped: list[str]) -> tuple[DepotRef, ...]:
+    """The `depots[]` of a repository or patch root manifest."""
+    depots = json_field(doc, "depots", list, what)
+    return tuple(parse_entries(depots, parse_depot_ref, f"{what} depots", skipped))
+
+
+def _offline_depot(doc: Any, what: str, skipped: list[str]) -> DepotRef | None:
+    raw = json_field(doc, "offlineDepot", dict, what, None)
+    if raw is None:
+        return None
+    try:
+        return parse_depot_ref(raw, f"{what} offlineDepot", is_offline=True)
+    except UnsafeReference as exc:
+        skipped.append(f"{exc}; entry skipped")
+        return None
 
 
 def parse_repository_v2(doc: Any, what: str) -> RepositoryV2:
-    depots = tuple(
-        parse_depot_ref(d, f"{what} depots[{i}]")
-        for i, d in enumerate(json_field(doc, "depots", list, what))
-    )
-    offline_raw = json_field(doc, "offlineDepot", dict, what, None)
-    offline = (
-        parse_depot_ref(offline_raw, f"{what} offlineDepot", is_offline=True)
-        if offline_raw is not None
-        else None
-    )
-    product_ids = parse_product_ids(doc, what)
+    skipped: list[str] = []
+    depots = parse_depot_refs(doc, what, skipped)
+    offline = _offline_depot(doc, what, skipped)
+    product_ids = parse_product_ids(doc, what, skipped)
     build_id = json_field(doc, "buildId", (str, int), what, None)
     return RepositoryV2(
         base_product_id=check_id(json_field(doc, "baseProductId", (str, int), what), what),
@@ -398,6 +327,7 @@ def parse_repository_v2(doc: Any, what: str) -> RepositoryV2:
         offline_depot=offline,
         product_ids=product_ids,
         dependencies=json_strings(doc, "dependencies", what),
+        skipped=tuple(skipped),
     )
 
 
@@ -436,6 +366,7 @@ class DepotManifest:
     files: tuple[DepotFile, ...]
     diffs: tuple[DepotDiff, ...]
     sfc_chunks: tuple[ChunkRef, ...]
+    skipped: tuple[str, ...] = ()  # items left out, each named (see the module docstring)
 
     def chunks(self) -> tuple[ChunkRef, ...]:
         """Every chunk a mirror needs: SFC chunks and those of files and diffs not in an SFC."""
@@ -485,22 +416,46 @@ def _optional_md5(obj: Any, key: str, what: str) -> str | None:
 
 def parse_depot_manifest(doc: Any, what: str) -> DepotManifest:
     depot = json_field(doc, "depot", dict, what)
-    files: list[DepotFile] = []
-    diffs: list[DepotDiff] = []
-    for i, item in enumerate(json_field(depot, "items", list, what, [])):
-        where = f"{what} items[{i}]"
-        kind = json_field(item, "type", str, where, "DepotFile")
-        if kind == "DepotFile":
-            files.append(_parse_file(item, where))
-        elif kind == "DepotDiff":
-            diffs.append(_parse_diff(item, where))
-        elif kind in ("DepotDirectory", "DepotLink"):
-            safe_relative_path(json_field(item, "path", str, where), where)
-        else:
-            raise ManifestError(f"{where}: unknown item type {kind!r}")
+    skipped: list[str] = []
+    items = parse_entries(
+        json_field(depot, "items", list, what, []), _parse_item, f"{what} items", skipped
+    )
+    return DepotManifest(
+        files=tuple(item for item in items if isinstance(item, DepotFile)),
+        diffs=tuple(item for item in items if isinstance(item, DepotDiff)),
+        sfc_chunks=_sfc_chunks(depot, what, skipped),
+        skipped=tuple(skipped),
+    )
+
+
+def _parse_item(item: Any, what: str) -> DepotFile | DepotDiff | None:
+    """A file or diff item; None for a directory or link (checked, then nothing to fetch)."""
+    kind = json_field(item, "type", str, what, "DepotFile")
+    if kind == "DepotFile":
+        return _parse_file(item, what)
+    if kind == "DepotDiff":
+        return _parse_diff(item, what)
+    if kind == "DepotDirectory":
+        safe_relative_path(json_field(item, "path", str, what), what)
+        return None
+    if kind == "DepotLink":
+        path = safe_relative_path(json_field(item, "path", str, what), what)
+        safe_link_target(path, json_field(item, "target", str, what, ""), what)
+        return None
+    raise ManifestError(f"{what}: unknown item type {kind!r}")
+
+
+def _sfc_chunks(depot: Any, what: str, skipped: list[str]) -> tuple[ChunkRef, ...]:
+    """The small-files container's chunks; with an unsafe chunk, no container at all: its
+    members then need their own chunks (protocol.md 4.3), which keeps them restorable."""
     sfc = json_field(depot, "smallFilesContainer", dict, what, None)
-    sfc_chunks = _parse_chunks(sfc, f"{what} smallFilesContainer") if sfc is not None else ()
-    return DepotManifest(files=tuple(files), diffs=tuple(diffs), sfc_chunks=sfc_chunks)
+    if sfc is None:
+        return ()
+    try:
+        return _parse_chunks(sfc, f"{what} smallFilesContainer")
+    except UnsafeReference as exc:
+        skipped.append(f"{exc}; the small-files container is skipped")
+        return ()
 
 
 def _parse_file(item: Any, what: str) -> DepotFile:

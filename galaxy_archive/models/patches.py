@@ -16,18 +16,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from galaxy_archive.errors import ManifestError
+from galaxy_archive.models.decoding import decode_json, inflate, json_field, looks_like_zlib
 from galaxy_archive.models.layout import check_id, check_md5
 
 # manifests' typed field readers, shared on purpose so every JSON field is checked alike.
-from galaxy_archive.models.manifests import (
-    DepotRef,
-    decode_json,
-    inflate,
-    json_field,
-    looks_like_zlib,
-    parse_depot_ref,
-    parse_product_ids,
-)
+from galaxy_archive.models.manifests import DepotRef, parse_depot_refs, parse_product_ids
 
 SUPPORTED_ALGORITHM = "xdelta3"  # every client refuses anything else (protocol.md 7.2)
 _LINK_HASH_RE = re.compile(r"/([0-9a-fA-F]{32})/?$")
@@ -186,6 +179,7 @@ class PatchRoot:
     build_id_target: str | None = None
     depots: tuple[DepotRef, ...] = ()
     product_ids: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()  # entries left out, each named (models/manifests.py)
 
     @property
     def is_empty(self) -> bool:
@@ -216,11 +210,9 @@ def read_patch_root(body: bytes, what: str) -> PatchRoot:
 
 def parse_patch_root(doc: Any, what: str) -> PatchRoot:
     algorithm = json_field(doc, "algorithm", str, what)
-    depots = tuple(
-        parse_depot_ref(d, f"{what} depots[{i}]")
-        for i, d in enumerate(json_field(doc, "depots", list, what))
-    )
-    product_ids = parse_product_ids(doc, what)
+    skipped: list[str] = []
+    depots = parse_depot_refs(doc, what, skipped)
+    product_ids = parse_product_ids(doc, what, skipped)
     return PatchRoot(
         algorithm=algorithm,
         base_product_id=_optional_id(doc, "baseProductId", what),
@@ -228,6 +220,7 @@ def parse_patch_root(doc: Any, what: str) -> PatchRoot:
         build_id_target=_optional_id(doc, "buildId_target", what),
         depots=depots,
         product_ids=product_ids,
+        skipped=tuple(skipped),
     )
 
 

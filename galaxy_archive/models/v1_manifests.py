@@ -14,8 +14,14 @@ from pathlib import PurePosixPath
 from typing import Any, NamedTuple
 
 from galaxy_archive.errors import ManifestError
-from galaxy_archive.models.layout import check_id, check_md5, check_v1_name, safe_relative_path
-from galaxy_archive.models.manifests import decode_json
+from galaxy_archive.models.decoding import decode_json, parse_entries
+from galaxy_archive.models.layout import (
+    check_id,
+    check_md5,
+    check_v1_name,
+    safe_link_target,
+    safe_relative_path,
+)
 
 REPOSITORY_NAME = "repository.json"
 DEFAULT_BLOB_NAME = "main.bin"  # HGD ignores `url` and always uses it (protocol.md 6.3)
@@ -107,25 +113,14 @@ class RepositoryV1:
     product_ids: tuple[str, ...]  # every `gameIDs[].gameID`
     depots: tuple[V1DepotRef, ...]
     redists: tuple[V1Redist, ...]
+    skipped: tuple[str, ...] = ()  # entries left out, each named (models/manifests.py)
 
 
 def parse_repository_v1(doc: Any, what: str) -> RepositoryV1:
     product = _object(_object(doc, what).get("product"), f"{what} product")
-    depots: list[V1DepotRef] = []
-    redists: list[V1Redist] = []
-    for index, raw in enumerate(_list(product, "depots", what)):
-        where = f"{what} depots[{index}]"
-        entry = _object(raw, where)
-        if entry.get("redist") is not None:
-            redists.append(_parse_redist(entry, where))
-        elif entry.get("manifest") is not None:
-            depots.append(_parse_depot(entry, where))
-        else:
-            raise ManifestError(f"{where}: neither a 'manifest' nor a 'redist'")
-    game_ids = []
-    for index, raw in enumerate(_list(product, "gameIDs", what)):
-        where = f"{what} gameIDs[{index}]"
-        game_ids.append(check_id(_object(raw, where).get("gameID"), f"{where} gameID"))
+    skipped: list[str] = []
+    entries = parse_entries(_list(product, "depots", what), _depot_entry, f"{what} depots", skipped)
+    game_ids = parse_entries(_list(product, "gameIDs", what), _game_id, f"{what} gameIDs", skipped)
     root = product.get("rootGameID")
     return RepositoryV1(
         timestamp=_count(product, "timestamp", what),
@@ -133,9 +128,23 @@ def parse_repository_v1(doc: Any, what: str) -> RepositoryV1:
         install_directory=_text(product, "installDirectory", what),
         project_name=_text(product, "projectName", what),
         product_ids=tuple(game_ids),
-        depots=tuple(depots),
-        redists=tuple(redists),
+        depots=tuple(e for e in entries if isinstance(e, V1DepotRef)),
+        redists=tuple(e for e in entries if isinstance(e, V1Redist)),
+        skipped=tuple(skipped),
     )
+
+
+def _depot_entry(raw: Any, what: str) -> V1DepotRef | V1Redist:
+    entry = _object(raw, what)
+    if entry.get("redist") is not None:
+        return _parse_redist(entry, what)
+    if entry.get("manifest") is not None:
+        return _parse_depot(entry, what)
+    raise ManifestError(f"{what}: neither a 'manifest' nor a 'redist'")
+
+
+def _game_id(raw: Any, what: str) -> str:
+    return check_id(_object(raw, what).get("gameID"), f"{what} gameID")
 
 
 def _parse_depot(entry: dict[str, Any], what: str) -> V1DepotRef:
@@ -200,24 +209,28 @@ class DepotManifestV1:
     name: str | None
     files: tuple[V1File, ...]
     items: tuple[V1Item, ...]
+    skipped: tuple[str, ...] = ()  # records left out, each named (models/manifests.py)
 
 
 def parse_depot_manifest_v1(doc: Any, what: str) -> DepotManifestV1:
     depot = _object(_object(doc, what).get("depot"), f"{what} depot")
-    files: list[V1File] = []
-    items: list[V1Item] = []
-    for index, raw in enumerate(_list(depot, "files", what)):
-        where = f"{what} files[{index}]"
-        record = _object(raw, where)
-        if record.get("directory") is True:
-            directory = _directory(record, where)
-            if directory is not None:
-                items.append(directory)
-        elif "symlinkType" in record or "target" in record:
-            items.append(_symlink(record, where))
-        else:
-            files.append(_file(record, where))
-    return DepotManifestV1(name=_text(depot, "name", what), files=tuple(files), items=tuple(items))
+    skipped: list[str] = []
+    records = parse_entries(_list(depot, "files", what), _record, f"{what} files", skipped)
+    return DepotManifestV1(
+        name=_text(depot, "name", what),
+        files=tuple(r for r in records if isinstance(r, V1File)),
+        items=tuple(r for r in records if isinstance(r, V1Item)),
+        skipped=tuple(skipped),
+    )
+
+
+def _record(raw: Any, what: str) -> V1File | V1Item | None:
+    record = _object(raw, what)
+    if record.get("directory") is True:
+        return _directory(record, what)
+    if "symlinkType" in record or "target" in record:
+        return _symlink(record, what)
+    return _file(record, what)
 
 
 def _record_path(record: dict[str, Any], what: str) -> PurePosixPath:
@@ -238,10 +251,11 @@ def _symlink(record: dict[str, Any], what: str) -> V1Item:
     target = _text(record, "target", what)
     if not target:
         raise ManifestError(f"{what}: symlink without a target")
+    path = _record_path(record, what)
     return V1Item(
-        _record_path(record, what),
+        path,
         "symlink",
-        target=target,
+        target=safe_link_target(path, target, what),
         symlink_type=_text(record, "symlinkType", what),
     )
 

@@ -72,6 +72,8 @@ class SyncContext:
     on_result: Callable[[FetchResult], None] = lambda _result: None
     # product id -> the other product ids its repository manifests list (its DLC), V1 and V2.
     named_products: dict[str, set[str]] = field(default_factory=dict)
+    # (product id, build id) -> the entries left out of that build's manifests this run.
+    flawed_builds: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
     def name_products(self, product_id: str, listed: Iterable[str]) -> None:
         """Remember the products a repository of `product_id` lists (the owned-library logic
@@ -142,6 +144,17 @@ class SyncContext:
         if self.stop.is_set():
             self.db.conn.commit()
             raise Stopping
+
+    def report_skipped(
+        self, skipped: Iterable[str], builds: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        """Name each entry a stored manifest had to leave out (a problem: the run exits 1); the
+        `builds` (product id, build id) it belongs to end the run incomplete, saying why."""
+        keys = list(builds)
+        for message in skipped:
+            self.report.problem(message)
+            for key in keys:
+                self.flawed_builds.setdefault(key, []).append(message)
 
     def build_problem(self, product_id: str, build_id: str, message: str) -> None:
         self.report.problem(f"build {build_id} of product {product_id}: {message}")

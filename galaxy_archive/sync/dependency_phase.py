@@ -14,21 +14,17 @@ from typing import BinaryIO
 
 from galaxy_archive.errors import ManifestError, StorageError, UpstreamError
 from galaxy_archive.fetch.sources import dependency_chunk_sources, dependency_meta_sources
+from galaxy_archive.models.decoding import decode_json, decode_meta, read_bounded
 from galaxy_archive.models.dependencies import (
     DependencyDepot,
+    DependencyManifest,
     DependencyMode,
     parse_dependency_manifest,
     parse_repository_answer,
     select_dependencies,
 )
 from galaxy_archive.models.layout import ObjectKind, cas_path
-from galaxy_archive.models.manifests import (
-    DepotManifest,
-    decode_json,
-    decode_meta,
-    parse_depot_manifest,
-    read_bounded,
-)
+from galaxy_archive.models.manifests import DepotManifest, parse_depot_manifest
 from galaxy_archive.models.object_state import ObjectState
 from galaxy_archive.state.db import NewObject
 from galaxy_archive.state.dependency_records import DependencyRecords
@@ -39,7 +35,7 @@ log = logging.getLogger(__name__)
 WHAT = "dependencies repository"
 
 
-def read_dependency_manifest(reader: BinaryIO, what: str) -> tuple[DependencyDepot, ...]:
+def read_dependency_manifest(reader: BinaryIO, what: str) -> DependencyManifest:
     return parse_dependency_manifest(decode_meta(read_bounded(reader, what), what), what)
 
 
@@ -118,10 +114,12 @@ class DependencyPhase(Phase):
             return None  # the downloader reported why
         try:
             with self.store.open_read(path) as reader:
-                depots = read_dependency_manifest(reader, what)
+                manifest = read_dependency_manifest(reader, what)
         except (ManifestError, StorageError, OSError) as exc:
             self.report.problem(f"{what}: {exc}")
             return None
+        self.context.report_skipped(manifest.skipped)
+        depots = manifest.depots
         self.records.record_depots(repository_id, depots)
         return repository_id, depots
 
@@ -159,6 +157,7 @@ class DependencyPhase(Phase):
             except (ManifestError, StorageError, OSError) as exc:
                 self.report.problem(f"{what}: {exc}")
                 continue
+            self.context.report_skipped(manifest.skipped)
             # The same roles as game depots: small-files members are optional (4.3).
             roles = chunk_references(manifest, ObjectKind.DEP_STORE)
             ids = self.db.ensure_objects([obj for _, obj in roles], now)

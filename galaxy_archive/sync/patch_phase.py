@@ -15,14 +15,13 @@ from typing import BinaryIO
 from galaxy_archive.errors import ManifestError, StorageError, UpstreamError
 from galaxy_archive.fetch.sources import patch_chunk_sources, patch_meta_sources
 from galaxy_archive.fetch.tasks import FetchTask
+from galaxy_archive.models.decoding import decode_meta, read_bounded
 from galaxy_archive.models.layout import ObjectKind, cas_path
 from galaxy_archive.models.manifests import (
     DepotManifest,
     DepotRef,
-    decode_meta,
     parse_depot_manifest,
     parse_repository_v2,
-    read_bounded,
 )
 from galaxy_archive.models.object_state import BuildState, ObjectState
 from galaxy_archive.models.patches import (
@@ -195,6 +194,8 @@ class PatchPhase(Phase):
                 invalid = f"{what}: {exc}"
             if invalid is not None:
                 self.report.problem(invalid)
+            elif item.root is not None:
+                self.context.report_skipped(item.root.skipped)
         # (A root the downloader's check refused was reported by the downloader.)
         if invalid is not None:
             self.records.set_result(pair, PatchOutcome.INVALID, None, invalid)
@@ -314,6 +315,7 @@ class PatchPhase(Phase):
             except (ManifestError, StorageError, OSError) as exc:
                 self.report.problem(f"{what}: {exc}")
                 continue
+            self.context.report_skipped(manifest.skipped)
             roles = chunk_references(manifest, ObjectKind.PATCH_STORE, depot_product)
             ids = self.db.ensure_objects([obj for _, obj in roles], now)
             # Indexed and linked to the depot's product in one transaction.

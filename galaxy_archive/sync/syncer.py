@@ -157,6 +157,9 @@ class Syncer:
     ) -> None:
         """The V2 builds' states (V1 ones are the V1 phase's), then count the complete ones."""
         self.db.update_build_states(product_id, [b.build_id for b in builds], self.clock())
+        for (flawed_product, build_id), skipped in self.context.flawed_builds.items():
+            if flawed_product == product_id:  # everything else stored, but not the whole build
+                self.db.set_build_error(product_id, build_id, "; ".join(skipped))
         self.db.conn.commit()
         selected = {x.build_id for x in [*builds, *v1_builds]}
         self.report.product(product_id).builds_complete = sum(

@@ -19,8 +19,9 @@ from galaxy_archive.errors import ManifestError, StorageError
 from galaxy_archive.fetch.sources import v1_manifest_sources
 from galaxy_archive.fetch.tasks import FetchTask, Outcome
 from galaxy_archive.fetch.v1_download import download_blob
+from galaxy_archive.models.decoding import read_bounded
 from galaxy_archive.models.layout import ObjectKind, v1_blob_path, v1_manifest_path
-from galaxy_archive.models.manifests import BuildListing, read_bounded
+from galaxy_archive.models.manifests import BuildListing
 from galaxy_archive.models.v1_manifests import (
     DEFAULT_BLOB_NAME,
     REPOSITORY_NAME,
@@ -123,6 +124,7 @@ class V1Phases(Phase):
             except (ManifestError, StorageError, OSError) as exc:
                 self.context.build_problem(product_id, build.build_id, f"{what}: {exc}")
                 continue
+            self.context.report_skipped(repository.skipped, [(product_id, build.build_id)])
             record_v1_redists(self.db, product_id, build.build_id, repository.redists)
             repositories[build.build_id] = (build, repository)
             self.context.name_products(product_id, repository.product_ids)
@@ -209,6 +211,8 @@ class V1Phases(Phase):
                 with self.store.open_read(manifest.path) as reader:
                     raw = read_bounded(reader, what)
                 parsed = read_depot_manifest_v1(raw, what)
+                build = (product_id, manifest.build.build_id)
+                self.context.report_skipped(parsed.skipped, [build])
                 self._index(product_id, manifest, parsed)
             except (ManifestError, StorageError, OSError) as exc:
                 self.context.build_problem(product_id, manifest.build.build_id, f"{what}: {exc}")

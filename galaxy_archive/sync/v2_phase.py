@@ -79,6 +79,7 @@ class V2Phase(Phase):
         for build, md5 in wanted.values():
             repository = self._read_repository(product_id, build, md5, paths[md5])
             if repository is not None:
+                self.context.report_skipped(repository.skipped, [(product_id, build.build_id)])
                 repositories[build.build_id] = repository
                 self.context.name_products(product_id, repository.product_ids)
         return repositories
@@ -167,9 +168,16 @@ class V2Phase(Phase):
             except (ManifestError, StorageError, OSError) as exc:
                 self.report.problem(f"{what}: {exc}")
                 continue
+            self.context.report_skipped(manifest.skipped, self._builds_using(object_id))
             self._index_depot(object_id, depot, manifest)
         self.db.link_depot_products(product_id)
         self.db.conn.commit()
+
+    def _builds_using(self, manifest_object_id: int) -> list[tuple[str, str]]:
+        return self.db.conn.execute(
+            "SELECT DISTINCT product_id, build_id FROM build_depots WHERE manifest_object_id = ?",
+            (manifest_object_id,),
+        ).fetchall()
 
     def _index_depot(self, object_id: int, depot: DepotRef, manifest: DepotManifest) -> None:
         kind = ObjectKind.OFFLINE if depot.is_offline else ObjectKind.STORE

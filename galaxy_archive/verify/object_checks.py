@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from galaxy_archive.errors import ManifestError, StorageError
+from galaxy_archive.models.decoding import decode_json, decode_meta
 from galaxy_archive.models.layout import ObjectKind
-from galaxy_archive.models.manifests import decode_json, decode_meta
 from galaxy_archive.models.v1_ranges import Extent, ExtentChecker
 from galaxy_archive.models.verify_plan import Check
 from galaxy_archive.storage.interface import ObjectStore

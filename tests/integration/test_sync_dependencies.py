@@ -274,8 +274,10 @@ def test_sync_hostile_dependency_repository_is_named_and_the_run_goes_on(
     assert result.exit_code == 1, result.output
     problems = "\n".join(json.loads(result.stdout)["problems"])
     assert f"dependency repository manifest {md5_hex(raw)}" in problems
-    assert "is not a dependency id" in problems
-    assert not any(k.startswith("v2/dependencies/") for k in archive.tree())
+    assert "is not a dependency id; entry skipped" in problems
+    # Stored verbatim (its shape is right); nothing its unsafe entry names (issue 11).
+    stored = [k for k in archive.tree() if k.startswith("v2/dependencies/")]
+    assert stored == [f"v2/dependencies/meta/{galaxy_path(md5_hex(raw))}"]
     assert archive.db_rows("SELECT state FROM builds WHERE generation = 2") == [("complete",)]
     assert archive.db_rows("SELECT build_id FROM dependency_repositories") == [
         ("59705672826650000",)

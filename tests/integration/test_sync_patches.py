@@ -16,8 +16,9 @@ import pytest
 
 from galaxy_archive.app import App
 from galaxy_archive.config import load
+from galaxy_archive.models.decoding import decode_meta
 from galaxy_archive.models.dependencies import DependencyMode
-from galaxy_archive.models.manifests import decode_meta, parse_depot_manifest
+from galaxy_archive.models.manifests import parse_depot_manifest
 from galaxy_archive.sync.context import SyncOptions
 from galaxy_archive.sync.run import run_sync
 from tests.conftest import Archive

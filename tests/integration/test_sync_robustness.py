@@ -151,10 +151,12 @@ def _depot_doc(path: str, chunk_md5: str = "0" * 32) -> dict:
     }
 
 
-HOSTILE_DEPOTS = {
+UNSAFE_ENTRY_DEPOTS = {
     "dotdot": zlib_json(_depot_doc("..\\..\\..\\evil.txt")),
     "absolute": zlib_json(_depot_doc("/tmp/evil.txt")),
     "non_hex": zlib_json(_depot_doc("ok.txt", "../../../../../evil/aaaaaaaaaaaaaaaaaaaa")),
+}
+HOSTILE_DEPOTS = {
     "invalid_zlib": b"\x78\x9c" + b"\xde\xad\xbe\xef" * 20,
     "wrong_types": zlib_json(
         {"depot": {"items": [{"type": "DepotFile", "path": 7, "chunks": "lots"}]}}
@@ -178,6 +180,30 @@ def test_sync_hostile_depot_manifest_is_named_and_contained(
     assert f"depot manifest {manifest_md5}" in result.output
     assert not any(p.name == "evil.txt" for p in tmp_path.rglob("*"))
     assert not (archive.root / "v2/meta" / galaxy_path(manifest_md5)).exists()
+    good = v2_tree(world, products=[PID])
+    assert {k: v for k, v in archive.tree().items() if k in good} == good
+    states = dict(archive.db_rows("SELECT product_id, state FROM builds WHERE generation = 2"))
+    assert states[PID] == "complete" and states["1111111111"] == "incomplete"
+
+
+@pytest.mark.parametrize("case", sorted(UNSAFE_ENTRY_DEPOTS))
+def test_sync_unsafe_entry_of_a_depot_manifest_is_skipped_named_and_contained(
+    case: str,
+    tmp_path: Path,
+    serve: Callable[..., FakeGalaxy],
+    make_archive: Callable[..., Archive],
+) -> None:
+    """Its shape is right, so it is stored as GOG served it; its one item is not followed."""
+    world = medium_world(200_000)
+    bad_build = world.add_v2_build("1111111111", files={"x.txt": b"x"})
+    raw = UNSAFE_ENTRY_DEPOTS[case]
+    manifest_md5 = _replace_first_depot(world, bad_build, raw)
+    archive = make_archive(serve(world))
+    result = archive.run("sync", "1111111111", PID, "--generation", "2")
+    assert result.exit_code == 1, result.output
+    assert f"depot manifest {manifest_md5}" in result.output and "entry skipped" in result.output
+    assert not any(p.name in ("evil.txt", "evil") for p in tmp_path.rglob("*"))
+    assert (archive.root / "v2/meta" / galaxy_path(manifest_md5)).read_bytes() == raw
     good = v2_tree(world, products=[PID])
     assert {k: v for k, v in archive.tree().items() if k in good} == good
     states = dict(archive.db_rows("SELECT product_id, state FROM builds WHERE generation = 2"))

@@ -299,8 +299,11 @@ def test_sync_v1_hostile_depot_manifest_is_named_and_contained(
     assert result.exit_code == 1
     assert f"v1/manifests/{key}" in result.output and "evil.txt" in result.output
     assert not any(p.name == "evil.txt" for p in tmp_path.rglob("*"))
-    assert not (archive.root / f"v1/manifests/{key}").exists()
+    # Stored verbatim (what GOG served); only the hostile record is skipped (issue 11).
+    assert (archive.root / f"v1/manifests/{key}").read_bytes() == world.v1_manifests[key]
+    assert "entry skipped" in result.output
     assert (archive.root / blob_path(build, DLC)).read_bytes() == build.blobs[DLC]
+    assert (archive.root / blob_path(build)).read_bytes() == build.blobs[PID]
     states = dict(archive.db_rows("SELECT os, state FROM builds"))
     assert states == {"windows": "incomplete", "osx": "complete"}
 

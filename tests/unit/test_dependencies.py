@@ -77,7 +77,7 @@ def test_dependencies_manifest_parses_and_tolerates_missing_optional_fields() ->
             _entry("ScummVM", executable={"path": "", "arguments": ""}, internal=True),
         ]
     }
-    directx, dosbox, scummvm = parse_dependency_manifest(doc, "m")
+    directx, dosbox, scummvm = parse_dependency_manifest(doc, "m").depots
     assert (directx.executable_path, directx.executable_arguments) == (
         "__redist/DirectX/setup.exe",
         "/silent",
@@ -97,16 +97,31 @@ def test_dependencies_manifest_parses_and_tolerates_missing_optional_fields() ->
             _entry("MSVC", manifest="../../x"),
             "m depots[0] (MSVC) manifest: '../../x' is not a 32-hex",
         ),
+    ],
+)
+def test_dependencies_manifest_skips_an_unsafe_entry_and_names_it(entry: Any, message: str) -> None:
+    manifest = parse_dependency_manifest({"depots": [_entry("DirectX"), entry]}, "m")
+    assert [d.dependency_id for d in manifest.depots] == ["DirectX"]
+    (skipped,) = manifest.skipped
+    assert message.replace("depots[0]", "depots[1]") in skipped and "entry skipped" in skipped
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
         (_entry("MSVC", executable="setup.exe"), "field 'executable' should be dict"),
         (_entry("MSVC", executable={"path": 5}), "field 'path' should be str"),
         (_entry("MSVC", size=-1), "field 'size' is negative"),
         (_entry("MSVC", internal="yes"), "field 'internal' should be bool"),
         ({"manifest": "a" * 32}, "field 'dependencyId' is missing"),
+        ({"dependencyId": 5, "manifest": "a" * 32}, "field 'dependencyId' should be str"),
     ],
 )
-def test_dependencies_manifest_rejects_hostile_entries(entry: Any, message: str) -> None:
+def test_dependencies_manifest_rejects_an_entry_of_the_wrong_shape(
+    entry: Any, message: str
+) -> None:
     with pytest.raises(ManifestError, match="m depots") as info:
-        parse_dependency_manifest({"depots": [entry]}, "m")
+        parse_dependency_manifest({"depots": [_entry("DirectX"), entry]}, "m")
     assert message in str(info.value)
 
 
@@ -118,7 +133,7 @@ def test_dependencies_manifest_needs_depots() -> None:
 def test_dependencies_selection_by_mode() -> None:
     depots = parse_dependency_manifest(
         {"depots": [_entry(i) for i in ("DirectX", "MSVC2010", "MSVC2019", "ISI")]}, "m"
-    )
+    ).depots
     referenced = select_dependencies(
         depots, DependencyMode.REFERENCED, ["DirectX", "Gone"], ["MSVC2010", "OLDREDIST"]
     )

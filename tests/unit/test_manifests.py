@@ -6,10 +6,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from galaxy_archive.errors import ManifestError
+from galaxy_archive.models.decoding import decode_meta, inflate
 from galaxy_archive.models.manifests import (
     decode_builds_list,
-    decode_meta,
-    inflate,
     parse_builds_list,
     parse_depot_manifest,
     parse_repository_v2,
@@ -279,15 +278,42 @@ def test_manifests_parse_old_repository_without_compressed_sizes() -> None:
     "broken",
     [
         {**REPOSITORY_2A, "depots": "nope"},
-        {**REPOSITORY_2A, "depots": [{**REPOSITORY_2A["depots"][0], "manifest": "../../etc"}]},
         {**REPOSITORY_2A, "depots": [{**REPOSITORY_2A["depots"][0], "size": "12"}]},
+        {**REPOSITORY_2A, "depots": [{**REPOSITORY_2A["depots"][0], "manifest": 12}]},
         {**REPOSITORY_2A, "baseProductId": None},
+        {**REPOSITORY_2A, "baseProductId": "../1"},
         [],
     ],
 )
 def test_manifests_repository_wrong_types_name_the_object(broken: object) -> None:
     with pytest.raises(ManifestError, match="repository 1234"):
         parse_repository_v2(broken, "repository 1234")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("manifest", "../../etc"), ("manifest", "a" * 31), ("productId", "12/../3")],
+)
+def test_manifests_repository_skips_a_depot_with_an_unsafe_reference(
+    field: str, value: str
+) -> None:
+    good, other = REPOSITORY_2A["depots"][:2]
+    doc = {**REPOSITORY_2A, "depots": [good, {**other, field: value}]}
+    repo = parse_repository_v2(doc, "repository 1234")
+    assert [d.manifest for d in repo.depots] == [good["manifest"].lower()]
+    (skipped,) = repo.skipped
+    assert skipped.startswith(f"repository 1234 depots[1] {field}: {value!r}")
+    assert skipped.endswith("entry skipped")
+
+
+def test_manifests_repository_skips_an_unsafe_offline_depot_and_product() -> None:
+    offline = {**REPOSITORY_2A["offlineDepot"], "manifest": "nope"}
+    products = [{"productId": "1"}, {"productId": "x1"}]
+    repo = parse_repository_v2(
+        {**REPOSITORY_2A, "offlineDepot": offline, "products": products}, "repo"
+    )
+    assert repo.offline_depot is None and repo.product_ids == ("1",)
+    assert len(repo.skipped) == 2 and len(repo.depots) == len(REPOSITORY_2A["depots"])
 
 
 def test_manifests_depot_chunks_and_sfc_members() -> None:
@@ -318,18 +344,67 @@ def test_manifests_sfc_member_not_covered_by_the_container_keeps_its_chunks_requ
 @pytest.mark.parametrize(
     "item",
     [
-        {"type": "DepotFile", "path": "..\\..\\evil", "chunks": []},
-        {"type": "DepotFile", "path": "/etc/passwd", "chunks": []},
-        {"type": "DepotFile", "path": "ok", "chunks": [{**CHUNK, "compressedMd5": "zz" * 16}]},
         {"type": "DepotFile", "path": "ok", "chunks": [{**CHUNK, "size": -1}]},
         {"type": "DepotFile", "path": "ok", "chunks": "many"},
-        {"type": "DepotLink", "path": "../up", "target": "x"},
+        {"type": "DepotFile", "path": 5, "chunks": []},
+        {"type": "DepotLink", "path": "ok", "target": 5},
         {"type": "Mystery", "path": "x"},
     ],
 )
-def test_manifests_depot_rejects_hostile_items(item: dict) -> None:
+def test_manifests_depot_rejects_items_of_the_wrong_shape(item: dict) -> None:
     with pytest.raises(ManifestError, match="depot 42"):
         parse_depot_manifest({"depot": {"items": [item]}}, "depot 42")
+
+
+_DIFF = {
+    "type": "DepotDiff",
+    "path_source": "a",
+    "path_target": "a",
+    "md5_source": "1" * 32,
+    "md5_target": "x",
+    "chunks": [],
+}
+
+
+@pytest.mark.parametrize(
+    ("item", "value"),
+    [
+        ({"type": "DepotFile", "path": "..\\..\\evil", "chunks": []}, "..\\..\\evil"),
+        ({"type": "DepotFile", "path": "/etc/passwd", "chunks": []}, "/etc/passwd"),
+        ({"type": "DepotFile", "path": "a\x00b", "chunks": []}, "a\x00b"),
+        (
+            {"type": "DepotFile", "path": "ok", "chunks": [{**CHUNK, "compressedMd5": "zz" * 16}]},
+            "zz" * 16,
+        ),
+        (_DIFF, "x"),
+        ({"type": "DepotLink", "path": "../up", "target": "x"}, "../up"),
+        ({"type": "DepotLink", "path": "bin/up", "target": "../../etc"}, "../../etc"),
+        ({"type": "DepotLink", "path": "up", "target": "/etc"}, "/etc"),
+        ({"type": "DepotDirectory", "path": "C:\\Windows"}, "C:\\Windows"),
+    ],
+)
+def test_manifests_depot_skips_an_unsafe_item_and_names_it(item: dict, value: str) -> None:
+    good = {"type": "DepotFile", "path": "good", "chunks": [CHUNK]}
+    depot = parse_depot_manifest({"depot": {"items": [good, item]}}, "depot 42")
+    assert [str(f.path) for f in depot.files] == ["good"] and depot.diffs == ()
+    (skipped,) = depot.skipped
+    assert skipped.startswith("depot 42 items[1]") and repr(value) in skipped
+    assert "\x00" not in skipped and skipped.endswith("entry skipped")
+
+
+def test_manifests_depot_link_inside_the_install_directory_is_kept() -> None:
+    items = [{"type": "DepotLink", "path": "bin/lib/x.so", "target": "../../share/x.so"}]
+    assert parse_depot_manifest({"depot": {"items": items}}, "depot").skipped == ()
+
+
+def test_manifests_depot_unsafe_sfc_chunk_drops_the_container_not_its_members() -> None:
+    doc = json.loads(json.dumps(DEPOT))
+    doc["depot"]["smallFilesContainer"]["chunks"][0]["md5"] = "not-a-hash"
+    depot = parse_depot_manifest(doc, "depot")
+    assert depot.sfc_chunks == () and depot.sfc_member_chunks() == ()
+    assert "a" * 32 in {c.compressed_md5 for c in depot.chunks()}  # the member's own chunk
+    (skipped,) = depot.skipped
+    assert "smallFilesContainer" in skipped and "container is skipped" in skipped
 
 
 def test_manifests_decode_meta_zlib_and_plain_json() -> None:

@@ -236,14 +236,6 @@ def test_patches_root_other_algorithm_is_unsupported() -> None:
         (b"[1]", "expected a JSON object"),
         (json.dumps({"depots": []}).encode(), "field 'algorithm' is missing"),
         (json.dumps(_root(depots=None)).encode(), "field 'depots' is missing"),
-        (
-            json.dumps(_root(depots=[{"productId": PID, "manifest": "../x"}])).encode(),
-            "root x depots[0] manifest: '../x' is not a 32-hex MD5",
-        ),
-        (
-            json.dumps(_root(depots=[{"productId": "../1", "manifest": "a" * 32}])).encode(),
-            "is not a numeric id",
-        ),
         (json.dumps(_root(algorithm=7)).encode(), "field 'algorithm' should be str"),
         (json.dumps(_root(buildId_target="x")).encode(), "buildId_target"),
     ],
@@ -252,6 +244,24 @@ def test_patches_root_invalid(body: bytes, message: str) -> None:
     with pytest.raises(ManifestError, match="root x") as info:
         read_patch_root(body, "root x")
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("depot", "message"),
+    [
+        (
+            {"productId": PID, "manifest": "../x"},
+            "root x depots[1] manifest: '../x' is not a 32-hex",
+        ),
+        ({"productId": "../1", "manifest": "a" * 32}, "'../1' is not a numeric id"),
+    ],
+)
+def test_patches_root_skips_an_unsafe_depot_and_names_it(depot: dict, message: str) -> None:
+    good = {"productId": PID, "manifest": "b" * 32}
+    root = read_patch_root(json.dumps(_root(depots=[good, depot])).encode(), "root x")
+    assert [d.manifest for d in root.depots] == ["b" * 32]
+    (skipped,) = root.skipped
+    assert message in skipped and skipped.endswith("entry skipped")
 
 
 def test_patches_root_mismatch_names_the_field() -> None:

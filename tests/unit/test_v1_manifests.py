@@ -102,18 +102,37 @@ def test_parse_repository_v1_tolerates_missing_fields() -> None:
         {"product": []},
         {"product": {"depots": {}}},
         {"product": {"depots": [{"languages": ["x"]}]}},  # neither manifest nor redist
-        {"product": {"depots": [{"manifest": "../../etc/passwd"}]}},
-        {"product": {"depots": [{"manifest": "a/b.json"}]}},
-        {"product": {"depots": [{"manifest": "a.json", "gameIDs": ["12; rm"]}]}},
         {"product": {"depots": [{"manifest": "a.json", "size": "-5"}]}},
         {"product": {"depots": [{"manifest": "a.json", "size": True}]}},
         {"product": {"depots": [{"redist": ""}]}},
-        {"product": {"gameIDs": [{"gameID": "../1"}]}},
     ],
 )
 def test_parse_repository_v1_rejects_hostile_or_malformed(doc: Any) -> None:
     with pytest.raises(ManifestError, match="repo"):
         parse_repository_v1(doc, "repo")
+
+
+@pytest.mark.parametrize(
+    ("entry", "field"),
+    [
+        ({"manifest": "../../etc/passwd"}, "manifest"),
+        ({"manifest": "a/b.json"}, "manifest"),
+        ({"manifest": "a.json", "gameIDs": ["12; rm"]}, "gameIDs"),
+    ],
+)
+def test_parse_repository_v1_skips_an_unsafe_depot_and_names_it(entry: Any, field: str) -> None:
+    depots = [{"manifest": "good.json"}, entry, {"redist": "ISI"}]
+    repository = parse_repository_v1({"product": {"depots": depots}}, "repo")
+    assert [d.manifest for d in repository.depots] == ["good.json"]
+    assert [r.redist for r in repository.redists] == ["ISI"]
+    (skipped,) = repository.skipped
+    assert skipped.startswith(f"repo depots[1] {field}") and skipped.endswith("entry skipped")
+
+
+def test_parse_repository_v1_skips_an_unsafe_game_id() -> None:
+    product = {"gameIDs": [{"gameID": "1"}, {"gameID": "../1"}]}
+    repository = parse_repository_v1({"product": product}, "repo")
+    assert repository.product_ids == ("1",) and "'../1'" in repository.skipped[0]
 
 
 def test_parse_depot_manifest_v1_reads_gog_sample_5a() -> None:
@@ -170,25 +189,43 @@ def test_parse_depot_manifest_v1_directories_symlinks_flags_and_defaults() -> No
 @pytest.mark.parametrize(
     "record",
     [
-        {"path": "/../../etc/passwd", "size": 1, "hash": "a" * 32},
-        {"path": "//etc/passwd", "size": 1, "hash": "a" * 32},
-        {"path": "/C:/Windows/x", "size": 1, "hash": "a" * 32},
-        {"path": "/a\\..\\..\\b", "size": 1, "hash": "a" * 32},
-        {"path": "/a\x00b", "size": 1, "hash": "a" * 32},
         {"path": 5, "size": 1, "hash": "a" * 32},
-        {"path": "/a", "size": 1, "hash": "not-md5"},
         {"path": "/a", "size": -1, "hash": "a" * 32},
         {"path": "/a", "size": 1, "hash": "a" * 32, "offset": -3},
-        {"path": "/a", "size": 1, "hash": "a" * 32, "url": "../1/main.bin"},
-        {"path": "/a", "size": 1, "hash": "a" * 32, "url": "1/../../main.bin"},
         {"path": "/a", "size": 1, "hash": "a" * 32, "url": "main.bin"},
-        {"path": "/../x", "directory": True},
         {"path": "/link", "symlinkType": "file"},  # no target
     ],
 )
 def test_parse_depot_manifest_v1_rejects_hostile_records(record: dict[str, Any]) -> None:
     with pytest.raises(ManifestError, match=r"depot files\[0\]"):
         parse_depot_manifest_v1({"depot": {"files": [record]}}, "depot")
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"path": "/../../etc/passwd", "size": 1, "hash": "a" * 32},
+        {"path": "//etc/passwd", "size": 1, "hash": "a" * 32},
+        {"path": "/C:/Windows/x", "size": 1, "hash": "a" * 32},
+        {"path": "/a\\..\\..\\b", "size": 1, "hash": "a" * 32},
+        {"path": "/a\x00b", "size": 1, "hash": "a" * 32},
+        {"path": "/a", "size": 1, "hash": "not-md5"},
+        {"path": "/a", "size": 1, "hash": "a" * 32, "url": "../1/main.bin"},
+        {"path": "/a", "size": 1, "hash": "a" * 32, "url": "1/../../main.bin"},
+        {"path": "/../x", "directory": True},
+        {"path": "/link", "target": "/etc/passwd"},
+        {"path": "/a/link", "target": "../../x"},
+    ],
+)
+def test_parse_depot_manifest_v1_skips_an_unsafe_record_and_names_it(
+    record: dict[str, Any],
+) -> None:
+    good = {"path": "/good", "size": 1, "hash": "a" * 32}
+    manifest = parse_depot_manifest_v1({"depot": {"files": [good, record]}}, "depot")
+    assert [str(f.path) for f in manifest.files] == ["good"] and manifest.items == ()
+    (skipped,) = manifest.skipped
+    assert skipped.startswith("depot files[1]") and skipped.endswith("entry skipped")
+    assert "\x00" not in skipped  # named escaped, on one line
 
 
 @pytest.mark.parametrize("body", [b"", b"{", b"\xff\xfe", b"[]", b'{"depot": []}'])

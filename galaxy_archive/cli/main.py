@@ -17,7 +17,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 
@@ -197,6 +197,18 @@ def logout(ctx: click.Context) -> ExitCode:
     help="Only these generations (repeatable; default: sync.generations).",
 )
 @click.option("--build", "build_ids", multiple=True, help="Only these build ids (repeatable).")
+@click.option(
+    "--manifest",
+    "manifest_ids",
+    multiple=True,
+    help="Also archive the generation-2 build of this repository manifest id, listed or not "
+    "(repeatable).",
+)
+@click.option(
+    "--manifest-file",
+    type=click.File("r"),
+    help="Repository manifest ids to add, one per line ('#' starts a comment).",
+)
 @click.option("--no-dlc", is_flag=True, help="Skip DLC depots.")
 @click.option("--no-patches", is_flag=True, help="Skip patches between builds (sync.patches).")
 @click.option(
@@ -219,6 +231,8 @@ def sync(
     os_names: tuple[str, ...],
     generations: tuple[str, ...],
     build_ids: tuple[str, ...],
+    manifest_ids: tuple[str, ...],
+    manifest_file: TextIO | None,
     no_dlc: bool,
     no_patches: bool,
     no_dependencies: bool,
@@ -263,6 +277,7 @@ def sync(
         patch_recheck_s=sync_config.patch_recheck_s,
         dependencies=DependencyMode("none" if no_dependencies else sync_config.dependencies),
         v1_range_size=sync_config.v1_range_size,
+        manifest_ids=(*manifest_ids, *_ids_in(manifest_file)),
     )
     progress = Progress(is_enabled=None if not app.is_json else False)
     with stop_on_signals(app.stop, app.abort):
@@ -285,6 +300,14 @@ def sync(
                     f"{product.planned_bytes} bytes"
                 )
     return report.exit_code
+
+
+def _ids_in(listing: TextIO | None) -> list[str]:
+    """The ids of a --manifest-file: one per line, blank lines and '#' comments skipped."""
+    if listing is None:
+        return []
+    lines = (line.split("#", 1)[0].strip() for line in listing)
+    return [line for line in lines if line]
 
 
 def _duration(option: str, text: str | None) -> float | None:

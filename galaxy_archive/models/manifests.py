@@ -246,6 +246,24 @@ def _as_number(value: Any) -> float:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
+def added_build_item(repository: RepositoryV2, manifest_url: str, added_by: str) -> dict[str, Any]:
+    """A builds-list item for a build known only by its repository manifest (GOG lists it no
+    more): what the manifest says of it, no publication date, and `added_by`, its source."""
+    return {
+        "build_id": repository.build_id,
+        "product_id": repository.base_product_id,
+        "os": repository.platform,
+        "generation": 2,
+        "branch": None,
+        "version_name": "",
+        "date_published": "",
+        "tags": [],
+        "public": True,
+        "link": manifest_url,
+        "added_by": added_by,
+    }
+
+
 # --- V2 repository manifest (protocol.md §3) -----------------------------------------------
 
 

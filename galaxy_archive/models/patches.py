@@ -61,16 +61,31 @@ class PatchPair:
 
 
 def plan_pairs(product_id: str, builds: Iterable[BuildPoint]) -> list[PatchPair]:
-    """Consecutive builds of each (OS, branch), ordered by date published, then build id."""
+    """Consecutive builds of each (OS, branch), ordered by date published, then build id; a
+    build without a date (added by manifest id) goes among them by build id."""
     groups: dict[tuple[str, str | None], list[BuildPoint]] = {}
     for build in builds:
         groups.setdefault((build.os, build.branch), []).append(build)
     pairs: list[PatchPair] = []
     for (os_name, branch), members in sorted(groups.items(), key=_group_order):
-        members.sort(key=lambda b: (b.date_published, int(b.build_id)))
-        for older, newer in itertools.pairwise(members):
+        for older, newer in itertools.pairwise(_in_order(members)):
             pairs.append(PatchPair(product_id, os_name, branch, older.build_id, newer.build_id))
     return pairs
+
+
+def _in_order(members: list[BuildPoint]) -> list[BuildPoint]:
+    ordered = sorted(
+        (b for b in members if b.date_published), key=lambda b: (b.date_published, int(b.build_id))
+    )
+    for build in sorted(
+        (b for b in members if not b.date_published), key=lambda b: int(b.build_id)
+    ):
+        # Generation-2 build ids grow with time: after the last build with a smaller id.
+        after = [
+            i + 1 for i, other in enumerate(ordered) if int(other.build_id) < int(build.build_id)
+        ]
+        ordered.insert(max(after, default=0), build)
+    return ordered
 
 
 def _group_order(group: tuple[tuple[str, str | None], list[BuildPoint]]) -> tuple[str, str]:

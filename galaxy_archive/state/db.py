@@ -291,6 +291,18 @@ class StateDB:
             {**row, "now": iso(now)},
         )
 
+    def add_build_by_id(self, row: dict[str, Any], now: float) -> None:
+        """Record a build known only by its manifest id (not listed); one recorded already,
+        listed or not, keeps what it has."""
+        self.conn.execute(
+            "INSERT INTO builds (product_id, build_id, os, generation, branch, version_name, "
+            "date_published, legacy_build_id, manifest_url, item, first_seen, last_seen, "
+            "is_listed) VALUES (:product_id, :build_id, :os, :generation, :branch, "
+            ":version_name, :date_published, :legacy_build_id, :manifest_url, :item, :now, :now, "
+            "0) ON CONFLICT (product_id, build_id) DO NOTHING",
+            {**row, "now": iso(now)},
+        )
+
     def mark_unlisted(self, product_id: str, os_name: str, listed: set[str]) -> int:
         """Builds of this product and OS absent from a complete list: kept, marked delisted."""
         rows = self.conn.execute(

@@ -53,6 +53,7 @@ class SyncOptions:
     patch_recheck_s: float = 7 * 86400
     dependencies: DependencyMode = DependencyMode.REFERENCED
     v1_range_size: int = 8 * 1024 * 1024
+    manifest_ids: tuple[str, ...] = ()  # builds to add by repository manifest id (--manifest)
 
 
 @dataclass

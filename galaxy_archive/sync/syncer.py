@@ -33,6 +33,7 @@ from galaxy_archive.models.object_state import BuildState
 from galaxy_archive.report import SyncReport
 from galaxy_archive.state.db import StateDB
 from galaxy_archive.storage.interface import ObjectStore
+from galaxy_archive.sync.by_id import ByIdPhase
 from galaxy_archive.sync.context import Stopping, SyncContext, SyncOptions
 from galaxy_archive.sync.dependency_phase import DependencyPhase
 from galaxy_archive.sync.patch_phase import PatchPhase
@@ -78,6 +79,8 @@ class Syncer:
         # For the dependency phase (once per run, after every product): the products synced
         # and the dependency ids their generation-2 builds name (repository manifests).
         self.synced_products: list[str] = []
+        # product id -> builds added by repository manifest id this run (sync --manifest).
+        self.added_by_id: dict[str, list[BuildListing]] | None = None
         self.referenced_dependencies: set[str] = set()
 
     @property
@@ -95,6 +98,9 @@ class Syncer:
         self.context.on_result = callback
 
     def sync_products(self, product_ids: Iterable[str]) -> SyncReport:
+        product_ids = list(product_ids)
+        if self.added_by_id is None:  # once per run: the products named first (not the DLC)
+            self.added_by_id = self._builds_by_id(product_ids)
         for product_id in product_ids:
             if self.stop.is_set():
                 break
@@ -114,6 +120,11 @@ class Syncer:
             self.report.is_interrupted = True
         return self.report
 
+    def _builds_by_id(self, product_ids: list[str]) -> dict[str, list[BuildListing]]:
+        if not self.options.manifest_ids or 2 not in self.options.generations:
+            return {}
+        return ByIdPhase(self.context).run(self.options.manifest_ids, product_ids)
+
     def sync_dependencies(self) -> None:
         """The dependency repository is global: once per run, after every product."""
         if self.stop.is_set():
@@ -131,6 +142,10 @@ class Syncer:
         listings = self._refresh_builds(product_id)
         product.builds_seen = len(listings)
         builds = self._select_builds(product_id, listings)
+        # Asked for by id: mirrored whatever --os, --branch or --build select.
+        chosen = {b.build_id for b in builds}
+        added = (self.added_by_id or {}).get(product_id, [])
+        builds += [b for b in added if b.build_id not in chosen]
         v1_builds = self._select_builds(product_id, listings, generation=1)
         product.builds_selected = len(builds) + len(v1_builds)
         log.info(

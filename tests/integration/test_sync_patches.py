@@ -496,3 +496,48 @@ def test_sync_patches_and_dependencies_survive_faults_without_leaking_secrets(
     assert len(secrets) >= 2
     dump = archive.db_dump()
     assert not any(secret in dump or secret in result.output for secret in secrets)
+
+
+def test_sync_manifest_adds_a_build_gog_no_longer_lists(
+    tmp_path: Path, serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    """issue 15 §3: a build known only by its repository manifest id is archived whole, with
+    patches to its neighbours (placed by build id: it has no date), recorded as not listed."""
+    world, builds = patched_world()
+    world.delist(builds[1].build_id)  # GOG never lists it to this archive
+    archive = make_archive(serve(world))
+    ids = tmp_path / "ids.txt"
+    ids.write_text(f"# from gogdb\n{builds[1].repository_hash.upper()}\n\n")
+    result = archive.run("sync", PID, "--generation", "2", "--manifest-file", str(ids))
+    assert result.exit_code == 0, result.output
+    assert archive.tree() == v2_tree(world, include_delisted=True)
+    pairs = archive.db_rows("SELECT from_build_id, to_build_id FROM patches WHERE branch IS NULL")
+    assert sorted(pairs) == sorted(
+        [(builds[0].build_id, builds[1].build_id), (builds[1].build_id, builds[2].build_id)]
+    )
+    row = archive.db_rows(
+        "SELECT is_listed, state, item FROM builds WHERE build_id = ?", builds[1].build_id
+    )[0]
+    assert row[:2] == (0, "complete")
+    assert json.loads(row[2])["added_by"] == "repository manifest id (sync --manifest)"
+
+
+def test_sync_manifest_names_an_id_it_cannot_use_and_goes_on(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world, _ = patched_world()
+    other = world.add_v2_build("1423049311", files={"x": b"x"})
+    archive = make_archive(serve(world))
+    result = archive.run(
+        "sync", PID, "--generation", "2", "--no-patches",
+        "--manifest", "0" * 32,
+        "--manifest", "../../etc/passwd",
+        "--manifest", other.repository_hash,
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert f"repository manifest {'0' * 32} (--manifest): not available" in result.output
+    assert "'../../etc/passwd' is not a 32-hex MD5" in result.output
+    assert "is a build of product 1423049311, not of one synced" in result.output
+    assert archive.db_rows("SELECT count(*) FROM builds WHERE product_id = '1423049311'") == [(0,)]
+    states = {row[0] for row in archive.db_rows("SELECT state FROM builds")}
+    assert states == {"complete"}  # the listed builds went on

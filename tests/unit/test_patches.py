@@ -55,6 +55,18 @@ def test_patches_plan_pairs_by_os_and_branch_ordered_by_date_then_id() -> None:
     ]
 
 
+def test_patches_plan_pairs_places_an_undated_build_by_its_id() -> None:
+    """A build added by manifest id has no date: it goes after the last build with a lower id."""
+    builds = [
+        _build("100", "2020-01-01T00:00:00+0000"),
+        _build("300", "2020-03-01T00:00:00+0000"),
+        _build("200", ""),
+        _build("50", ""),
+    ]
+    pairs = [(p.from_build_id, p.to_build_id) for p in plan_pairs(PID, builds)]
+    assert pairs == [("50", "100"), ("100", "200"), ("200", "300")]
+
+
 _BUILDS = st.lists(
     st.builds(
         BuildPoint,

@@ -11,7 +11,6 @@ publication date). An id the CDN does not have, or whose manifest names no build
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 
 from galaxy_archive.errors import ManifestError, StorageError
@@ -25,7 +24,7 @@ from galaxy_archive.models.manifests import (
     read_repository,
 )
 from galaxy_archive.state.db import NewObject
-from galaxy_archive.sync.phase import Phase, parse_check
+from galaxy_archive.sync.phase import Phase, build_row, parse_check
 
 ADDED_BY = "repository manifest id (sync --manifest)"
 
@@ -71,7 +70,7 @@ class ByIdPhase(Phase):
         except (ManifestError, ValueError) as exc:
             self.report.problem(f"{what}: {exc}")
             return None
-        self.db.add_build_by_id(_row(listing), self.clock())
+        self.db.add_build_by_id(build_row(listing), self.clock())
         return listing
 
     def _fetch(self, md5: str, what: str) -> RepositoryV2 | None:
@@ -90,18 +89,3 @@ class ByIdPhase(Phase):
         except (ManifestError, StorageError, OSError) as exc:
             self.report.problem(f"{what}: {exc}")
             return None
-
-
-def _row(listing: BuildListing) -> dict[str, object]:
-    return {
-        "product_id": listing.product_id,
-        "build_id": listing.build_id,
-        "os": listing.os,
-        "generation": listing.generation,
-        "branch": None,
-        "version_name": listing.version_name,
-        "date_published": None,
-        "legacy_build_id": None,
-        "manifest_url": listing.manifest_urls[0],
-        "item": json.dumps(listing.item, sort_keys=True),
-    }

@@ -7,14 +7,16 @@ recorded alike.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import BinaryIO
 
 from galaxy_archive.models.layout import ObjectKind, cas_path
-from galaxy_archive.models.manifests import DepotManifest
+from galaxy_archive.models.manifests import BuildListing, DepotManifest
 from galaxy_archive.state.db import NewObject
 from galaxy_archive.storage.interface import Check
 from galaxy_archive.sync.context import SyncContext
+from galaxy_archive.upstream.http_client import redact_url
 
 
 class Phase:
@@ -65,3 +67,19 @@ def chunk_references(
                 ),
             )
     return list(roles.values())
+
+
+def build_row(listing: BuildListing) -> dict[str, object]:
+    """The builds-table row of a listed (or made-up) builds-list item; its URL redacted."""
+    return {
+        "product_id": listing.product_id,
+        "build_id": listing.build_id,
+        "os": listing.os,
+        "generation": listing.generation,
+        "branch": listing.branch,
+        "version_name": listing.version_name,
+        "date_published": listing.date_published,
+        "legacy_build_id": listing.legacy_build_id,
+        "manifest_url": redact_url(listing.manifest_urls[0]) if listing.manifest_urls else None,
+        "item": json.dumps(listing.item, sort_keys=True),
+    }

@@ -37,10 +37,10 @@ from galaxy_archive.sync.by_id import ByIdPhase
 from galaxy_archive.sync.context import Stopping, SyncContext, SyncOptions
 from galaxy_archive.sync.dependency_phase import DependencyPhase
 from galaxy_archive.sync.patch_phase import PatchPhase
+from galaxy_archive.sync.phase import build_row
 from galaxy_archive.sync.v1_phase import V1Phases
 from galaxy_archive.sync.v2_phase import V2Phase
 from galaxy_archive.upstream.galaxy_api import GalaxyApi
-from galaxy_archive.upstream.http_client import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ class Syncer:
             listed, is_complete = self._builds_of_os(product_id, os_name, now)
             for listing in listed.values():
                 if merged.setdefault(listing.build_id, listing) is listing:
-                    self.db.upsert_build(_build_row(listing), now)
+                    self.db.upsert_build(build_row(listing), now)
             if is_complete:  # a truncated list proves nothing about what GOG still lists
                 self.db.mark_unlisted(product_id, os_name, set(listed))
         return merged
@@ -281,18 +281,3 @@ class Syncer:
             and (not options.build_ids or b.build_id in options.build_ids)
             and (options.branch is None or b.branch == options.branch)
         ]
-
-
-def _build_row(listing: BuildListing) -> dict[str, object]:
-    return {
-        "product_id": listing.product_id,
-        "build_id": listing.build_id,
-        "os": listing.os,
-        "generation": listing.generation,
-        "branch": listing.branch,
-        "version_name": listing.version_name,
-        "date_published": listing.date_published,
-        "legacy_build_id": listing.legacy_build_id,
-        "manifest_url": redact_url(listing.manifest_urls[0]) if listing.manifest_urls else None,
-        "item": json.dumps(listing.item, sort_keys=True),
-    }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import compileall
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,7 +58,7 @@ error_log {workdir}/error.log warn;
 daemon off;
 events {{ worker_connections 1024; }}
 http {{
-    access_log off;
+    access_log {workdir}/access.log;  # counted by benchmarks (what a no-op run asked for)
     sendfile on;
     tcp_nopush on;
     keepalive_requests 100000;
@@ -76,6 +77,7 @@ http {{
 }}
 """
         )
+        self.access_log = workdir / "access.log"
         self._process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Nginx:
@@ -156,3 +158,17 @@ def galaxy_archive(config: Path, *args: str) -> list[str]:
 
 def mib_per_s(size: int, seconds: float) -> float:
     return size / seconds / 2**20
+
+
+def requests_served(nginx: Nginx) -> int:
+    """How many requests nginx has logged so far (its access log's lines)."""
+    try:
+        with nginx.access_log.open("rb") as log:
+            return sum(1 for _ in log)
+    except FileNotFoundError:
+        return 0
+
+
+def spread(values: list[float]) -> str:
+    """'median (min-max)' of a benchmark's samples."""
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"

@@ -1,5 +1,5 @@
-"""The state DB (SQLite; sqlite-utils for dict-row queries): migrations and typed record/query
-functions.
+"""The state DB (SQLite; sqlite-utils for dict-row queries): opening it and typed record/query
+functions. The migrations runner is state/migrations.py.
 
 The DB is the todo list: objects not 'verified' are what a sync still has to fetch. Only the
 thread that opened it writes to it; workers hand results back to that thread.
@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from galaxy_archive.errors import ConfigError, StorageError
+from galaxy_archive.errors import StorageError
 from galaxy_archive.models.layout import ObjectKind
+from galaxy_archive.state.migrations import (
+    apply_migrations,
+    default_migrations_dir,
+    recorded_migrations,
+    refuse_unknown_migrations,
+)
+from galaxy_archive.state.stamps import iso as iso  # re-exported: callers import it from here
 
 if TYPE_CHECKING:
     import sqlite_utils
 
-_MIGRATION_NAME_RE = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
 # How long a statement waits for another process's write transaction before it fails.
 BUSY_TIMEOUT_S = 30.0
 # What to tell the user when SQLite gives up on the DB, by primary result code.
@@ -44,18 +47,6 @@ _DB_FAULTS = {
 }
 
 
-def iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def default_migrations_dir() -> Path:
-    """The packaged copy in a wheel; the repository's `migrations/` in a source checkout."""
-    packaged = Path(str(resources.files("galaxy_archive"))) / "migrations"
-    if packaged.is_dir():
-        return packaged
-    return Path(__file__).resolve().parents[2] / "migrations"
-
-
 def database_fault(path: Path, exc: sqlite3.Error) -> StorageError | None:
     """The one-line error for SQLite giving up on the DB file itself (locked, not a database,
     damaged, I/O), naming it and what to do; None for anything else (a bug in a query)."""
@@ -66,62 +57,6 @@ def database_fault(path: Path, exc: sqlite3.Error) -> StorageError | None:
     if advice is None:
         return None
     return StorageError(f"the state DB {path} {advice.format(timeout=BUSY_TIMEOUT_S)} ({exc})")
-
-
-def recorded_migrations(conn: sqlite3.Connection) -> set[str]:
-    """The migrations recorded in the DB (none in a new one). Reads only."""
-    has_table = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'"
-    ).fetchone()
-    if not has_table:
-        return set()
-    return {row[0] for row in conn.execute("SELECT name FROM _migrations").fetchall()}
-
-
-def refuse_unknown_migrations(
-    applied: set[str], known: list[str], db_name: str = "the state DB"
-) -> None:
-    """A DB migrated by a newer galaxy-archive has a schema this version cannot promise to
-    read or write correctly: refuse it before changing anything."""
-    unknown = sorted(applied - set(known))
-    if unknown:
-        raise ConfigError(
-            f"{db_name} was written by a newer galaxy-archive (it records migrations this "
-            f"version does not know: {', '.join(unknown)}); upgrade galaxy-archive to use it"
-        )
-
-
-def apply_migrations(conn: sqlite3.Connection, migrations_dir: Path, now: float) -> list[str]:
-    """Apply pending NNNN_name.sql files in order, each with its record in one transaction.
-
-    Refuses (ConfigError) a DB that records migrations not in `migrations_dir`, unchanged.
-    """
-    names = sorted(p.name for p in migrations_dir.glob("*.sql"))
-    bad = [n for n in names if not _MIGRATION_NAME_RE.match(n)]
-    if bad:
-        raise StorageError(f"migration files with invalid names: {', '.join(bad)}")
-    applied = recorded_migrations(conn)
-    refuse_unknown_migrations(applied, names)
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-    )
-    done = []
-    for name in names:
-        if name in applied:
-            continue
-        sql = (migrations_dir / name).read_text(encoding="utf-8")
-        try:
-            # executescript commits whatever is open first; the explicit BEGIN/COMMIT make the
-            # migration and its record one transaction.
-            conn.executescript(
-                f"BEGIN;\n{sql}\n;INSERT INTO _migrations VALUES ('{name}', '{iso(now)}');\nCOMMIT;"
-            )
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.rollback()
-            raise StorageError(f"migration {name} failed: {exc}") from exc
-        done.append(name)
-    return done
 
 
 @dataclass(frozen=True)

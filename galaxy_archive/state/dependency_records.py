@@ -12,7 +12,8 @@ from typing import Any
 
 from galaxy_archive.models.dependencies import DependencyDepot, RepositoryAnswer
 from galaxy_archive.redact import redact_url
-from galaxy_archive.state.db import ObjectRow, StateDB, iso, object_row
+from galaxy_archive.state.db import ObjectRow, StateDB, object_row
+from galaxy_archive.state.stamps import iso
 
 
 class DependencyRecords:

@@ -14,7 +14,8 @@ from typing import Any
 from galaxy_archive.models.manifests import DepotRef
 from galaxy_archive.models.patches import PatchIndexAnswer, PatchOutcome, PatchPair
 from galaxy_archive.redact import redact_url
-from galaxy_archive.state.db import ObjectRow, StateDB, iso, object_row
+from galaxy_archive.state.db import ObjectRow, StateDB, object_row
+from galaxy_archive.state.stamps import iso
 
 PairKey = tuple[str, str]  # (from build, to build) within one product
 

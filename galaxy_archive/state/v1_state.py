@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from galaxy_archive.models.v1_manifests import V1DepotRef, V1File, V1Item, V1Redist
 from galaxy_archive.models.v1_ranges import ByteRange, Extent
-from galaxy_archive.state.db import StateDB, iso
+from galaxy_archive.state.db import StateDB
+from galaxy_archive.state.stamps import iso
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ from galaxy_archive.models.layout import ObjectKind
 from galaxy_archive.models.patches import PatchPair
 from galaxy_archive.models.v1_ranges import Extent
 from galaxy_archive.models.verify_plan import VerifyOptions, due_cutoff_s
-from galaxy_archive.state.db import StateDB, iso, object_kind
+from galaxy_archive.state.db import StateDB, object_kind
 from galaxy_archive.state.lock import process_is_alive
+from galaxy_archive.state.stamps import iso
 
 PLAN_BATCH_ROWS = 2000
 # Known to the DB but never stored (sync's todo list, e.g. after a failed fetch): there are no

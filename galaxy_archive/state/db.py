@@ -408,56 +408,6 @@ class StateDB:
             (product_id,),
         )
 
-    def pending_depot_objects(
-        self, product_id: str, build_ids: Sequence[str]
-    ) -> list[tuple[ObjectRow, str, tuple[str, ...]]]:
-        """Objects the builds' depots reference that are not verified: (row, role, products).
-
-        A chunk in several depots is required if any of them needs it, and is fetched under
-        each depot's product in turn (the CDN stores chunks per product, protocol.md 4.4).
-        An SFC member chunk recorded as absent upstream is not asked for again: the CDN is
-        allowed not to have it (protocol.md 4.3).
-        """
-        found: dict[int, tuple[ObjectRow, str, list[str]]] = {}
-        for start in range(0, len(build_ids), 400):
-            batch = list(build_ids[start : start + 400])
-            marks = ",".join("?" * len(batch))
-            rows = self.conn.execute(
-                "SELECT o.id, o.kind, o.path, o.md5, o.size, o.state, o.product_id, mo.role, "
-                "bd.depot_product_id FROM build_depots bd "
-                "JOIN manifest_objects mo ON mo.manifest_object_id = bd.manifest_object_id "
-                "JOIN objects o ON o.id = mo.object_id "
-                f"WHERE bd.product_id = ? AND bd.build_id IN ({marks}) "
-                "AND o.state != 'verified' "
-                "AND NOT (mo.role = 'sfc_member' AND o.state = 'absent_upstream')",
-                [product_id, *batch],
-            ).fetchall()
-            for row in rows:
-                known = found.setdefault(row[0], (_object_row(row[:7]), row[7], []))
-                if known[1] == "sfc_member" and row[7] != "sfc_member":
-                    found[row[0]] = known = (known[0], row[7], known[2])
-                if row[8] not in known[2]:
-                    known[2].append(row[8])
-        return [(row, role, tuple(products)) for row, role, products in found.values()]
-
-    def update_build_states(self, product_id: str, build_ids: Sequence[str], now: float) -> None:
-        """complete = its repository, depot manifests and required chunks are all verified."""
-        for build_id in build_ids:
-            missing = self.conn.execute(
-                "SELECT count(*) FROM ("
-                " SELECT repository_object_id AS id FROM builds"
-                "  WHERE product_id = :p AND build_id = :b"
-                " UNION SELECT manifest_object_id FROM build_depots"
-                "  WHERE product_id = :p AND build_id = :b"
-                " UNION SELECT mo.object_id FROM build_depots bd JOIN manifest_objects mo"
-                "  ON mo.manifest_object_id = bd.manifest_object_id"
-                "  WHERE bd.product_id = :p AND bd.build_id = :b AND mo.role != 'sfc_member'"
-                ") needed LEFT JOIN objects o ON o.id = needed.id "
-                "WHERE o.id IS NULL OR o.state != 'verified'",
-                {"p": product_id, "b": build_id},
-            ).fetchone()[0]
-            self.set_build_complete(product_id, build_id, is_complete=missing == 0, now=now)
-
     def set_build_complete(
         self, product_id: str, build_id: str, *, is_complete: bool, now: float
     ) -> None:

@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 from galaxy_archive.models.layout import ObjectKind
 from galaxy_archive.state.db import StateDB
 from galaxy_archive.state.dependency_records import DependencyRecords
+from galaxy_archive.state.needs import update_build_states, update_v1_build_states
 from galaxy_archive.state.patch_records import PatchRecords
-from galaxy_archive.state.v1_state import update_v1_build_states
 from galaxy_archive.state.verify_records import VerifyRecords
 from galaxy_archive.verify.report import VerifyReport
 
@@ -29,8 +29,8 @@ def update_owner_states(
 ) -> None:
     """`touched`: every object whose state changed in this run, with its kind.
 
-    Each build's state is recomputed by its generation's own rule (statedb for V2, v1_state
-    for V1), in both directions: no longer complete, or complete again after --repair.
+    Each build's state is recomputed by its generation's own rule (state/needs.py), in
+    both directions: no longer complete, or complete again after --repair.
     """
     _update_patches_and_dependencies(db, records, report, touched, clock)
     builds = {build: None for object_id in touched for build in records.builds_of(object_id)}
@@ -43,7 +43,7 @@ def update_owner_states(
         if generation == 1:
             update_v1_build_states(db, product_id, build_ids, now)
         else:
-            db.update_build_states(product_id, build_ids, now)
+            update_build_states(db, product_id, build_ids, now)
     db.conn.commit()
     after = records.build_states(list(builds))
     for build in builds:

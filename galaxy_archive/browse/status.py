@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from galaxy_archive.models.object_state import ObjectState
 from galaxy_archive.report import human_bytes
 from galaxy_archive.state.db import StateDB
 from galaxy_archive.state.dependency_records import DependencyRecords
@@ -43,7 +44,9 @@ def collect_status(db: StateDB, product_ids: list[str] | None = None) -> dict[st
         ]
         products.append({**product, "builds": builds})
     by_state = db.objects_by_state()
-    stored = sum(v["bytes"] for k, v in by_state.items() if k in ("verified", "present"))
+    stored = sum(
+        v["bytes"] for k, v in by_state.items() if k in (ObjectState.VERIFIED, ObjectState.PRESENT)
+    )
     return {
         "command": "status",
         "products": products,

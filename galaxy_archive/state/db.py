@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from galaxy_archive.errors import StorageError
 from galaxy_archive.models.layout import ObjectKind
+from galaxy_archive.models.object_state import ObjectState
 from galaxy_archive.state.migrations import (
     apply_migrations,
     default_migrations_dir,
@@ -66,7 +67,7 @@ class ObjectRow:
     path: str
     md5: str | None
     size: int | None
-    state: str
+    state: ObjectState
     product_id: str | None
 
 
@@ -315,7 +316,7 @@ class StateDB:
             (size, md5, stamp, stamp, fetched, stamp, product_id, endpoint, source_url, object_id),
         )
 
-    def mark_problem(self, object_id: int, *, state: str, error: str, now: float) -> None:
+    def mark_problem(self, object_id: int, *, state: ObjectState, error: str, now: float) -> None:
         self.conn.execute(
             "UPDATE objects SET state = ?, error = ?, updated_at = ? WHERE id = ?",
             (state, error, iso(now), object_id),
@@ -453,7 +454,7 @@ def _object_row(row: Sequence[Any]) -> ObjectRow:
         path=row[2],
         md5=row[3],
         size=row[4],
-        state=row[5],
+        state=ObjectState(row[5]),
         product_id=row[6],
     )
 

@@ -11,6 +11,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from galaxy_archive.models.dependencies import DependencyDepot, RepositoryAnswer
+from galaxy_archive.models.object_state import BuildState
 from galaxy_archive.redact import redact_url
 from galaxy_archive.state.db import ObjectRow, StateDB, object_row
 from galaxy_archive.state.needs import pending_dependency_chunks, unverified_dependency_objects
@@ -162,7 +163,7 @@ class DependencyRecords:
                 "completed_at = CASE WHEN ? THEN coalesce(completed_at, ?) END "
                 "WHERE manifest_object_id = ?",
                 (
-                    "complete" if is_complete else "incomplete",
+                    BuildState.COMPLETE if is_complete else BuildState.INCOMPLETE,
                     is_complete,
                     iso(now),
                     manifest_id,

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from galaxy_archive.models.manifests import DepotRef
+from galaxy_archive.models.object_state import BuildState
 from galaxy_archive.models.patches import PatchIndexAnswer, PatchOutcome, PatchPair
 from galaxy_archive.redact import redact_url
 from galaxy_archive.state.db import ObjectRow, StateDB
@@ -85,9 +86,10 @@ class PatchRecords:
                 "AND to_build_id = ?",
                 keys,
             )
-        state = "none" if answer.outcome is PatchOutcome.NO_PATCH else "pending"
+        # 'none' is a patch's own state: there is no patch to keep (migration 0003).
+        state = "none" if answer.outcome is PatchOutcome.NO_PATCH else BuildState.PENDING
         if answer.outcome is PatchOutcome.ERROR:
-            state = "incomplete"
+            state = BuildState.INCOMPLETE
         link = redact_url(answer.link) if answer.link else None
         self.conn.execute(
             "INSERT INTO patches (product_id, from_build_id, to_build_id, os, branch, outcome, "

@@ -4,34 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from galaxy_archive.models.object_state import ObjectState
 from galaxy_archive.report import human_bytes
 from galaxy_archive.state.db import StateDB
 from galaxy_archive.state.dependency_records import DependencyRecords
+from galaxy_archive.state.needs import build_completeness
 from galaxy_archive.state.patch_records import PatchRecords
-
-# Per build: the objects it needs (repository, depot manifests, required chunks: the same set
-# statedb.update_build_states checks) and how many of them are verified, with their bytes.
-# Only objects already known count: a build whose repository manifest was never fetched shows
-# 0/0 (its `state` says it is not complete).
-# The objects each build needs; mirrors statedb.update_build_states (V2) and
-# v1_state.update_v1_build_states (V1): change them together.
-_COMPLETENESS_SQL = """
-SELECT needed.build_id, count(*), coalesce(sum(o.state = 'verified'), 0),
-       coalesce(sum(o.size), 0), coalesce(sum(CASE WHEN o.state = 'verified' THEN o.size END), 0)
-FROM (
-    SELECT build_id, repository_object_id AS id FROM builds
-        WHERE product_id = :p AND repository_object_id IS NOT NULL
-    UNION SELECT build_id, manifest_object_id FROM build_depots WHERE product_id = :p
-    UNION SELECT bd.build_id, mo.object_id FROM build_depots bd JOIN manifest_objects mo
-        ON mo.manifest_object_id = bd.manifest_object_id
-        WHERE bd.product_id = :p AND mo.role != 'sfc_member'
-    -- generation 1: depot manifests and the blobs their file records point into
-    UNION SELECT build_id, manifest_object_id FROM v1_depots WHERE product_id = :p
-    UNION SELECT d.build_id, e.blob_object_id FROM v1_depots d JOIN v1_extents e
-        ON e.manifest_object_id = d.manifest_object_id WHERE d.product_id = :p
-) needed LEFT JOIN objects o ON o.id = needed.id
-GROUP BY needed.build_id
-"""
 
 _BUILD_COLUMNS = (
     "build_id, os, generation, branch, version_name, date_published, legacy_build_id, "
@@ -66,7 +44,9 @@ def collect_status(db: StateDB, product_ids: list[str] | None = None) -> dict[st
         ]
         products.append({**product, "builds": builds})
     by_state = db.objects_by_state()
-    stored = sum(v["bytes"] for k, v in by_state.items() if k in ("verified", "present"))
+    stored = sum(
+        v["bytes"] for k, v in by_state.items() if k in (ObjectState.VERIFIED, ObjectState.PRESENT)
+    )
     return {
         "command": "status",
         "products": products,
@@ -88,7 +68,8 @@ _NOTHING_KNOWN = {
 
 
 def _completeness(db: StateDB, product_id: str) -> dict[str, dict[str, int]]:
-    """build id -> objects and bytes needed and verified (objects of unknown size count 0)."""
+    """build id -> objects and bytes needed and verified (state/needs.py: only objects already
+    known count, so a build whose repository manifest was never fetched shows 0/0)."""
     return {
         build_id: {
             "objects_needed": needed,
@@ -96,9 +77,9 @@ def _completeness(db: StateDB, product_id: str) -> dict[str, dict[str, int]]:
             "bytes_needed": size,
             "bytes_verified": verified_size,
         }
-        for build_id, needed, verified, size, verified_size in db.conn.execute(
-            _COMPLETENESS_SQL, {"p": product_id}
-        )
+        for build_id, (needed, verified, size, verified_size) in build_completeness(
+            db, product_id
+        ).items()
     }
 
 

@@ -1,5 +1,5 @@
-"""The state DB (SQLite; sqlite-utils for dict-row queries): migrations and typed record/query
-functions.
+"""The state DB (SQLite; sqlite-utils for dict-row queries): opening it and typed record/query
+functions. The migrations runner is state/migrations.py.
 
 The DB is the todo list: objects not 'verified' are what a sync still has to fetch. Only the
 thread that opened it writes to it; workers hand results back to that thread.
@@ -9,22 +9,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from galaxy_archive.errors import ConfigError, StorageError
+from galaxy_archive.errors import StorageError
 from galaxy_archive.models.layout import ObjectKind
+from galaxy_archive.models.object_state import ObjectState
+from galaxy_archive.state.migrations import (
+    apply_migrations,
+    default_migrations_dir,
+    recorded_migrations,
+    refuse_unknown_migrations,
+)
+from galaxy_archive.state.stamps import iso as iso  # re-exported: callers import it from here
 
 if TYPE_CHECKING:
     import sqlite_utils
 
-_MIGRATION_NAME_RE = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
 # How long a statement waits for another process's write transaction before it fails.
 BUSY_TIMEOUT_S = 30.0
 # What to tell the user when SQLite gives up on the DB, by primary result code.
@@ -44,18 +48,6 @@ _DB_FAULTS = {
 }
 
 
-def iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def default_migrations_dir() -> Path:
-    """The packaged copy in a wheel; the repository's `migrations/` in a source checkout."""
-    packaged = Path(str(resources.files("galaxy_archive"))) / "migrations"
-    if packaged.is_dir():
-        return packaged
-    return Path(__file__).resolve().parents[2] / "migrations"
-
-
 def database_fault(path: Path, exc: sqlite3.Error) -> StorageError | None:
     """The one-line error for SQLite giving up on the DB file itself (locked, not a database,
     damaged, I/O), naming it and what to do; None for anything else (a bug in a query)."""
@@ -68,62 +60,6 @@ def database_fault(path: Path, exc: sqlite3.Error) -> StorageError | None:
     return StorageError(f"the state DB {path} {advice.format(timeout=BUSY_TIMEOUT_S)} ({exc})")
 
 
-def recorded_migrations(conn: sqlite3.Connection) -> set[str]:
-    """The migrations recorded in the DB (none in a new one). Reads only."""
-    has_table = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'"
-    ).fetchone()
-    if not has_table:
-        return set()
-    return {row[0] for row in conn.execute("SELECT name FROM _migrations").fetchall()}
-
-
-def refuse_unknown_migrations(
-    applied: set[str], known: list[str], db_name: str = "the state DB"
-) -> None:
-    """A DB migrated by a newer galaxy-archive has a schema this version cannot promise to
-    read or write correctly: refuse it before changing anything."""
-    unknown = sorted(applied - set(known))
-    if unknown:
-        raise ConfigError(
-            f"{db_name} was written by a newer galaxy-archive (it records migrations this "
-            f"version does not know: {', '.join(unknown)}); upgrade galaxy-archive to use it"
-        )
-
-
-def apply_migrations(conn: sqlite3.Connection, migrations_dir: Path, now: float) -> list[str]:
-    """Apply pending NNNN_name.sql files in order, each with its record in one transaction.
-
-    Refuses (ConfigError) a DB that records migrations not in `migrations_dir`, unchanged.
-    """
-    names = sorted(p.name for p in migrations_dir.glob("*.sql"))
-    bad = [n for n in names if not _MIGRATION_NAME_RE.match(n)]
-    if bad:
-        raise StorageError(f"migration files with invalid names: {', '.join(bad)}")
-    applied = recorded_migrations(conn)
-    refuse_unknown_migrations(applied, names)
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-    )
-    done = []
-    for name in names:
-        if name in applied:
-            continue
-        sql = (migrations_dir / name).read_text(encoding="utf-8")
-        try:
-            # executescript commits whatever is open first; the explicit BEGIN/COMMIT make the
-            # migration and its record one transaction.
-            conn.executescript(
-                f"BEGIN;\n{sql}\n;INSERT INTO _migrations VALUES ('{name}', '{iso(now)}');\nCOMMIT;"
-            )
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.rollback()
-            raise StorageError(f"migration {name} failed: {exc}") from exc
-        done.append(name)
-    return done
-
-
 @dataclass(frozen=True)
 class ObjectRow:
     id: int
@@ -131,7 +67,7 @@ class ObjectRow:
     path: str
     md5: str | None
     size: int | None
-    state: str
+    state: ObjectState
     product_id: str | None
 
 
@@ -392,7 +328,7 @@ class StateDB:
             (size, md5, stamp, stamp, fetched, stamp, product_id, endpoint, source_url, object_id),
         )
 
-    def mark_problem(self, object_id: int, *, state: str, error: str, now: float) -> None:
+    def mark_problem(self, object_id: int, *, state: ObjectState, error: str, now: float) -> None:
         self.conn.execute(
             "UPDATE objects SET state = ?, error = ?, updated_at = ? WHERE id = ?",
             (state, error, iso(now), object_id),
@@ -485,56 +421,6 @@ class StateDB:
             (product_id,),
         )
 
-    def pending_depot_objects(
-        self, product_id: str, build_ids: Sequence[str]
-    ) -> list[tuple[ObjectRow, str, tuple[str, ...]]]:
-        """Objects the builds' depots reference that are not verified: (row, role, products).
-
-        A chunk in several depots is required if any of them needs it, and is fetched under
-        each depot's product in turn (the CDN stores chunks per product, protocol.md 4.4).
-        An SFC member chunk recorded as absent upstream is not asked for again: the CDN is
-        allowed not to have it (protocol.md 4.3).
-        """
-        found: dict[int, tuple[ObjectRow, str, list[str]]] = {}
-        for start in range(0, len(build_ids), 400):
-            batch = list(build_ids[start : start + 400])
-            marks = ",".join("?" * len(batch))
-            rows = self.conn.execute(
-                "SELECT o.id, o.kind, o.path, o.md5, o.size, o.state, o.product_id, mo.role, "
-                "bd.depot_product_id FROM build_depots bd "
-                "JOIN manifest_objects mo ON mo.manifest_object_id = bd.manifest_object_id "
-                "JOIN objects o ON o.id = mo.object_id "
-                f"WHERE bd.product_id = ? AND bd.build_id IN ({marks}) "
-                "AND o.state != 'verified' "
-                "AND NOT (mo.role = 'sfc_member' AND o.state = 'absent_upstream')",
-                [product_id, *batch],
-            ).fetchall()
-            for row in rows:
-                known = found.setdefault(row[0], (_object_row(row[:7]), row[7], []))
-                if known[1] == "sfc_member" and row[7] != "sfc_member":
-                    found[row[0]] = known = (known[0], row[7], known[2])
-                if row[8] not in known[2]:
-                    known[2].append(row[8])
-        return [(row, role, tuple(products)) for row, role, products in found.values()]
-
-    def update_build_states(self, product_id: str, build_ids: Sequence[str], now: float) -> None:
-        """complete = its repository, depot manifests and required chunks are all verified."""
-        for build_id in build_ids:
-            missing = self.conn.execute(
-                "SELECT count(*) FROM ("
-                " SELECT repository_object_id AS id FROM builds"
-                "  WHERE product_id = :p AND build_id = :b"
-                " UNION SELECT manifest_object_id FROM build_depots"
-                "  WHERE product_id = :p AND build_id = :b"
-                " UNION SELECT mo.object_id FROM build_depots bd JOIN manifest_objects mo"
-                "  ON mo.manifest_object_id = bd.manifest_object_id"
-                "  WHERE bd.product_id = :p AND bd.build_id = :b AND mo.role != 'sfc_member'"
-                ") needed LEFT JOIN objects o ON o.id = needed.id "
-                "WHERE o.id IS NULL OR o.state != 'verified'",
-                {"p": product_id, "b": build_id},
-            ).fetchone()[0]
-            self.set_build_complete(product_id, build_id, is_complete=missing == 0, now=now)
-
     def set_build_complete(
         self, product_id: str, build_id: str, *, is_complete: bool, now: float
     ) -> None:
@@ -580,7 +466,7 @@ def _object_row(row: Sequence[Any]) -> ObjectRow:
         path=row[2],
         md5=row[3],
         size=row[4],
-        state=row[5],
+        state=ObjectState(row[5]),
         product_id=row[6],
     )
 

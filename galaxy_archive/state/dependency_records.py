@@ -11,8 +11,11 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from galaxy_archive.models.dependencies import DependencyDepot, RepositoryAnswer
+from galaxy_archive.models.object_state import BuildState
 from galaxy_archive.redact import redact_url
-from galaxy_archive.state.db import ObjectRow, StateDB, iso, object_row
+from galaxy_archive.state.db import ObjectRow, StateDB, object_row
+from galaxy_archive.state.needs import pending_dependency_chunks, unverified_dependency_objects
+from galaxy_archive.state.stamps import iso
 
 
 class DependencyRecords:
@@ -122,21 +125,8 @@ class DependencyRecords:
         return list(seen.values())
 
     def pending_chunks(self) -> list[tuple[ObjectRow, bool]]:
-        """Chunks of the wanted dependency depots not verified: (row, is_optional).
-
-        A small-files member chunk the CDN did not have is not asked for again (4.3).
-        """
-        pending: dict[int, tuple[ObjectRow, bool]] = {}
-        for row in self.conn.execute(
-            "SELECT o.id, o.kind, o.path, o.md5, o.size, o.state, o.product_id, mo.role "
-            "FROM dependency_depots d "
-            "JOIN manifest_objects mo ON mo.manifest_object_id = d.manifest_object_id "
-            "JOIN objects o ON o.id = mo.object_id WHERE o.state != 'verified' "
-            "AND NOT (mo.role = 'sfc_member' AND o.state = 'absent_upstream')"
-        ):
-            is_optional = row[7] == "sfc_member" and pending.get(row[0], (None, True))[1]
-            pending[row[0]] = (object_row(row[:7]), is_optional)
-        return list(pending.values())
+        """Chunks of the wanted dependency depots not verified: (row, is_optional)."""
+        return pending_dependency_chunks(self.db)
 
     def summary(self) -> dict[str, Any]:
         """For `status`: repository versions, the newest, dependencies known and archived."""
@@ -165,14 +155,7 @@ class DependencyRecords:
                 "WHERE manifest_object_id IS NOT NULL"
             )
         ]:
-            missing = self.conn.execute(
-                "SELECT count(*) FROM (SELECT :m AS id UNION SELECT object_id "
-                " FROM manifest_objects WHERE manifest_object_id = :m AND role != 'sfc_member'"
-                ") needed "
-                "LEFT JOIN objects o ON o.id = needed.id "
-                "WHERE o.id IS NULL OR o.state != 'verified'",
-                {"m": manifest_id},
-            ).fetchone()[0]
+            missing = unverified_dependency_objects(self.db, manifest_id)
             is_complete = missing == 0 and self.db.is_indexed(manifest_id)
             complete += is_complete
             self.conn.execute(
@@ -180,7 +163,7 @@ class DependencyRecords:
                 "completed_at = CASE WHEN ? THEN coalesce(completed_at, ?) END "
                 "WHERE manifest_object_id = ?",
                 (
-                    "complete" if is_complete else "incomplete",
+                    BuildState.COMPLETE if is_complete else BuildState.INCOMPLETE,
                     is_complete,
                     iso(now),
                     manifest_id,

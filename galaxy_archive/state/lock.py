@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from galaxy_archive.errors import LockHeldError, StorageError
-from galaxy_archive.state.db import iso
+from galaxy_archive.state.stamps import iso
 from galaxy_archive.storage.local import LOCK_NAME
 
 log = logging.getLogger(__name__)

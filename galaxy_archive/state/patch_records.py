@@ -12,9 +12,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from galaxy_archive.models.manifests import DepotRef
+from galaxy_archive.models.object_state import BuildState
 from galaxy_archive.models.patches import PatchIndexAnswer, PatchOutcome, PatchPair
 from galaxy_archive.redact import redact_url
-from galaxy_archive.state.db import ObjectRow, StateDB, iso, object_row
+from galaxy_archive.state.db import ObjectRow, StateDB
+from galaxy_archive.state.needs import pending_patch_chunks, unverified_patch_objects
+from galaxy_archive.state.stamps import iso
 
 PairKey = tuple[str, str]  # (from build, to build) within one product
 
@@ -83,9 +86,10 @@ class PatchRecords:
                 "AND to_build_id = ?",
                 keys,
             )
-        state = "none" if answer.outcome is PatchOutcome.NO_PATCH else "pending"
+        # 'none' is a patch's own state: there is no patch to keep (migration 0003).
+        state = "none" if answer.outcome is PatchOutcome.NO_PATCH else BuildState.PENDING
         if answer.outcome is PatchOutcome.ERROR:
-            state = "incomplete"
+            state = BuildState.INCOMPLETE
         link = redact_url(answer.link) if answer.link else None
         self.conn.execute(
             "INSERT INTO patches (product_id, from_build_id, to_build_id, os, branch, outcome, "
@@ -155,37 +159,19 @@ class PatchRecords:
         result: list[tuple[ObjectRow, str]] = []
         seen: set[int] = set()
         for pair in pairs:
-            for row in self.conn.execute(
-                "SELECT o.id, o.kind, o.path, o.md5, o.size, o.state, o.product_id, "
-                "pd.depot_product_id FROM patch_depots pd "
-                "JOIN manifest_objects mo ON mo.manifest_object_id = pd.manifest_object_id "
-                "JOIN objects o ON o.id = mo.object_id "
-                "WHERE pd.product_id = ? AND pd.from_build_id = ? AND pd.to_build_id = ? "
-                "AND o.state != 'verified'",
-                (product_id, pair.from_build_id, pair.to_build_id),
+            for row, depot_product in pending_patch_chunks(
+                self.db, product_id, pair.from_build_id, pair.to_build_id
             ):
-                if row[0] not in seen:
-                    seen.add(row[0])
-                    result.append((object_row(row[:7]), row[7]))
+                if row.id not in seen:
+                    seen.add(row.id)
+                    result.append((row, depot_product))
         return result
 
     def missing_objects(self, pair: PatchPair) -> int:
         """Objects the pair's patch needs (root, depot manifests, chunks) not verified."""
-        keys = {"p": pair.product_id, "f": pair.from_build_id, "t": pair.to_build_id}
-        count: int = self.conn.execute(
-            "SELECT count(*) FROM ("
-            " SELECT root_object_id AS id FROM patches"
-            "  WHERE product_id = :p AND from_build_id = :f AND to_build_id = :t"
-            " UNION SELECT manifest_object_id FROM patch_depots"
-            "  WHERE product_id = :p AND from_build_id = :f AND to_build_id = :t"
-            " UNION SELECT mo.object_id FROM patch_depots pd JOIN manifest_objects mo"
-            "  ON mo.manifest_object_id = pd.manifest_object_id"
-            "  WHERE pd.product_id = :p AND pd.from_build_id = :f AND pd.to_build_id = :t"
-            ") needed LEFT JOIN objects o ON o.id = needed.id "
-            "WHERE o.id IS NULL OR o.state != 'verified'",
-            keys,
-        ).fetchone()[0]
-        return count
+        return unverified_patch_objects(
+            self.db, pair.product_id, pair.from_build_id, pair.to_build_id
+        )
 
     def summary(self, product_ids: Sequence[str] | None = None) -> dict[str, Any]:
         """For `status`: pairs recorded, complete patches, pairs by outcome."""

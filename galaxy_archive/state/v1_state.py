@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from galaxy_archive.models.v1_manifests import V1DepotRef, V1File, V1Item, V1Redist
 from galaxy_archive.models.v1_ranges import ByteRange, Extent
-from galaxy_archive.state.db import StateDB, iso
+from galaxy_archive.state.db import StateDB
+from galaxy_archive.state.stamps import iso
 
 
 @dataclass(frozen=True)
@@ -239,34 +240,3 @@ def set_blob_stored(db: StateDB, object_id: int, uncovered_md5: str) -> None:
         "UPDATE v1_blobs SET uncovered_md5 = ? WHERE object_id = ?", (uncovered_md5, object_id)
     )
     db.conn.execute("UPDATE objects SET md5 = NULL WHERE id = ?", (object_id,))
-
-
-# --- builds --------------------------------------------------------------------------------
-
-
-def update_v1_build_states(
-    db: StateDB, product_id: str, build_ids: Sequence[str], now: float
-) -> None:
-    """complete = repository.json and every depot manifest verified and recorded, and every
-    blob their file records point into verified."""
-    for build_id in build_ids:
-        params = {"p": product_id, "b": build_id}
-        manifests = (
-            "SELECT repository_object_id AS id FROM builds WHERE product_id = :p "
-            "AND build_id = :b UNION SELECT manifest_object_id FROM v1_depots "
-            "WHERE product_id = :p AND build_id = :b"
-        )
-        unverified = db.conn.execute(
-            f"SELECT count(*) FROM ({manifests} UNION SELECT e.blob_object_id FROM v1_depots d "
-            "JOIN v1_extents e ON e.manifest_object_id = d.manifest_object_id "
-            "WHERE d.product_id = :p AND d.build_id = :b) needed "
-            "LEFT JOIN objects o ON o.id = needed.id WHERE o.id IS NULL OR o.state != 'verified'",
-            params,
-        ).fetchone()[0]
-        unindexed = db.conn.execute(
-            f"SELECT count(*) FROM ({manifests}) needed "
-            "LEFT JOIN indexed_manifests i ON i.object_id = needed.id WHERE i.object_id IS NULL",
-            params,
-        ).fetchone()[0]
-        is_complete = unverified == 0 and unindexed == 0
-        db.set_build_complete(product_id, build_id, is_complete=is_complete, now=now)

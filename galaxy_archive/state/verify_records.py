@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from galaxy_archive.models.layout import ObjectKind
+from galaxy_archive.models.object_state import ObjectState
 from galaxy_archive.models.patches import PatchPair
 from galaxy_archive.models.v1_ranges import Extent
 from galaxy_archive.models.verify_plan import VerifyOptions, due_cutoff_s
-from galaxy_archive.state.db import StateDB, iso, object_kind
+from galaxy_archive.state.db import StateDB, object_kind
 from galaxy_archive.state.lock import process_is_alive
+from galaxy_archive.state.stamps import iso
 
 PLAN_BATCH_ROWS = 2000
 # Known to the DB but never stored (sync's todo list, e.g. after a failed fetch): there are no
@@ -33,7 +35,7 @@ class PlanRow:
     size: int | None
     inflated_md5: str | None
     inflated_size: int | None
-    state: str
+    state: ObjectState
     product_id: str | None  # the product it is fetched under (repair)
     served_md5: str | None = None  # a meta file kept with other bytes: their MD5 (meta_flags)
 
@@ -111,7 +113,20 @@ class VerifyRecords:
                 return
             last = rows[-1][0]
             for row in rows:
-                yield PlanRow(row[1], object_kind(row[1], row[3], row[2]), *row[3:])
+                kind = object_kind(row[1], row[3], row[2])
+                _, object_id, _, path, md5, size, inflated_md5, inflated_size = row[:8]
+                yield PlanRow(
+                    object_id,
+                    kind,
+                    path,
+                    md5,
+                    size,
+                    inflated_md5,
+                    inflated_size,
+                    ObjectState(row[8]),
+                    product_id=row[9],
+                    served_md5=row[10],
+                )
 
     def absent_upstream_count(self, product_ids: Sequence[str]) -> int:
         scope, params = self._scope(product_ids)
@@ -190,7 +205,13 @@ class VerifyRecords:
         self._pending_ok.append((stamp, stamp, object_id))
 
     def record_problem(
-        self, object_id: int, state: str, error: str, now: float, *, was: str | None = None
+        self,
+        object_id: int,
+        state: ObjectState,
+        error: str,
+        now: float,
+        *,
+        was: ObjectState | None = None,
     ) -> None:
         """A missing or corrupt object: its state and error, with verified_at left as it was.
 

@@ -32,6 +32,7 @@ from galaxy_archive.models.manifests import (
 from galaxy_archive.models.object_state import BuildState
 from galaxy_archive.report import SyncReport
 from galaxy_archive.state.db import StateDB
+from galaxy_archive.state.needs import update_build_states
 from galaxy_archive.storage.interface import ObjectStore
 from galaxy_archive.sync.by_id import ByIdPhase
 from galaxy_archive.sync.context import Stopping, SyncContext, SyncOptions
@@ -171,7 +172,7 @@ class Syncer:
         self, product_id: str, builds: Sequence[BuildListing], v1_builds: Sequence[BuildListing]
     ) -> None:
         """The V2 builds' states (V1 ones are the V1 phase's), then count the complete ones."""
-        self.db.update_build_states(product_id, [b.build_id for b in builds], self.clock())
+        update_build_states(self.db, product_id, [b.build_id for b in builds], self.clock())
         for (flawed_product, build_id), skipped in self.context.flawed_builds.items():
             if flawed_product == product_id:  # everything else stored, but not the whole build
                 self.db.set_build_error(product_id, build_id, "; ".join(skipped))

@@ -36,6 +36,7 @@ from galaxy_archive.models.v1_manifests import (
 from galaxy_archive.models.v1_ranges import RangeSet
 from galaxy_archive.report import human_bytes
 from galaxy_archive.state.db import NewObject
+from galaxy_archive.state.needs import update_v1_build_states
 from galaxy_archive.state.v1_state import (
     NewBlob,
     ensure_blobs,
@@ -44,7 +45,6 @@ from galaxy_archive.state.v1_state import (
     pending_v1_blobs,
     record_v1_depot,
     record_v1_redists,
-    update_v1_build_states,
 )
 from galaxy_archive.storage.interface import Check
 from galaxy_archive.sync.phase import Phase

@@ -25,6 +25,7 @@ from galaxy_archive.models.manifests import (
     read_repository,
 )
 from galaxy_archive.state.db import NewObject, ObjectRow
+from galaxy_archive.state.needs import pending_depot_objects
 from galaxy_archive.sync.phase import Phase, chunk_references, parse_check
 
 
@@ -194,7 +195,7 @@ class V2Phase(Phase):
     # --- chunks ----------------------------------------------------------------------------
 
     def _fetch_chunks(self, product_id: str, build_ids: Sequence[str]) -> None:
-        pending = self.db.pending_depot_objects(product_id, build_ids)
+        pending = pending_depot_objects(self.db, product_id, build_ids)
         product = self.report.product(product_id)
         if self.options.is_dry_run:
             product.planned_objects += len(pending)

@@ -10,10 +10,11 @@ import logging
 from collections.abc import Callable, Mapping
 
 from galaxy_archive.models.layout import ObjectKind
+from galaxy_archive.models.object_state import BuildState
 from galaxy_archive.state.db import StateDB
 from galaxy_archive.state.dependency_records import DependencyRecords
+from galaxy_archive.state.needs import update_build_states, update_v1_build_states
 from galaxy_archive.state.patch_records import PatchRecords
-from galaxy_archive.state.v1_state import update_v1_build_states
 from galaxy_archive.state.verify_records import VerifyRecords
 from galaxy_archive.verify.report import VerifyReport
 
@@ -29,8 +30,8 @@ def update_owner_states(
 ) -> None:
     """`touched`: every object whose state changed in this run, with its kind.
 
-    Each build's state is recomputed by its generation's own rule (statedb for V2, v1_state
-    for V1), in both directions: no longer complete, or complete again after --repair.
+    Each build's state is recomputed by its generation's own rule (state/needs.py), in
+    both directions: no longer complete, or complete again after --repair.
     """
     _update_patches_and_dependencies(db, records, report, touched, clock)
     builds = {build: None for object_id in touched for build in records.builds_of(object_id)}
@@ -43,14 +44,14 @@ def update_owner_states(
         if generation == 1:
             update_v1_build_states(db, product_id, build_ids, now)
         else:
-            db.update_build_states(product_id, build_ids, now)
+            update_build_states(db, product_id, build_ids, now)
     db.conn.commit()
     after = records.build_states(list(builds))
     for build in builds:
-        if before.get(build) == "complete" and after.get(build) != "complete":
+        if before.get(build) == BuildState.COMPLETE and after.get(build) != BuildState.COMPLETE:
             report.builds_no_longer_complete.append(build)
             log.warning("build %s (generation %d) is no longer complete", build, build.generation)
-        elif before.get(build) != "complete" and after.get(build) == "complete":
+        elif before.get(build) != BuildState.COMPLETE and after.get(build) == BuildState.COMPLETE:
             report.builds_complete_again.append(build)
 
 
@@ -69,16 +70,16 @@ def _update_patches_and_dependencies(
         patches = PatchRecords(db)
         pairs = {pair for object_id in touched for pair in records.patches_of(object_id)}
         for pair in sorted(pairs, key=lambda p: p.what):
-            is_complete = records.patch_state(pair) == "complete"
+            is_complete = records.patch_state(pair) == BuildState.COMPLETE
             if is_complete and patches.missing_objects(pair):
-                patches.set_state(pair, "incomplete", clock())
+                patches.set_state(pair, BuildState.INCOMPLETE, clock())
                 _no_longer_complete(report, pair.what)
     if touched_kinds & {ObjectKind.DEP_META, ObjectKind.DEP_STORE}:
         before = records.dependency_states()
         DependencyRecords(db).update_states(clock())
         after = records.dependency_states()
         for dependency, state in sorted(before.items()):
-            if state == "complete" and after.get(dependency) != "complete":
+            if state == BuildState.COMPLETE and after.get(dependency) != BuildState.COMPLETE:
                 _no_longer_complete(report, f"dependency {dependency}")
 
 

@@ -23,6 +23,7 @@ from galaxy_archive.fetch.tasks import FetchResult, FetchTask, Outcome
 from galaxy_archive.fetch.v1_download import download_blob
 from galaxy_archive.models.layout import ObjectKind
 from galaxy_archive.models.meta_flags import KEEPABLE_KINDS
+from galaxy_archive.models.object_state import ObjectState
 from galaxy_archive.models.verify_plan import VerifyLevel, checks_for
 from galaxy_archive.state.meta_flags import record_served_md5
 from galaxy_archive.state.verify_records import PlanRow, VerifyRecords
@@ -101,7 +102,10 @@ class Repairer:
             self._failed(problem, exc)
             return False
         self.records.record_problem(
-            row.object_id, "missing", f"corrupt, moved to {problem.quarantined_to}", self.clock()
+            row.object_id,
+            ObjectState.MISSING,
+            f"corrupt, moved to {problem.quarantined_to}",
+            self.clock(),
         )
         return True
 
@@ -210,7 +214,7 @@ class Repairer:
             log.info("repaired: %s", problem.path)
         elif result.outcome is Outcome.ABSENT:
             self.records.record_problem(
-                object_id, "absent_upstream", result.error or "404 on every endpoint", now
+                object_id, ObjectState.ABSENT_UPSTREAM, result.error or "404 on every endpoint", now
             )
             problem.repair = RepairOutcome.UNRECOVERABLE
             problem.repair_detail = "the CDN no longer has it (404 on every endpoint)"

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from galaxy_archive.app import App
 from galaxy_archive.errors import ConfigError, ExitCode, GalaxyArchiveError
 from galaxy_archive.models.layout import ObjectKind
+from galaxy_archive.models.object_state import ObjectState
 from galaxy_archive.models.v1_ranges import Extent
 from galaxy_archive.models.verify_plan import Budget, Check, VerifyLevel, VerifyOptions, checks_for
 from galaxy_archive.output import Progress
@@ -42,6 +43,9 @@ COMMIT_EVERY_S = 1.0
 IN_FLIGHT_PER_WORKER = 2  # enough to keep every worker busy while the main thread records
 BATCH_OBJECTS = 64  # a batch ends at this many objects or this many bytes
 BATCH_BYTES = 16 << 20
+
+# The state an object is left in by a failed check.
+_STATE_OF = {Verdict.MISSING: ObjectState.MISSING, Verdict.CORRUPT: ObjectState.CORRUPT}
 
 
 class Verifier:
@@ -180,7 +184,7 @@ class Verifier:
             # --quick proves presence and size, not the bytes: it never stamps verified_at.
             if self.options.level is not VerifyLevel.QUICK:
                 self.records.record_verified(row.object_id, now)
-                if row.state != "verified":
+                if row.state != ObjectState.VERIFIED:
                     self._touch(row)
         else:
             self._problem(row, result, now)
@@ -196,7 +200,7 @@ class Verifier:
         detail = result.detail or str(result.verdict)
         if result.verdict in (Verdict.MISSING, Verdict.CORRUPT):
             self.records.record_problem(
-                row.object_id, str(result.verdict), f"verify: {detail}", now, was=row.state
+                row.object_id, _STATE_OF[result.verdict], f"verify: {detail}", now, was=row.state
             )
             # Its builds are recomputed at the end (also when --repair brings it back).
             self._touch(row)

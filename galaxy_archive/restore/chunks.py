@@ -1,0 +1,84 @@
+"""Reading a file's bytes back out of stored chunks, streamed and proven.
+
+Each chunk is read through the store in blocks, its compressed MD5 and its inflated MD5 and
+size checked; a chunk failing either is a `BadObject` naming it, raised before the caller can
+make anything it fed final. Memory stays at one block plus zlib's window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections.abc import Callable, Iterator
+from typing import BinaryIO, Protocol
+
+from galaxy_archive.errors import IntegrityError
+from galaxy_archive.models.install_plan import FileToWrite
+from galaxy_archive.models.manifests import ChunkRef
+
+_BLOCK = 1 << 20
+
+
+class ObjectReader(Protocol):
+    def open_read(self, relative: str) -> BinaryIO: ...
+
+
+class BadObject(IntegrityError):
+    """A stored object a file needs is missing or its bytes are not what the manifest says."""
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(f"{path}: {why}")
+        self.path = path
+
+
+def inflated(store: ObjectReader, path: str, chunk: ChunkRef) -> Iterator[bytes]:
+    """The chunk's inflated bytes in pieces; BadObject at the end when a check failed (the
+    caller keeps what it received unpublished until the iteration finished)."""
+    packed = hashlib.md5(usedforsecurity=False)
+    plain = hashlib.md5(usedforsecurity=False)
+    size = 0
+    inflater = zlib.decompressobj()
+    try:
+        with store.open_read(path) as handle:
+            while block := handle.read(_BLOCK):
+                packed.update(block)
+                piece = inflater.decompress(block)
+                plain.update(piece)
+                size += len(piece)
+                yield piece
+        tail = inflater.flush()
+    except FileNotFoundError:
+        raise BadObject(path, "not in the archive") from None
+    except zlib.error as exc:
+        raise BadObject(path, f"corrupt: does not inflate ({exc})") from None
+    except OSError as exc:
+        raise BadObject(path, f"cannot be read ({exc.strerror or exc})") from None
+    plain.update(tail)
+    size += len(tail)
+    yield tail
+    if packed.hexdigest() != chunk.compressed_md5:
+        raise BadObject(path, f"corrupt: its bytes have MD5 {packed.hexdigest()}")
+    if plain.hexdigest() != chunk.md5 or size != chunk.size:
+        raise BadObject(path, "corrupt: inflates to other bytes than the manifest says")
+
+
+def file_bytes(
+    store: ObjectReader, file: FileToWrite, path_of: Callable[[ChunkRef], str]
+) -> Iterator[bytes]:
+    """The file's bytes: its own chunks in order, or its slice of the small-files container."""
+    if file.sfc is None:
+        for chunk in file.chunks:
+            yield from inflated(store, path_of(chunk), chunk)
+        return
+    start = 0
+    end = file.sfc.offset + file.sfc.size
+    for chunk in file.sfc.chunks:
+        if start < end and start + chunk.size > file.sfc.offset:
+            position = start
+            for piece in inflated(store, path_of(chunk), chunk):
+                low = max(file.sfc.offset - position, 0)
+                high = min(end - position, len(piece))
+                if high > low:
+                    yield piece[low:high]
+                position += len(piece)
+        start += chunk.size

@@ -1,0 +1,194 @@
+"""A build's install plan from the archive: the DB says which depots, the store gives their
+manifests (hashed before they are parsed), models.install_plan plans. Read-only, no network.
+
+Selection: the language-neutral depots plus one language (`en-US` when present, else the first
+the build lists; `all` for every one), every DLC the archive holds for the build unless
+narrowed, never the offline depot unless asked. The up-front check looks the objects the plan's
+files read up in the objects table (a `build_needs` view would replace `missing_objects`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Protocol
+
+from galaxy_archive.errors import GalaxyArchiveError, IntegrityError
+from galaxy_archive.models.build_files import DepotInfo
+from galaxy_archive.models.install_plan import FileToWrite, InstallPlan, install_plan, plan_v2_depot
+from galaxy_archive.models.layout import ObjectKind, cas_path
+from galaxy_archive.models.manifests import ChunkRef, decode_meta, read_bounded
+from galaxy_archive.models.object_state import ObjectState
+from galaxy_archive.state.db import StateDB
+
+NEUTRAL = "*"
+DEFAULT_LANGUAGE = "en-US"
+_STORED = (ObjectState.PRESENT, ObjectState.VERIFIED)
+
+
+class ObjectReader(Protocol):
+    """What planning needs of the store (`ObjectStore.open_read`)."""
+
+    def open_read(self, relative: str) -> BinaryIO: ...
+
+
+class NotRestorable(GalaxyArchiveError):
+    """The archive has no such build, or cannot restore it (exit 1)."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    language: str | None = None  # None: the default; "all": every language
+    dlcs: tuple[str, ...] | None = None  # None: every DLC the archive holds
+    with_offline: bool = False
+
+
+@dataclass(frozen=True)
+class ChosenDepot:
+    info: DepotInfo
+    manifest_path: str
+
+
+@dataclass(frozen=True)
+class PlannedBuild:
+    product_id: str
+    build_id: str
+    plan: InstallPlan
+    depots: tuple[ChosenDepot, ...]
+    language: str | None
+    missing: dict[str, str] = field(default_factory=dict)  # object path -> why
+
+    def selection_doc(self) -> dict[str, Any]:
+        return {
+            "language": self.language,
+            "depots": [
+                {
+                    "manifest": d.info.manifest,
+                    "product_id": d.info.product_id,
+                    "languages": list(d.info.languages),
+                    "is_offline": d.info.is_offline,
+                }
+                for d in self.depots
+            ],
+        }
+
+
+def plan_build(
+    db: StateDB, store: ObjectReader, product_id: str, build_id: str, selection: Selection
+) -> PlannedBuild:
+    generation = _generation(db, product_id, build_id)
+    if generation != 2:
+        raise NotRestorable(
+            f"build {build_id} of product {product_id} is generation {generation}: "
+            "only generation-2 builds can be restored yet"
+        )
+    depots = _v2_depots(db, product_id, build_id)
+    language = choose_language([d.info.languages for d in depots], selection.language)
+    chosen = tuple(d for d in depots if _is_selected(d.info, product_id, language, selection))
+    repository = _repository_doc(db, store, product_id, build_id)
+    install_directory = _install_directory(repository)
+    parts = [
+        plan_v2_depot(_read_manifest(db, store, d.manifest_path), d.info, d.manifest_path)
+        for d in chosen
+    ]
+    plan = install_plan(parts, install_directory)
+    missing = missing_objects(db, (chunk_path(f, c) for f in plan.files for c in f.sources))
+    return PlannedBuild(product_id, build_id, plan, chosen, language, missing)
+
+
+def choose_language(depot_languages: Iterable[tuple[str, ...]], asked: str | None) -> str | None:
+    """The one language to restore besides the neutral depots (None: the build has none)."""
+    offered = [lang for langs in depot_languages for lang in langs if lang != NEUTRAL]
+    if asked is not None:
+        return asked
+    if DEFAULT_LANGUAGE in offered:
+        return DEFAULT_LANGUAGE
+    return offered[0] if offered else None
+
+
+def missing_objects(db: StateDB, paths: Iterable[str]) -> dict[str, str]:
+    """path -> why, for each object the plan reads that the DB does not record as stored."""
+    missing: dict[str, str] = {}
+    for path in sorted(set(paths)):
+        row = db.conn.execute("SELECT state FROM objects WHERE path = ?", (path,)).fetchone()
+        state = ObjectState(row[0]) if row else None
+        if state not in _STORED:
+            missing[path] = "not in the archive" if state is None else f"recorded as {state}"
+    return missing
+
+
+def chunk_path(file: FileToWrite, chunk: ChunkRef) -> str:
+    """Where the archive keeps a chunk `file` reads (the offline depot's are apart)."""
+    kind = ObjectKind.OFFLINE if file.depot.is_offline else ObjectKind.STORE
+    return cas_path(kind, chunk.compressed_md5)
+
+
+def _is_selected(info: DepotInfo, product_id: str, language: str | None, sel: Selection) -> bool:
+    if info.is_offline:
+        return sel.with_offline
+    if info.product_id != product_id and sel.dlcs is not None and info.product_id not in sel.dlcs:
+        return False
+    if NEUTRAL in info.languages or sel.language == "all":
+        return True
+    return language in info.languages
+
+
+def _generation(db: StateDB, product_id: str, build_id: str) -> int:
+    row = db.conn.execute(
+        "SELECT generation FROM builds WHERE product_id = ? AND build_id = ?",
+        (product_id, build_id),
+    ).fetchone()
+    if row is None:
+        raise NotRestorable(f"product {product_id} has no build {build_id} in the archive")
+    return int(row[0])
+
+
+def _v2_depots(db: StateDB, product_id: str, build_id: str) -> list[ChosenDepot]:
+    rows = db.conn.execute(
+        "SELECT o.path, o.md5, d.depot_product_id, d.languages, d.is_offline "
+        "FROM build_depots d JOIN objects o ON o.id = d.manifest_object_id "
+        "WHERE d.product_id = ? AND d.build_id = ? "
+        "ORDER BY d.is_offline, d.depot_product_id != ?, d.depot_product_id, d.languages",
+        (product_id, build_id, product_id),
+    )
+    return [
+        ChosenDepot(DepotInfo(md5 or path, owner, tuple(json.loads(langs)), bool(off)), path)
+        for path, md5, owner, langs, off in rows
+    ]
+
+
+def _repository_doc(db: StateDB, store: ObjectReader, product_id: str, build_id: str) -> Any:
+    row = db.conn.execute(
+        "SELECT o.path FROM builds b JOIN objects o ON o.id = b.repository_object_id "
+        "WHERE b.product_id = ? AND b.build_id = ?",
+        (product_id, build_id),
+    ).fetchone()
+    if row is None:
+        raise NotRestorable(f"build {build_id}: its repository manifest is not in the archive")
+    return _read_manifest(db, store, row[0])
+
+
+def _install_directory(repository: Any) -> str | None:
+    value = repository.get("installDirectory") if isinstance(repository, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _read_manifest(db: StateDB, store: ObjectReader, path: str) -> Any:
+    """A stored manifest decoded, once its bytes hash to what the DB recorded."""
+    row = db.conn.execute(
+        "SELECT md5, served_md5, state FROM objects WHERE path = ?", (path,)
+    ).fetchone()
+    if row is None or ObjectState(row[2]) not in _STORED:
+        raise NotRestorable(f"{path}: manifest not stored in the archive")
+    expected = row[1] or row[0]
+    try:
+        with store.open_read(path) as handle:
+            body = read_bounded(handle, path)
+    except OSError as exc:
+        raise NotRestorable(f"{path}: manifest cannot be read ({exc})") from exc
+    md5 = hashlib.md5(body, usedforsecurity=False).hexdigest()
+    if expected is not None and md5 != expected:
+        raise IntegrityError(f"{path}: corrupt manifest: MD5 {md5}, not {expected}")
+    return decode_meta(body, path)

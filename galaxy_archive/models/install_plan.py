@@ -1,8 +1,8 @@
 """What a restore writes into DEST, planned from parsed depot manifests. Pure: JSON in, values out.
 
-A plan is every file to write (with where its bytes come from: its own chunks, or a slice of
-its depot's inflated small-files container), every directory and every link, each at a
-DEST-relative POSIX path that cannot leave DEST:
+A plan is every file to write (with where its bytes come from: its own chunks, a slice of
+its depot's inflated small-files container, or for generation 1 an extent of its blob), every
+directory and every link, each at a DEST-relative POSIX path that cannot leave DEST:
 
 - paths come through `layout.safe_relative_path` (backslashes become '/', absolute paths and
   '..' are refused); `support` files go under `support/<productId>/` as heroic-gogdl places
@@ -26,8 +26,13 @@ from typing import Any
 
 from galaxy_archive.errors import ManifestError
 from galaxy_archive.models.build_files import DepotInfo, v2_depot_files
-from galaxy_archive.models.layout import safe_relative_path
+from galaxy_archive.models.layout import safe_relative_path, v1_blob_path
 from galaxy_archive.models.manifests import ChunkRef, json_field, parse_depot_manifest
+from galaxy_archive.models.v1_manifests import (
+    DEFAULT_BLOB_NAME,
+    BlobRef,
+    parse_depot_manifest_v1,
+)
 
 SUPPORT_DIR = "support"
 
@@ -42,6 +47,15 @@ class SfcSlice:
 
 
 @dataclass(frozen=True)
+class V1Extent:
+    """A generation-1 file's bytes: `size` bytes at `offset` of the stored blob `blob_path`."""
+
+    blob_path: str
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True)
 class FileToWrite:
     path: str  # DEST-relative, '/'
     size: int
@@ -51,10 +65,11 @@ class FileToWrite:
     chunks: tuple[ChunkRef, ...]  # its own chunks, inflated in order (empty: see `sfc`)
     sfc: SfcSlice | None  # set for a member of a small-files container: cut from it
     depot: DepotInfo
+    extent: V1Extent | None = None  # generation 1: cut from its blob
 
     @property
     def sources(self) -> tuple[ChunkRef, ...]:
-        """The chunks this file is read from (what it needs from the archive)."""
+        """The chunks this file is read from (what it needs from the archive, with `extent`)."""
         if self.sfc is not None:
             return tuple(_overlapping(self.sfc))
         return self.chunks
@@ -78,9 +93,11 @@ class InstallPlan:
         return sum(f.size for f in self.files)
 
 
-def plan_v2_depot(
-    doc: Any, depot: DepotInfo, what: str
-) -> tuple[list[FileToWrite], list[str], list[LinkToMake], list[str]]:
+# One depot's share of a plan: files, directories, links, problems.
+Part = tuple[list["FileToWrite"], list[str], list["LinkToMake"], list[str]]
+
+
+def plan_v2_depot(doc: Any, depot: DepotInfo, what: str) -> Part:
     """Files, directories, links and problems of one decoded V2 depot manifest."""
     manifest = parse_depot_manifest(doc, what)
     sfc_chunks = manifest.sfc_chunks
@@ -107,8 +124,40 @@ def plan_v2_depot(
     return files, directories, links, problems
 
 
+def plan_v1_depot(
+    doc: Any, depot: DepotInfo, what: str, *, os_name: str, legacy_build_id: int
+) -> Part:
+    """Files (each an extent of its blob; zero-size records are empty files), directories,
+    symlinks and problems of one decoded V1 depot manifest (protocol.md 6.2)."""
+    manifest = parse_depot_manifest_v1(doc, what)
+    files = []
+    for record in manifest.files:
+        blob = record.blob or BlobRef(depot.product_id, DEFAULT_BLOB_NAME)
+        blob_path = v1_blob_path(blob.product_id, os_name, legacy_build_id, blob.name)
+        files.append(
+            FileToWrite(
+                path=_placed(record.path.as_posix(), "support" in record.flags, depot.product_id),
+                size=record.size,
+                md5=record.md5,
+                sha256=None,
+                is_executable="executable" in record.flags,
+                chunks=(),
+                sfc=None,
+                depot=depot,
+                extent=V1Extent(blob_path, record.offset, record.size) if record.size else None,
+            )
+        )
+    directories = [i.path.as_posix() for i in manifest.items if i.kind == "directory"]
+    links: list[LinkToMake] = []
+    problems: list[str] = []
+    for item in manifest.items:
+        if item.kind == "symlink" and item.target is not None:
+            _add_link(item.path.as_posix(), item.target, links, problems)
+    return files, directories, links, problems
+
+
 def install_plan(
-    parts: Iterable[tuple[list[FileToWrite], list[str], list[LinkToMake], list[str]]],
+    parts: Iterable[Part],
     install_directory: str | None = None,
 ) -> InstallPlan:
     """One plan from its depots' parts, with the checks that need them all."""
@@ -182,13 +231,16 @@ def _dirs_and_links(
             directories.append(safe_relative_path(item["path"], where).as_posix())
         elif kind == "DepotLink":
             path = safe_relative_path(item["path"], where).as_posix()
-            raw_target = json_field(item, "target", str, where)
-            target = link_target_inside(path, raw_target)
-            if target is None:
-                problems.append(f"refused: link {path} -> {raw_target!r} would leave DEST")
-            else:
-                links.append(LinkToMake(path, target))
+            _add_link(path, json_field(item, "target", str, where), links, problems)
     return directories, links, problems
+
+
+def _add_link(path: str, raw_target: str, links: list[LinkToMake], problems: list[str]) -> None:
+    target = link_target_inside(path, raw_target)
+    if target is None:
+        problems.append(f"refused: link {path} -> {raw_target!r} would leave DEST")
+    else:
+        links.append(LinkToMake(path, target))
 
 
 def _sfc_refs(doc: Any, what: str) -> dict[str, tuple[int, int]]:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import BinaryIO, Protocol
 
 from galaxy_archive.errors import IntegrityError
-from galaxy_archive.models.install_plan import FileToWrite
+from galaxy_archive.models.install_plan import FileToWrite, V1Extent
 from galaxy_archive.models.manifests import ChunkRef
 
 _BLOCK = 1 << 20
@@ -65,7 +65,11 @@ def inflated(store: ObjectReader, path: str, chunk: ChunkRef) -> Iterator[bytes]
 def file_bytes(
     store: ObjectReader, file: FileToWrite, path_of: Callable[[ChunkRef], str]
 ) -> Iterator[bytes]:
-    """The file's bytes: its own chunks in order, or its slice of the small-files container."""
+    """The file's bytes: its own chunks in order, its slice of the small-files container, or
+    (generation 1) its extent of a blob."""
+    if file.extent is not None:
+        yield from extent_bytes(store, file.extent)
+        return
     if file.sfc is None:
         for chunk in file.chunks:
             yield from inflated(store, path_of(chunk), chunk)
@@ -82,3 +86,21 @@ def file_bytes(
                     yield piece[low:high]
                 position += len(piece)
         start += chunk.size
+
+
+def extent_bytes(store: ObjectReader, extent: V1Extent) -> Iterator[bytes]:
+    """`size` bytes at `offset` of a stored blob, in blocks (a blob has no MD5 of its own: the
+    file's MD5, checked by the caller, proves them); BadObject when the blob is too short."""
+    left = extent.size
+    try:
+        with store.open_read(extent.blob_path) as handle:
+            handle.seek(extent.offset)
+            while left and (block := handle.read(min(left, _BLOCK))):
+                left -= len(block)
+                yield block
+    except FileNotFoundError:
+        raise BadObject(extent.blob_path, "not in the archive") from None
+    except OSError as exc:
+        raise BadObject(extent.blob_path, f"cannot be read ({exc.strerror or exc})") from None
+    if left:
+        raise BadObject(extent.blob_path, f"ends {left} bytes before the file at {extent.offset}")

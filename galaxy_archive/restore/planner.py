@@ -17,14 +17,20 @@ from typing import Any, BinaryIO, Protocol
 
 from galaxy_archive.errors import GalaxyArchiveError, IntegrityError
 from galaxy_archive.models.build_files import DepotInfo
-from galaxy_archive.models.install_plan import FileToWrite, InstallPlan, install_plan, plan_v2_depot
+from galaxy_archive.models.install_plan import (
+    FileToWrite,
+    InstallPlan,
+    install_plan,
+    plan_v1_depot,
+    plan_v2_depot,
+)
 from galaxy_archive.models.layout import ObjectKind, cas_path
-from galaxy_archive.models.manifests import ChunkRef, decode_meta, read_bounded
+from galaxy_archive.models.manifests import ChunkRef, decode_json, decode_meta, read_bounded
 from galaxy_archive.models.object_state import ObjectState
 from galaxy_archive.state.db import StateDB
 
-NEUTRAL = "*"
-DEFAULT_LANGUAGE = "en-US"
+NEUTRAL = ("*", "Neutral")  # generation 2, generation 1
+DEFAULT_LANGUAGES = ("en-US", "English")
 _STORED = (ObjectState.PRESENT, ObjectState.VERIFIED)
 
 
@@ -78,34 +84,35 @@ class PlannedBuild:
 def plan_build(
     db: StateDB, store: ObjectReader, product_id: str, build_id: str, selection: Selection
 ) -> PlannedBuild:
-    generation = _generation(db, product_id, build_id)
-    if generation != 2:
-        raise NotRestorable(
-            f"build {build_id} of product {product_id} is generation {generation}: "
-            "only generation-2 builds can be restored yet"
-        )
-    depots = _v2_depots(db, product_id, build_id)
+    generation, os_name, legacy = _build_row(db, product_id, build_id)
+    is_v1 = generation == 1
+    depots = (_v1_depots if is_v1 else _v2_depots)(db, product_id, build_id)
     language = choose_language([d.info.languages for d in depots], selection.language)
     chosen = tuple(d for d in depots if _is_selected(d.info, product_id, language, selection))
-    repository = _repository_doc(db, store, product_id, build_id)
-    install_directory = _install_directory(repository)
-    parts = [
-        plan_v2_depot(_read_manifest(db, store, d.manifest_path), d.info, d.manifest_path)
-        for d in chosen
-    ]
-    plan = install_plan(parts, install_directory)
-    missing = missing_objects(db, (chunk_path(f, c) for f in plan.files for c in f.sources))
+    repository = _repository_doc(db, store, product_id, build_id, is_v1)
+    parts = []
+    for depot in chosen:
+        doc = _read_manifest(db, store, depot.manifest_path, is_json=is_v1)
+        if is_v1:
+            parts.append(
+                plan_v1_depot(
+                    doc, depot.info, depot.manifest_path, os_name=os_name, legacy_build_id=legacy
+                )
+            )
+        else:
+            parts.append(plan_v2_depot(doc, depot.info, depot.manifest_path))
+    plan = install_plan(parts, _install_directory(repository, is_v1))
+    missing = missing_objects(db, (path for f in plan.files for path in object_paths(f)))
     return PlannedBuild(product_id, build_id, plan, chosen, language, missing)
 
 
 def choose_language(depot_languages: Iterable[tuple[str, ...]], asked: str | None) -> str | None:
     """The one language to restore besides the neutral depots (None: the build has none)."""
-    offered = [lang for langs in depot_languages for lang in langs if lang != NEUTRAL]
+    offered = [lang for langs in depot_languages for lang in langs if lang not in NEUTRAL]
     if asked is not None:
         return asked
-    if DEFAULT_LANGUAGE in offered:
-        return DEFAULT_LANGUAGE
-    return offered[0] if offered else None
+    default = next((lang for lang in DEFAULT_LANGUAGES if lang in offered), None)
+    return default or (offered[0] if offered else None)
 
 
 def missing_objects(db: StateDB, paths: Iterable[str]) -> dict[str, str]:
@@ -119,6 +126,13 @@ def missing_objects(db: StateDB, paths: Iterable[str]) -> dict[str, str]:
     return missing
 
 
+def object_paths(file: FileToWrite) -> list[str]:
+    """The stored objects `file` is read from."""
+    if file.extent is not None:
+        return [file.extent.blob_path]
+    return [chunk_path(file, chunk) for chunk in file.sources]
+
+
 def chunk_path(file: FileToWrite, chunk: ChunkRef) -> str:
     """Where the archive keeps a chunk `file` reads (the offline depot's are apart)."""
     kind = ObjectKind.OFFLINE if file.depot.is_offline else ObjectKind.STORE
@@ -130,19 +144,37 @@ def _is_selected(info: DepotInfo, product_id: str, language: str | None, sel: Se
         return sel.with_offline
     if info.product_id != product_id and sel.dlcs is not None and info.product_id not in sel.dlcs:
         return False
-    if NEUTRAL in info.languages or sel.language == "all":
+    if any(lang in NEUTRAL for lang in info.languages) or sel.language == "all":
         return True
     return language in info.languages
 
 
-def _generation(db: StateDB, product_id: str, build_id: str) -> int:
+def _build_row(db: StateDB, product_id: str, build_id: str) -> tuple[int, str, int]:
+    """(generation, OS, legacy build id: 0 for generation 2) of an archived build."""
     row = db.conn.execute(
-        "SELECT generation FROM builds WHERE product_id = ? AND build_id = ?",
+        "SELECT generation, os, legacy_build_id FROM builds WHERE product_id = ? AND build_id = ?",
         (product_id, build_id),
     ).fetchone()
     if row is None:
         raise NotRestorable(f"product {product_id} has no build {build_id} in the archive")
-    return int(row[0])
+    return int(row[0]), str(row[1]), int(row[2] or 0)
+
+
+def _v1_depots(db: StateDB, product_id: str, build_id: str) -> list[ChosenDepot]:
+    rows = db.conn.execute(
+        "SELECT o.path, d.depot_product_ids, d.languages FROM v1_depots d "
+        "JOIN objects o ON o.id = d.manifest_object_id "
+        "WHERE d.product_id = ? AND d.build_id = ? ORDER BY d.depot_product_ids, d.languages",
+        (product_id, build_id),
+    )
+    depots = []
+    for path, owners, langs in rows:
+        ids = json.loads(owners)
+        owner = ids[0] if ids else product_id  # V1DepotRef.owner: gameIDs[0]
+        info = DepotInfo(path.rsplit("/", 1)[-1], owner, tuple(json.loads(langs)))
+        depots.append(ChosenDepot(info, path))
+    depots.sort(key=lambda d: d.info.product_id != product_id)  # the base game first
+    return depots
 
 
 def _v2_depots(db: StateDB, product_id: str, build_id: str) -> list[ChosenDepot]:
@@ -159,7 +191,9 @@ def _v2_depots(db: StateDB, product_id: str, build_id: str) -> list[ChosenDepot]
     ]
 
 
-def _repository_doc(db: StateDB, store: ObjectReader, product_id: str, build_id: str) -> Any:
+def _repository_doc(
+    db: StateDB, store: ObjectReader, product_id: str, build_id: str, is_v1: bool
+) -> Any:
     row = db.conn.execute(
         "SELECT o.path FROM builds b JOIN objects o ON o.id = b.repository_object_id "
         "WHERE b.product_id = ? AND b.build_id = ?",
@@ -167,15 +201,17 @@ def _repository_doc(db: StateDB, store: ObjectReader, product_id: str, build_id:
     ).fetchone()
     if row is None:
         raise NotRestorable(f"build {build_id}: its repository manifest is not in the archive")
-    return _read_manifest(db, store, row[0])
+    return _read_manifest(db, store, row[0], is_json=is_v1)
 
 
-def _install_directory(repository: Any) -> str | None:
-    value = repository.get("installDirectory") if isinstance(repository, dict) else None
+def _install_directory(repository: Any, is_v1: bool) -> str | None:
+    """`installDirectory` (generation 1: under `product`)."""
+    holder = repository.get("product") if is_v1 and isinstance(repository, dict) else repository
+    value = holder.get("installDirectory") if isinstance(holder, dict) else None
     return value if isinstance(value, str) else None
 
 
-def _read_manifest(db: StateDB, store: ObjectReader, path: str) -> Any:
+def _read_manifest(db: StateDB, store: ObjectReader, path: str, *, is_json: bool) -> Any:
     """A stored manifest decoded, once its bytes hash to what the DB recorded."""
     row = db.conn.execute(
         "SELECT md5, served_md5, state FROM objects WHERE path = ?", (path,)
@@ -191,4 +227,4 @@ def _read_manifest(db: StateDB, store: ObjectReader, path: str) -> Any:
     md5 = hashlib.md5(body, usedforsecurity=False).hexdigest()
     if expected is not None and md5 != expected:
         raise IntegrityError(f"{path}: corrupt manifest: MD5 {md5}, not {expected}")
-    return decode_meta(body, path)
+    return decode_json(body, path) if is_json else decode_meta(body, path)

@@ -26,7 +26,14 @@ from galaxy_archive.state.db import StateDB
 
 from .chunks import BadObject, ObjectReader, file_bytes
 from .dest import Destination
-from .planner import NotRestorable, PlannedBuild, Selection, chunk_path, plan_build
+from .planner import (
+    NotRestorable,
+    PlannedBuild,
+    Selection,
+    chunk_path,
+    object_paths,
+    plan_build,
+)
 
 WRITTEN, CORRECT, FAILED, WRONG = "written", "already_correct", "failed", "missing_or_wrong"
 
@@ -109,8 +116,7 @@ def _refuse_or_skip(planned: PlannedBuild, partial: bool, result: RestoreResult)
     every problem and object with its files, unless `partial`."""
     fed: dict[str, list[str]] = {}
     for file in planned.plan.files:
-        for chunk in file.sources:
-            path = chunk_path(file, chunk)
+        for path in object_paths(file):
             if path in planned.missing:
                 fed.setdefault(path, []).append(file.path)
     lines = list(planned.plan.problems) + [
@@ -185,11 +191,20 @@ def _write(store: ObjectReader, target: Destination, fd: int, name: str, file: F
 def _check(file: FileToWrite, md5: str, size: int, sha256: str | None) -> None:
     if size != file.size or (file.md5 is not None and md5 != file.md5):
         raise GalaxyArchiveError(
-            f"{file.path}: restored bytes have MD5 {md5} ({size} bytes), "
-            f"not {file.md5} ({file.size} bytes); not written"
+            f"{file.path}: restored bytes have MD5 {md5} ({size} bytes), not {file.md5} "
+            f"({file.size} bytes); read from {_sources(file)}, corrupt; not written"
         )
     if sha256 is not None and sha256 != file.sha256:
-        raise GalaxyArchiveError(f"{file.path}: restored bytes have another SHA-256; not written")
+        raise GalaxyArchiveError(
+            f"{file.path}: restored bytes have another SHA-256; read from {_sources(file)}; "
+            "not written"
+        )
+
+
+def _sources(file: FileToWrite) -> str:
+    """The stored objects a file was read from, for a message (a V1 blob proves itself only
+    through the files cut from it)."""
+    return ", ".join(object_paths(file))
 
 
 def _os_problem(file: FileToWrite, exc: OSError) -> GalaxyArchiveError:

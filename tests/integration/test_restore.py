@@ -240,3 +240,54 @@ def test_a_killed_restore_resumes_writing_only_what_is_missing(
     assert doc["already_correct"] == len(done_before)
     assert doc["written"] == len(want) - len(done_before)
     assert tree(dest) == want  # complete, and no temp file left behind
+
+
+def test_restore_selection_language_and_dlc_options(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive], tmp_path: Path
+) -> None:
+    world, build = restore_world()
+    archive = synced(serve, make_archive, world)
+    german = archive.run(
+        "restore", PID, build.build_id, str(tmp_path / "de"), "--lang", "de-DE", "--no-dlc"
+    )
+    assert german.exit_code == 0, german.output
+    got = tree(tmp_path / "de")
+    assert "lang/de.pak" in got and "lang/en.pak" not in got and "dlc/extra.pak" not in got
+    every = archive.run(
+        "restore",
+        PID,
+        build.build_id,
+        str(tmp_path / "all"),
+        "--lang",
+        "all",
+        "--dlc",
+        DLC,
+        "--json",
+    )
+    assert every.exit_code == 0, every.output
+    got = tree(tmp_path / "all")
+    assert {"lang/de.pak", "lang/en.pak", "dlc/extra.pak"} <= set(got)
+    chosen = json.loads(every.stdout)["selection"]["depots"]
+    assert {d["product_id"] for d in chosen} == {PID, DLC}
+    assert not any(d["is_offline"] for d in chosen)
+    both = archive.run(
+        "restore", PID, build.build_id, str(tmp_path / "x"), "--no-dlc", "--dlc", DLC
+    )
+    assert both.exit_code == 2 and "exclude each other" in both.stderr
+
+
+def test_restore_offline_depot_only_when_asked(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive], tmp_path: Path
+) -> None:
+    world, build = restore_world()
+    archive = synced(serve, make_archive, world)
+    offline = {p.replace("\\", "/"): data for p, data in build.offline_depot.files.items()}
+    assert offline
+    dest = tmp_path / "game"
+    result = archive.run("restore", PID, build.build_id, str(dest), "--offline-depot")
+    assert result.exit_code == 0, result.output
+    got = tree(dest)
+    assert {p: got.get(p) for p in offline} == offline
+    plain = archive.run("restore", PID, build.build_id, str(tmp_path / "plain"))
+    assert plain.exit_code == 0, plain.output
+    assert not set(offline) & set(tree(tmp_path / "plain"))

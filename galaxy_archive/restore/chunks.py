@@ -1,8 +1,10 @@
 """Reading a file's bytes back out of stored chunks, streamed and proven.
 
-Each chunk is read through the store in blocks, its compressed MD5 and its inflated MD5 and
-size checked; a chunk failing either is a `BadObject` naming it, raised before the caller can
-make anything it fed final. Memory stays at one block plus zlib's window.
+Each chunk is read through the store in blocks, inflated, and its inflated MD5 and size
+checked (what proves the bytes a file gets; a flipped stored byte either fails zlib's own
+Adler-32 or this MD5, so the compressed MD5 is not hashed a second time); a chunk failing is a
+`BadObject` naming it, raised before the caller can make anything it fed final. Memory stays at
+one block plus zlib's window.
 """
 
 from __future__ import annotations
@@ -34,19 +36,21 @@ class BadObject(IntegrityError):
 def inflated(store: ObjectReader, path: str, chunk: ChunkRef) -> Iterator[bytes]:
     """The chunk's inflated bytes in pieces; BadObject at the end when a check failed (the
     caller keeps what it received unpublished until the iteration finished)."""
-    packed = hashlib.md5(usedforsecurity=False)
     plain = hashlib.md5(usedforsecurity=False)
     size = 0
     inflater = zlib.decompressobj()
     try:
         with store.open_read(path) as handle:
             while block := handle.read(_BLOCK):
-                packed.update(block)
-                piece = inflater.decompress(block)
-                plain.update(piece)
-                size += len(piece)
-                yield piece
-        tail = inflater.flush()
+                # Bounded pieces, and never past the chunk's size: a corrupt (or hostile)
+                # chunk cannot make memory grow or a file longer than the manifest says.
+                while block and size <= chunk.size:
+                    piece = inflater.decompress(block, _BLOCK)
+                    block = inflater.unconsumed_tail
+                    plain.update(piece)
+                    size += len(piece)
+                    yield piece
+        tail = inflater.flush() if size <= chunk.size else b""
     except FileNotFoundError:
         raise BadObject(path, "not in the archive") from None
     except zlib.error as exc:
@@ -56,8 +60,8 @@ def inflated(store: ObjectReader, path: str, chunk: ChunkRef) -> Iterator[bytes]
     plain.update(tail)
     size += len(tail)
     yield tail
-    if packed.hexdigest() != chunk.compressed_md5:
-        raise BadObject(path, f"corrupt: its bytes have MD5 {packed.hexdigest()}")
+    if not inflater.eof:
+        raise BadObject(path, "corrupt: its zlib stream is truncated")
     if plain.hexdigest() != chunk.md5 or size != chunk.size:
         raise BadObject(path, "corrupt: inflates to other bytes than the manifest says")
 

@@ -85,6 +85,8 @@ def restore(
     else:
         for problem in result.problems:
             click.echo(f"galaxy-archive: {problem}", err=True)
+        for path in result.unnamed if app.verbosity > 0 else []:
+            click.echo(f"not in the build (left alone): {path}")
         click.echo(_summary(doc, verify_only))
     return ExitCode.OK if result.is_ok else ExitCode.PROBLEMS
 

@@ -125,6 +125,18 @@ class Destination:
             os.symlink(target, name, dir_fd=fd)
             return True
 
+    def unnamed_files(self, named: set[str]) -> list[str]:
+        """DEST-relative paths of the files and links in DEST the build does not name (left
+        alone; listed with -v). Symlinked directories are not followed."""
+        found = []
+        for top, dirs, files in os.walk(self.root, followlinks=False):
+            base = Path(top).relative_to(self.root)
+            for name in files + [d for d in dirs if (Path(top) / d).is_symlink()]:
+                relative = (base / name).as_posix()
+                if relative not in named:
+                    found.append(relative)
+        return sorted(found)
+
     @staticmethod
     def _open_dir(parent_fd: int, name: str, relative: str, create: bool) -> int:
         if create:

@@ -53,6 +53,7 @@ class RestoreResult:
     outcomes: dict[str, str] = field(default_factory=dict)  # path -> WRITTEN / CORRECT / ...
     problems: list[str] = field(default_factory=list)
     bytes_written: int = 0
+    unnamed: list[str] = field(default_factory=list)  # in DEST, not in the build: left alone
 
     def count(self, outcome: str) -> int:
         return sum(1 for value in self.outcomes.values() if value == outcome)
@@ -75,6 +76,7 @@ class RestoreResult:
             "bytes_written": self.bytes_written,
             "bytes_total": self.planned.plan.total_size,
             "problems": self.problems,
+            "not_in_build": self.unnamed,
         }
 
 
@@ -106,6 +108,8 @@ def restore(
         if not options.verify_only:
             for link in planned.plan.links:
                 _guarded(result, link.path, functools.partial(target.link, link.path, link.target))
+        named = {f.path for f in planned.plan.files} | {k.path for k in planned.plan.links}
+        result.unnamed = target.unnamed_files(named)
     finally:
         target.close()
     return result

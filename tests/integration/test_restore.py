@@ -291,3 +291,19 @@ def test_restore_offline_depot_only_when_asked(
     plain = archive.run("restore", PID, build.build_id, str(tmp_path / "plain"))
     assert plain.exit_code == 0, plain.output
     assert not set(offline) & set(tree(tmp_path / "plain"))
+
+
+def test_files_in_dest_the_build_does_not_name_are_left_alone_and_listed_with_v(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive], tmp_path: Path
+) -> None:
+    world, build = restore_world()
+    archive = synced(serve, make_archive, world)
+    dest = tmp_path / "game"
+    (dest / "saves").mkdir(parents=True)
+    (dest / "saves" / "slot1.sav").write_bytes(b"mine")
+    result = archive.run("-v", "restore", PID, build.build_id, str(dest))
+    assert result.exit_code == 0, result.output
+    assert "not in the build (left alone): saves/slot1.sav" in result.stdout
+    assert (dest / "saves" / "slot1.sav").read_bytes() == b"mine"
+    quiet = archive.run("restore", PID, build.build_id, str(dest))
+    assert quiet.exit_code == 0 and "slot1.sav" not in quiet.stdout

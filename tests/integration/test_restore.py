@@ -307,3 +307,26 @@ def test_files_in_dest_the_build_does_not_name_are_left_alone_and_listed_with_v(
     assert (dest / "saves" / "slot1.sav").read_bytes() == b"mine"
     quiet = archive.run("restore", PID, build.build_id, str(dest))
     assert quiet.exit_code == 0 and "slot1.sav" not in quiet.stdout
+
+
+def test_restore_an_osx_build_checks_each_file_sha256_too(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive], tmp_path: Path
+) -> None:
+    world = World(seed=22)
+    data = random_bytes(120_000, 9)
+    build = world.add_v2_build(
+        PID,
+        "osx",
+        files={"Game.app\\Contents\\MacOS\\game": data},
+        links={"Game.app\\Contents\\MacOS\\current": "game"},
+    )
+    item = next(
+        i for i in build.depots[0].manifest["depot"]["items"] if i.get("type") == "DepotFile"
+    )
+    assert "sha256" in item  # the fake gives osx files a sha256, as GOG does
+    archive = synced(serve, make_archive, world)
+    dest = tmp_path / "game"
+    result = archive.run("restore", PID, build.build_id, str(dest))
+    assert result.exit_code == 0, result.output
+    assert (dest / "Game.app/Contents/MacOS/game").read_bytes() == data
+    assert os.readlink(dest / "Game.app/Contents/MacOS/current") == "game"

@@ -26,6 +26,9 @@ from galaxy_archive.report import human_bytes
 @click.option("--dlc", "dlcs", multiple=True, help="Only this DLC (repeatable).")
 @click.option("--no-dlc", is_flag=True, help="No DLC depots.")
 @click.option("--offline-depot", is_flag=True, help="Also the build's offline depot.")
+@click.option(
+    "--with-dependencies", is_flag=True, help="Also the dependencies the build names (__redist)."
+)
 @click.option("--partial", is_flag=True, help="Restore what can be; exit 1 naming the rest.")
 @click.option("--verify-only", is_flag=True, help="Check DEST against the build; write nothing.")
 @click.option("--json", "is_json", is_flag=True, help="One JSON document on stdout.")
@@ -40,6 +43,7 @@ def restore(
     dlcs: tuple[str, ...],
     no_dlc: bool,
     offline_depot: bool,
+    with_dependencies: bool,
     partial: bool,
     verify_only: bool,
     is_json: bool,
@@ -70,7 +74,9 @@ def restore(
     try:
         if build_id is None or dest is None:
             return _list(restorable_builds(db, product_id), product_id, app.is_json)
-        selection = Selection(lang, () if no_dlc else (dlcs or None), offline_depot)
+        selection = Selection(
+            lang, () if no_dlc else (dlcs or None), offline_depot, with_dependencies
+        )
         progress = Progress(is_enabled=None if not app.is_json else False)
         options = Options(selection, partial, verify_only, on_file=_on_file(progress))
         try:

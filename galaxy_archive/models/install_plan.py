@@ -26,7 +26,7 @@ from typing import Any
 
 from galaxy_archive.errors import ManifestError
 from galaxy_archive.models.build_files import DepotInfo, v2_depot_files
-from galaxy_archive.models.layout import safe_relative_path, v1_blob_path
+from galaxy_archive.models.layout import ObjectKind, safe_relative_path, v1_blob_path
 from galaxy_archive.models.manifests import ChunkRef, json_field, parse_depot_manifest
 from galaxy_archive.models.v1_manifests import (
     DEFAULT_BLOB_NAME,
@@ -66,6 +66,7 @@ class FileToWrite:
     sfc: SfcSlice | None  # set for a member of a small-files container: cut from it
     depot: DepotInfo
     extent: V1Extent | None = None  # generation 1: cut from its blob
+    chunk_kind: ObjectKind = ObjectKind.STORE  # where its chunks are kept (offline, dependency)
 
     @property
     def sources(self) -> tuple[ChunkRef, ...]:
@@ -97,7 +98,9 @@ class InstallPlan:
 Part = tuple[list["FileToWrite"], list[str], list["LinkToMake"], list[str]]
 
 
-def plan_v2_depot(doc: Any, depot: DepotInfo, what: str) -> Part:
+def plan_v2_depot(
+    doc: Any, depot: DepotInfo, what: str, *, chunk_kind: ObjectKind = ObjectKind.STORE
+) -> Part:
     """Files, directories, links and problems of one decoded V2 depot manifest."""
     manifest = parse_depot_manifest(doc, what)
     sfc_chunks = manifest.sfc_chunks
@@ -118,6 +121,7 @@ def plan_v2_depot(doc: Any, depot: DepotInfo, what: str) -> Part:
                 chunks=built.chunks,
                 sfc=SfcSlice(sfc_chunks, *ref) if ref is not None else None,
                 depot=depot,
+                chunk_kind=chunk_kind,
             )
         )
     directories, links, problems = _dirs_and_links(doc, depot.product_id, what)

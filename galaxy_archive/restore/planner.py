@@ -49,6 +49,7 @@ class Selection:
     language: str | None = None  # None: the default; "all": every language
     dlcs: tuple[str, ...] | None = None  # None: every DLC the archive holds
     with_offline: bool = False
+    with_dependencies: bool = False  # the dependency depots the build names (generation 2)
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,19 @@ def plan_build(
                 )
             )
         else:
-            parts.append(plan_v2_depot(doc, depot.info, depot.manifest_path))
+            kind = ObjectKind.OFFLINE if depot.info.is_offline else ObjectKind.STORE
+            parts.append(plan_v2_depot(doc, depot.info, depot.manifest_path, chunk_kind=kind))
+    dependencies: list[ChosenDepot] = []
+    if selection.with_dependencies and not is_v1:
+        dependencies, problems = _dependency_depots(db, _dependency_names(repository))
+        parts.append(([], [], [], problems))
+        for depot in dependencies:
+            doc = _read_manifest(db, store, depot.manifest_path, is_json=False)
+            parts.append(
+                plan_v2_depot(doc, depot.info, depot.manifest_path, chunk_kind=ObjectKind.DEP_STORE)
+            )
     plan = install_plan(parts, _install_directory(repository, is_v1))
+    chosen = chosen + tuple(dependencies)
     missing = missing_objects(db, (path for f in plan.files for path in object_paths(f)))
     return PlannedBuild(product_id, build_id, plan, chosen, language, missing)
 
@@ -134,9 +146,8 @@ def object_paths(file: FileToWrite) -> list[str]:
 
 
 def chunk_path(file: FileToWrite, chunk: ChunkRef) -> str:
-    """Where the archive keeps a chunk `file` reads (the offline depot's are apart)."""
-    kind = ObjectKind.OFFLINE if file.depot.is_offline else ObjectKind.STORE
-    return cas_path(kind, chunk.compressed_md5)
+    """Where the archive keeps a chunk `file` reads."""
+    return cas_path(file.chunk_kind, chunk.compressed_md5)
 
 
 def _is_selected(info: DepotInfo, product_id: str, language: str | None, sel: Selection) -> bool:
@@ -202,6 +213,32 @@ def _repository_doc(
     if row is None:
         raise NotRestorable(f"build {build_id}: its repository manifest is not in the archive")
     return _read_manifest(db, store, row[0], is_json=is_v1)
+
+
+def _dependency_names(repository: Any) -> list[str]:
+    names = repository.get("dependencies") if isinstance(repository, dict) else None
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+
+def _dependency_depots(db: StateDB, names: list[str]) -> tuple[list[ChosenDepot], list[str]]:
+    """The newest archived depot of each named dependency; a problem for each not archived.
+    Their paths already say where they go (`__redist/<id>/...`, or the game folder)."""
+    depots: list[ChosenDepot] = []
+    problems: list[str] = []
+    for name in names:
+        row = db.conn.execute(
+            "SELECT o.path, d.manifest_md5 FROM dependency_depots d "
+            "JOIN dependency_repositories r ON r.id = d.repository_id "
+            "JOIN objects o ON o.id = d.manifest_object_id "
+            "WHERE d.dependency_id = ? AND o.state IN (?, ?) "
+            "ORDER BY r.last_seen DESC, r.id DESC LIMIT 1",
+            (name, *_STORED),
+        ).fetchone()
+        if row is None:
+            problems.append(f"dependency {name}: its depot is not in the archive")
+        else:
+            depots.append(ChosenDepot(DepotInfo(row[1], name, (NEUTRAL[0],)), row[0]))
+    return depots, problems
 
 
 def _install_directory(repository: Any, is_v1: bool) -> str | None:

@@ -330,3 +330,31 @@ def test_restore_an_osx_build_checks_each_file_sha256_too(
     assert result.exit_code == 0, result.output
     assert (dest / "Game.app/Contents/MacOS/game").read_bytes() == data
     assert os.readlink(dest / "Game.app/Contents/MacOS/current") == "game"
+
+
+def test_restore_with_dependencies_puts_them_where_their_paths_say(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive], tmp_path: Path
+) -> None:
+    world = World(seed=23)
+    setup = random_bytes(70_000, 10)
+    world.set_dependencies(
+        "59705672826648994", {"DirectX": {"__redist\\DirectX\\DXSETUP.exe": setup}}
+    )
+    build = world.add_v2_build(PID, files={"game.exe": b"game"}, dependencies=["DirectX"])
+    other = world.add_v2_build(PID, files={"game.exe": b"game2"}, dependencies=["Missing"])
+    archive = synced(serve, make_archive, world)
+    dest = tmp_path / "game"
+    plain = archive.run("restore", PID, build.build_id, str(dest))
+    assert plain.exit_code == 0, plain.output
+    assert not (dest / "__redist").exists()
+    result = archive.run("restore", PID, build.build_id, str(dest), "--with-dependencies", "--json")
+    assert result.exit_code == 0, result.output
+    assert (dest / "__redist/DirectX/DXSETUP.exe").read_bytes() == setup
+    doc = json.loads(result.stdout)
+    assert doc["written"] == 1 and doc["already_correct"] == doc["files"] - 1
+    assert "DirectX" in {d["product_id"] for d in doc["selection"]["depots"]}
+    missing = archive.run(
+        "restore", PID, other.build_id, str(tmp_path / "o"), "--with-dependencies"
+    )
+    assert missing.exit_code == 1
+    assert "dependency Missing: its depot is not in the archive" in missing.stderr

@@ -78,7 +78,13 @@ def restore(
             lang, () if no_dlc else (dlcs or None), offline_depot, with_dependencies
         )
         progress = Progress(is_enabled=None if not app.is_json else False)
-        options = Options(selection, partial, verify_only, on_file=_on_file(progress))
+        options = Options(
+            selection,
+            partial,
+            verify_only,
+            on_file=_on_file(progress),
+            on_start=progress.set_total,
+        )
         try:
             result = run_restore(db, app.store(), product_id, build_id, dest, options)
         finally:

@@ -6,12 +6,14 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from galaxy_archive.models.layout import ObjectKind, cas_path
-from tests.conftest import Archive
+from tests.conftest import REPO, Archive
 from tests.fakegalaxy import FakeGalaxy, FileSpec, World, random_bytes
 from tests.fakegalaxy.models import V2Build
 
@@ -358,3 +360,48 @@ def test_restore_with_dependencies_puts_them_where_their_paths_say(
     )
     assert missing.exit_code == 1
     assert "dependency Missing: its depot is not in the archive" in missing.stderr
+
+
+def test_restore_on_a_terminal_shows_progress_of_files_and_bytes(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive], tmp_path: Path
+) -> None:
+    world, build = restore_world()
+    archive = synced(serve, make_archive, world)
+    main, terminal = os.openpty()
+    try:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "galaxy_archive",
+                "--config",
+                str(archive.config_path),
+                "restore",
+                PID,
+                build.build_id,
+                str(tmp_path / "game"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO,
+            timeout=120,
+            check=False,
+            text=True,
+        )
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                block = os.read(main, 4096)
+            except OSError:
+                break
+            if not block:
+                break
+            shown += block
+    finally:
+        os.close(main)
+    assert done.returncode == 0, done.stdout
+    files = len(expected_files(build))
+    assert f"{files}/{files} objects" in shown.decode()
+    assert "MiB" in shown.decode() and done.stdout.startswith("restore: ")

@@ -405,3 +405,16 @@ def test_restore_on_a_terminal_shows_progress_of_files_and_bytes(
     files = len(expected_files(build))
     assert f"{files}/{files} objects" in shown.decode()
     assert "MiB" in shown.decode() and done.stdout.startswith("restore: ")
+
+
+def test_restore_of_a_build_the_archive_does_not_hold_exits_1_naming_it(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive], tmp_path: Path
+) -> None:
+    world, _ = restore_world()
+    archive = synced(serve, make_archive, world)
+    result = archive.run("restore", PID, "999", str(tmp_path / "game"))
+    assert result.exit_code == 1
+    assert result.stderr == f"galaxy-archive: product {PID} has no build 999 in the archive\n"
+    assert not (tmp_path / "game").exists()
+    usage = archive.run("restore", PID, "999")
+    assert usage.exit_code == 2 and "PRODUCT_ID BUILD_ID DEST" in usage.stderr

@@ -45,6 +45,9 @@ ALLOWED = {
     ("upstream/auth.py", "os.replace"): "the token file, written atomically beside itself",
     ("state/lock.py", "os.pwrite"): "the lock file at the archive root, rewritten in place",
     ("state/lock.py", "os.pread"): "the lock file: who holds it, read back",
+    ("restore/dest.py", "os.rename"): "DEST, where restore installs a build: not the tree",
+    ("restore/dest.py", "os.unlink"): "DEST: a temp file beside a restored file",
+    ("restore/dest.py", "os.walk"): "DEST: the files a build does not name, listed with -v",
 }
 
 

@@ -1,0 +1,1 @@
+"""`restore`: rebuild an archived build's installed files in DEST from the archive alone."""

@@ -259,8 +259,8 @@ def _json(status: int, doc: Any) -> web.Response:
 
 def build_app(answers_handler: Answers) -> web.Application:
     app = web.Application()
-    app.router.add_route("GET", "/{tail:.*}", answers_handler.handle)  # HEAD too
-    app.router.add_route("POST", "/{tail:.*}", answers_handler.handle)
+    for method in ("GET", "HEAD", "POST"):  # POST: /token takes a form too
+        app.router.add_route(method, "/{tail:.*}", answers_handler.handle)
     return app
 
 

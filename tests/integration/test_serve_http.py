@@ -6,6 +6,7 @@ runs on it as a real process; every test talks to it over real sockets.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import shutil
@@ -19,7 +20,11 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from aiohttp.test_utils import TestClient, TestServer
 
+from galaxy_archive.serve.server import Answers, ServeOptions, build_app
+from galaxy_archive.state.serve_reads import open_read_only
+from galaxy_archive.storage.local import ArchiveStore
 from tests.conftest import Archive
 from tests.fakegalaxy import FakeGalaxy
 from tests.fakegalaxy.sample import (
@@ -425,3 +430,57 @@ def test_serve_public_url_and_hide_delisted(archive: Archive) -> None:
     finally:
         process.stop()
     assert json.dumps(doc)  # a JSON document all the way
+
+
+def test_serve_sees_what_a_sync_commits_without_a_restart(tmp_path: Path, archive: Archive) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(archive.root, copy)
+    config = tmp_path / "copy.toml"
+    config.write_text(archive.config_path.read_text().replace(str(archive.root), str(copy)))
+    meta = _one(archive, "SELECT path FROM objects WHERE kind = 'meta' AND state = 'verified'")
+    _set_state(copy / "archive.db", meta)
+    process = ServeProcess(config)
+    try:
+        url = f"{process.url}/content-system/{meta}"
+        assert requests.get(url, timeout=10).status_code == 404
+        with sqlite3.connect(copy / "archive.db") as conn:  # what a sync's commit does
+            conn.execute("UPDATE objects SET state = 'verified' WHERE path = ?", (meta,))
+        assert requests.get(url, timeout=10).status_code == 200
+    finally:
+        process.stop()
+
+
+class _NoLocalFiles(ArchiveStore):
+    """A backend without local paths (an object store): serve streams from open_read."""
+
+    def local_path(self, relative: str) -> Path | None:
+        return None
+
+
+def test_serve_streams_with_range_and_head_from_a_store_without_local_files(
+    archive: Archive,
+) -> None:
+    path = _one(archive, "SELECT path FROM objects WHERE kind = 'v1_blob' AND state = 'verified'")
+    blob = (archive.root / path).read_bytes()
+    reads = open_read_only(archive.root / "archive.db")
+    handler = Answers(_NoLocalFiles(archive.root), reads, ServeOptions())
+
+    async def exercise() -> None:
+        async with TestClient(TestServer(build_app(handler))) as client:
+            url = f"/content-system/{path}"
+            whole = await client.get(url)
+            assert whole.status == 200 and await whole.read() == blob
+            part = await client.get(url, headers={"Range": "bytes=5-20"})
+            assert part.status == 206 and await part.read() == blob[5:21]
+            assert part.headers["Content-Range"] == f"bytes 5-20/{len(blob)}"
+            tail = await client.get(url, headers={"Range": "bytes=-7"})
+            assert tail.status == 206 and await tail.read() == blob[-7:]
+            head = await client.head(url)
+            assert head.status == 200 and int(head.headers["Content-Length"]) == len(blob)
+            past = await client.get(url, headers={"Range": f"bytes={len(blob) + 1}-"})
+            assert past.status == 416
+
+    try:
+        asyncio.run(exercise())
+    finally:
+        reads.close()

@@ -42,7 +42,7 @@ def owned(product_ids: Sequence[str]) -> dict[str, Any]:
 
 
 def product(product_id: str) -> dict[str, Any]:
-    """A minimal api.gog.com product document."""
+    """A minimal product document (the api host's shape)."""
     return {
         "id": int(product_id),
         "title": f"Product {product_id}",

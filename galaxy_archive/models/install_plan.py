@@ -26,8 +26,9 @@ from typing import Any
 
 from galaxy_archive.errors import ManifestError
 from galaxy_archive.models.build_files import DepotInfo, v2_depot_files
+from galaxy_archive.models.decoding import json_field
 from galaxy_archive.models.layout import ObjectKind, safe_relative_path, v1_blob_path
-from galaxy_archive.models.manifests import ChunkRef, json_field, parse_depot_manifest
+from galaxy_archive.models.manifests import ChunkRef, parse_depot_manifest
 from galaxy_archive.models.v1_manifests import (
     DEFAULT_BLOB_NAME,
     BlobRef,

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO, Protocol
 
 from galaxy_archive.errors import GalaxyArchiveError, IntegrityError
 from galaxy_archive.models.build_files import DepotInfo
+from galaxy_archive.models.decoding import decode_json, decode_meta, read_bounded
 from galaxy_archive.models.install_plan import (
     FileToWrite,
     InstallPlan,
@@ -25,7 +26,7 @@ from galaxy_archive.models.install_plan import (
     plan_v2_depot,
 )
 from galaxy_archive.models.layout import ObjectKind, cas_path
-from galaxy_archive.models.manifests import ChunkRef, decode_json, decode_meta, read_bounded
+from galaxy_archive.models.manifests import ChunkRef
 from galaxy_archive.models.object_state import ObjectState
 from galaxy_archive.state.db import StateDB
 

@@ -20,20 +20,29 @@ from __future__ import annotations
 
 import logging
 import mmap
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from galaxy_archive.errors import ManifestError, PathRefused, UpstreamError
+from galaxy_archive.errors import PathRefused, UpstreamError
+from galaxy_archive.fetch.rounds import (
+    Candidate,
+    Ended,
+    EndKind,
+    HttpStatus,
+    Miss,
+    MissKind,
+    Rounds,
+    status_miss,
+)
 from galaxy_archive.fetch.sources import v1_blob_link, v1_blob_source
-from galaxy_archive.fetch.tasks import FetchResult, FetchTask, Outcome
+from galaxy_archive.fetch.tasks import FetchResult, FetchTask, Outcome, Signed
 from galaxy_archive.fetch.v1_blob_hash import InOrderHasher
 from galaxy_archive.fetch.v1_blob_io import BlobFile, BufferPool, StoredBlob
 from galaxy_archive.models.layout import ObjectKind
-from galaxy_archive.models.links import Endpoint, Link
+from galaxy_archive.models.links import Endpoint
 from galaxy_archive.models.v1_ranges import (
     ByteRange,
     Extent,
@@ -45,19 +54,18 @@ from galaxy_archive.models.v1_ranges import (
     plan_ranges,
 )
 from galaxy_archive.storage.interface import ObjectStore
-from galaxy_archive.upstream.galaxy_api import LinkRefused, LinkRequest
+from galaxy_archive.upstream.galaxy_api import LinkRequest
 from galaxy_archive.upstream.http_client import HttpClient, redact_url
 from galaxy_archive.upstream.link_cache import LinkCache
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RANGE_SIZE_BYTES = 8 * 1024 * 1024
-ROUNDS = 3  # passes over every endpoint before a range (or the size probe) fails
 CHECK_ATTEMPTS = 3  # downloads of a bad file record's bytes before the blob fails
 COMMIT_EVERY_S = 1.0
 # Range buffers (see v1_blob_io): a buffer per worker plus two, at most this much in all.
 BUFFER_BUDGET_BYTES = 96 * 1024 * 1024
-BACKOFF_S = 0.25
+BACKOFF_S = 0.25  # between rounds (rounds.Rounds) of a range or the size probe
 MAX_NAMED_FILES = 3
 
 SaveProgress = Callable[[int | None, int | None, Sequence[ByteRange]], None]
@@ -100,6 +108,14 @@ class BlobJob:
     def min_size(self) -> int:
         return extents_end(self.extents)
 
+    @property
+    def source(self) -> Signed:
+        return v1_blob_source(self.product_id, self.os, self.legacy_build_id, self.name)
+
+    def url_for(self, endpoint: Endpoint, _suffix: str) -> str:
+        """The blob's URL at `endpoint` (whose link may stop at the product or the build)."""
+        return endpoint.build_url(blob_suffix(endpoint, self.os, self.legacy_build_id, self.name))
+
     def task(self) -> FetchTask:
         """The blob as a FetchTask, so results are recorded like any other download."""
         return FetchTask(
@@ -108,7 +124,7 @@ class BlobJob:
             self.path,
             None,
             None,
-            (v1_blob_source(self.product_id, self.os, self.legacy_build_id, self.name),),
+            (self.source,),
             self.what,
             self.product_id,
         )
@@ -131,11 +147,6 @@ class _Stopped(Exception):
 
 class _Cancelled(Exception):
     """A range given up because another one failed (or the run stops)."""
-
-
-class _HttpStatus(Exception):
-    def __init__(self, status: int) -> None:
-        self.status = status
 
 
 class BlobFetcher:
@@ -168,7 +179,7 @@ class BlobFetcher:
         self._save = save or (lambda _total, _range_size, _done: None)
         self._stored = stored or (lambda _total, _uncovered_md5: None)
         self._stop = stop or threading.Event()
-        self._sleep = sleep
+        self._rounds = Rounds(links, sleep=sleep, backoff_s=BACKOFF_S)
         self._on_bytes = on_bytes
 
     def fetch(
@@ -221,41 +232,29 @@ class BlobFetcher:
 
     def _probe(self, job: BlobJob) -> _Probe | None:
         """The blob's size from the first endpoint that tells it; None: 404 everywhere."""
-        last_error = f"{job.what}: no endpoint"
-        for round_number in range(ROUNDS):
-            link = self._link(job)
-            if isinstance(link, str):
-                last_error = link
-                self._backoff(round_number)
-                continue
-            not_found = 0
-            is_rejected = False
-            for endpoint in link.endpoints:
-                url = endpoint.build_url(
-                    blob_suffix(endpoint, job.os, job.legacy_build_id, job.name)
-                )
-                try:
-                    status, size = self._size_at(url, job.what)
-                except (UpstreamError, RangeViolation) as exc:
-                    last_error = f"{exc} (endpoint {endpoint.name})"
-                    continue
-                if size is not None:
-                    return _Probe(size, endpoint.name, redact_url(url))
-                if status == 404:
-                    not_found += 1
-                    continue
-                last_error = (
-                    f"{job.what}: no size in the answer (HTTP {status} from {endpoint.name})"
-                )
-                if status in (401, 403):
-                    self._links.invalidate(job.request, link)
-                    is_rejected = True
-                    break
-            if link.endpoints and not_found == len(link.endpoints):
+        outcome = self._rounds.run(
+            job.what,
+            (job.source,),
+            lambda candidate: self._probe_at(job, candidate),
+            url_for=job.url_for,
+            nothing_tried=f"{job.what}: no endpoint",
+        )
+        if isinstance(outcome, Ended):
+            if outcome.kind is EndKind.ABSENT:
                 return None
-            if not is_rejected:
-                self._backoff(round_number)
-        raise _BlobFailed(last_error)
+            raise _BlobFailed(outcome.error)
+        return outcome
+
+    def _probe_at(self, job: BlobJob, candidate: Candidate) -> _Probe | Miss:
+        try:
+            status, size = self._size_at(candidate.url, job.what)
+        except (UpstreamError, RangeViolation) as exc:
+            return Miss(MissKind.ERROR, f"{exc} (endpoint {candidate.endpoint})")
+        if size is not None:
+            return _Probe(size, candidate.endpoint, redact_url(candidate.url))
+        return status_miss(
+            status, f"{job.what}: no size in the answer (HTTP {status} from {candidate.endpoint})"
+        )
 
     def _size_at(self, url: str, what: str) -> tuple[int, int | None]:
         """The HTTP status and the blob's size (None: not told), from a HEAD or, when that
@@ -444,56 +443,56 @@ class BlobFetcher:
     ) -> None:
         """Fetch `piece` into `buffer`, write it and hand it to the hasher (which gives the
         buffer back); on any error the buffer stays the caller's."""
-        last_error = f"{job.what} (bytes {piece}): no endpoint"
-        for round_number in range(ROUNDS):
-            if cancel.is_set():
+        outcome = self._rounds.run(
+            job.what,
+            (job.source,),
+            lambda candidate: self._range_at(job, candidate, total, piece, buffer, cancel),
+            url_for=job.url_for,
+            stopped=cancel.is_set,
+            nothing_tried=f"{job.what} (bytes {piece}): no endpoint",
+        )
+        if isinstance(outcome, Ended):
+            if outcome.kind is EndKind.STOPPED:
                 raise _Cancelled
-            link = self._link(job)
-            if isinstance(link, str):
-                last_error = link
-                self._backoff(round_number)
-                continue
-            is_rejected = False
-            for endpoint in link.endpoints:
-                if cancel.is_set():
-                    raise _Cancelled
-                try:
-                    data = self._get_range(job, endpoint, total, piece, buffer, cancel)
-                except _HttpStatus as status:
-                    last_error = (
-                        f"{job.what} (bytes {piece}): HTTP {status.status} from {endpoint.name}"
-                    )
-                    if status.status in (401, 403):  # the link expired: renew it, go on
-                        self._links.invalidate(job.request, link)
-                        is_rejected = True
-                        break
-                    continue
-                except (UpstreamError, RangeViolation) as exc:
-                    last_error = f"{exc} (endpoint {endpoint.name})"
-                    continue
-                file.write(data, piece.start)
-                hasher.hand_over(piece.start, data, buffer)
-                return
-            if not is_rejected:
-                self._backoff(round_number)
-        raise _BlobFailed(last_error)
+            raise _BlobFailed(outcome.error)  # never ABSENT: a range's 404 is an ERROR
+        file.write(outcome, piece.start)
+        hasher.hand_over(piece.start, outcome, buffer)
+
+    def _range_at(
+        self,
+        job: BlobJob,
+        candidate: Candidate,
+        total: int,
+        piece: ByteRange,
+        buffer: mmap.mmap,
+        cancel: threading.Event,
+    ) -> memoryview | Miss:
+        try:
+            return self._get_range(job, candidate.url, total, piece, buffer, cancel)
+        except HttpStatus as status:
+            error = f"{job.what} (bytes {piece}): HTTP {status.status} from {candidate.endpoint}"
+            if status.status in (401, 403):  # the link expired: the rounds renew it
+                return Miss(MissKind.REJECTED, error)
+            # A range's 404 proves nothing (the size probe found the blob): tried again.
+            return Miss(MissKind.ERROR, error)
+        except (UpstreamError, RangeViolation) as exc:
+            return Miss(MissKind.ERROR, f"{exc} (endpoint {candidate.endpoint})")
 
     def _get_range(
         self,
         job: BlobJob,
-        endpoint: Endpoint,
+        url: str,
         total: int,
         piece: ByteRange,
         buffer: mmap.mmap,
         cancel: threading.Event,
     ) -> memoryview:
         """The range's body, checked against what was asked for, in `buffer`."""
-        url = endpoint.build_url(blob_suffix(endpoint, job.os, job.legacy_build_id, job.name))
         what = f"{job.what} (bytes {piece})"
         view = memoryview(buffer)[: piece.length]
         with self._http.stream(url, what=what, headers={"Range": piece.header()}) as response:
             if response.status_code in (401, 403, 404):
-                raise _HttpStatus(response.status_code)
+                raise HttpStatus(response.status_code)
             try:
                 check_partial_response(
                     piece,
@@ -519,20 +518,6 @@ class BlobFetcher:
                     f"{what}: the body ended after {received} of {piece.length} bytes"
                 )
         return view
-
-    def _link(self, job: BlobJob) -> Link | str:
-        """The link, or the error message when it cannot be had right now. A link GOG refused
-        fails the blob at once: asking again in this run changes nothing (as in Downloader)."""
-        try:
-            return self._links.get(job.request)
-        except LinkRefused as exc:
-            raise _BlobFailed(f"{job.what}: {exc}") from None
-        except (UpstreamError, ManifestError) as exc:
-            return f"{job.what}: {exc}"
-
-    def _backoff(self, round_number: int) -> None:
-        if round_number + 1 < ROUNDS:
-            self._sleep(BACKOFF_S * 2**round_number * (1 + random.random()))
 
 
 # --- small helpers -------------------------------------------------------------------------

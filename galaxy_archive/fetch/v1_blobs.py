@@ -1,12 +1,12 @@
 """Fetch one V1 blob (`main.bin`) by parallel HTTP Range requests, resumably (protocol.md 6.3).
 
-The size comes from a HEAD (with ``Range: bytes=0-0``, so either a Content-Length or a
-Content-Range answers it). The missing ranges are spread over the workers; every 206 is
-checked against the range asked for and its body length counted; each range is received into
-a buffer and written from it at its offset into ``.<blob>.galaxy-partial`` beside the final
-path (v1_blob_io). Ranges count as done only once fully written; about once a second the
-partial file is fdatasync'ed and the ranges done are handed to `save`, so a killed run resumes
-with the missing ranges only.
+The size comes first (v1_blob_size; the job is v1_blob_job). The missing ranges are spread
+over the workers; every 206 is checked against the range asked for and its body length
+counted; each range is received into a buffer and written from it at its offset into
+``.<blob>.galaxy-partial`` beside the final path (v1_blob_io). Ranges count as done only once
+fully written; about once a second the partial file is fdatasync'ed and the ranges done are
+handed to `save`, so a killed run resumes with the missing ranges only. Each range goes over
+the endpoints by `rounds.Rounds`, as every fetch does.
 
 From the same buffers, in offset order, a thread checks every file record's MD5
 (v1_blob_hash; GOG publishes no MD5 of a whole blob). The bytes no record covers are hashed in
@@ -24,7 +24,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from dataclasses import dataclass
 
 from galaxy_archive.errors import PathRefused, UpstreamError
 from galaxy_archive.fetch.rounds import (
@@ -35,27 +34,22 @@ from galaxy_archive.fetch.rounds import (
     Miss,
     MissKind,
     Rounds,
-    status_miss,
 )
-from galaxy_archive.fetch.sources import v1_blob_link, v1_blob_source
-from galaxy_archive.fetch.tasks import FetchResult, FetchTask, Outcome, Signed
+from galaxy_archive.fetch.tasks import FetchResult, Outcome
 from galaxy_archive.fetch.v1_blob_hash import InOrderHasher
 from galaxy_archive.fetch.v1_blob_io import BlobFile, BufferPool, StoredBlob
-from galaxy_archive.models.layout import ObjectKind
-from galaxy_archive.models.links import Endpoint
+from galaxy_archive.fetch.v1_blob_job import BlobJob
+from galaxy_archive.fetch.v1_blob_size import Probe, probe_size
 from galaxy_archive.models.v1_ranges import (
     ByteRange,
     Extent,
     RangeSet,
     RangeViolation,
     check_partial_response,
-    extents_end,
-    parse_content_range,
     plan_ranges,
 )
 from galaxy_archive.storage.interface import ObjectStore
-from galaxy_archive.upstream.galaxy_api import LinkRequest
-from galaxy_archive.upstream.http_client import HttpClient, redact_url
+from galaxy_archive.upstream.http_client import HttpClient
 from galaxy_archive.upstream.link_cache import LinkCache
 
 log = logging.getLogger(__name__)
@@ -70,71 +64,6 @@ MAX_NAMED_FILES = 3
 
 SaveProgress = Callable[[int | None, int | None, Sequence[ByteRange]], None]
 BlobStored = Callable[[int, str], None]
-
-
-def blob_suffix(endpoint: Endpoint, os_name: str, legacy_build_id: int, name: str) -> str:
-    """What to append to an endpoint's path: the blob name when the link already points at the
-    build's directory (HGD, WARP, protocol.md 6c), else ``<os>/<legacy>/<name>`` (GROG's
-    ``path=/`` answer, which stops at the product)."""
-    path = endpoint.parameters.get("path")
-    if not isinstance(path, str):
-        path = endpoint.url or endpoint.url_format or ""
-    if path.split("?", 1)[0].rstrip("/").endswith(f"/{os_name}/{legacy_build_id}"):
-        return name
-    return f"{os_name}/{legacy_build_id}/{name}"
-
-
-@dataclass(frozen=True)
-class BlobJob:
-    """One blob to fetch: where it goes, whose link serves it, the file records inside it."""
-
-    object_id: int
-    path: str  # relative to the archive root
-    product_id: str
-    os: str
-    legacy_build_id: int
-    name: str
-    extents: tuple[Extent, ...]
-
-    @property
-    def what(self) -> str:
-        return f"V1 blob {self.path}"
-
-    @property
-    def request(self) -> LinkRequest:
-        return v1_blob_link(self.product_id, self.os, self.legacy_build_id)
-
-    @property
-    def min_size(self) -> int:
-        return extents_end(self.extents)
-
-    @property
-    def source(self) -> Signed:
-        return v1_blob_source(self.product_id, self.os, self.legacy_build_id, self.name)
-
-    def url_for(self, endpoint: Endpoint, _suffix: str) -> str:
-        """The blob's URL at `endpoint` (whose link may stop at the product or the build)."""
-        return endpoint.build_url(blob_suffix(endpoint, self.os, self.legacy_build_id, self.name))
-
-    def task(self) -> FetchTask:
-        """The blob as a FetchTask, so results are recorded like any other download."""
-        return FetchTask(
-            self.object_id,
-            ObjectKind.V1_BLOB,
-            self.path,
-            None,
-            None,
-            (self.source,),
-            self.what,
-            self.product_id,
-        )
-
-
-@dataclass(frozen=True)
-class _Probe:
-    total: int
-    endpoint: str
-    source_url: str  # redacted
 
 
 class _BlobFailed(Exception):
@@ -230,52 +159,14 @@ class BlobFetcher:
 
     # --- size ------------------------------------------------------------------------------
 
-    def _probe(self, job: BlobJob) -> _Probe | None:
+    def _probe(self, job: BlobJob) -> Probe | None:
         """The blob's size from the first endpoint that tells it; None: 404 everywhere."""
-        outcome = self._rounds.run(
-            job.what,
-            (job.source,),
-            lambda candidate: self._probe_at(job, candidate),
-            url_for=job.url_for,
-            nothing_tried=f"{job.what}: no endpoint",
-        )
+        outcome = probe_size(self._http, self._rounds, job)
         if isinstance(outcome, Ended):
             if outcome.kind is EndKind.ABSENT:
                 return None
             raise _BlobFailed(outcome.error)
         return outcome
-
-    def _probe_at(self, job: BlobJob, candidate: Candidate) -> _Probe | Miss:
-        try:
-            status, size = self._size_at(candidate.url, job.what)
-        except (UpstreamError, RangeViolation) as exc:
-            return Miss(MissKind.ERROR, f"{exc} (endpoint {candidate.endpoint})")
-        if size is not None:
-            return _Probe(size, candidate.endpoint, redact_url(candidate.url))
-        return status_miss(
-            status, f"{job.what}: no size in the answer (HTTP {status} from {candidate.endpoint})"
-        )
-
-    def _size_at(self, url: str, what: str) -> tuple[int, int | None]:
-        """The HTTP status and the blob's size (None: not told), from a HEAD or, when that
-        tells no size, a GET: servers that refuse HEAD answer 405, 501, or even 404 or 403
-        (a link signed for GET only), and some give no total on a HEAD."""
-        status, size = self._ask_size(url, what, "HEAD")
-        if size is None:
-            status, size = self._ask_size(url, what, "GET")
-        return status, size
-
-    def _ask_size(self, url: str, what: str, method: str) -> tuple[int, int | None]:
-        # Range 0-0: a server that honours it answers with the size in the Content-Range, one
-        # that ignores it with the Content-Length of the whole blob (a GET's body is then left
-        # unread: closing the response drops the connection).
-        with self._http.stream(url, what=what, headers={"Range": "bytes=0-0"}, method=method) as r:
-            if r.status_code == 206:
-                return 206, parse_content_range(r.headers.get("Content-Range")).total
-            length = r.headers.get("Content-Length", "")
-            if r.status_code == 200 and length.isdigit():
-                return 200, int(length)
-            return r.status_code, None
 
     # --- an existing final file ------------------------------------------------------------
 

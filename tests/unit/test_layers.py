@@ -1,7 +1,8 @@
 """The package's layer order, read from its imports (README: "How the code is laid out").
 
 Lowest first: core modules (errors, config, redact, interrupts, report) -> models (pure) ->
-storage -> state / upstream -> fetch -> app, output, runs -> use cases (sync, verify, browse) -> cli.
+storage -> state / upstream -> fetch -> app, output, runs -> use cases (sync, verify, browse)
+-> cli.
 A module imports from its own package or a lower layer only; nothing imports cli; one use
 case never imports another; models import no I/O library.
 """

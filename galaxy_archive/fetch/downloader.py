@@ -149,8 +149,6 @@ class Downloader:
         try:
             size, md5 = self._download(task, candidate.url)
         except HttpStatus as status:
-            if status.status == 404:
-                return Miss(MissKind.NOT_FOUND, f"{task.what}: 404 {where}")
             return status_miss(
                 status.status, f"{task.what}: HTTP {status.status} from {candidate.endpoint}"
             )

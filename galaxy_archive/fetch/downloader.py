@@ -3,18 +3,16 @@
 Workers only download and write files; every result goes back to the calling thread, which
 owns the DB. A task names its object's expected MD5 and size and where it can be fetched
 (signed links with several CDN endpoints, or plain URLs). Endpoints are tried in order; a 404
-on every endpoint means the CDN does not have the object; a 401/403 renews the link.
+on every endpoint means the CDN does not have the object; a 401/403 renews the link (the
+rounds over endpoints are `rounds.Rounds`; this module fetches one whole body per attempt).
 """
 
 from __future__ import annotations
 
-import enum
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 
 from galaxy_archive.errors import (
     DigestMismatch,
@@ -25,42 +23,28 @@ from galaxy_archive.errors import (
     PathRefused,
     UpstreamError,
 )
-from galaxy_archive.fetch.tasks import FetchResult, FetchTask, Outcome, Plain
-from galaxy_archive.models.links import Link
+from galaxy_archive.fetch.rounds import (
+    Candidate,
+    Ended,
+    EndKind,
+    HttpStatus,
+    Miss,
+    MissKind,
+    Rounds,
+    status_miss,
+)
+from galaxy_archive.fetch.tasks import FetchResult, FetchTask, Outcome
 from galaxy_archive.models.meta_flags import may_keep_mismatch
 from galaxy_archive.storage.interface import ObjectStore
-from galaxy_archive.upstream.galaxy_api import LinkRefused, LinkRequest
 from galaxy_archive.upstream.http_client import HttpClient, redact_url
 from galaxy_archive.upstream.link_cache import LinkCache
 
-ROUNDS = 3  # passes over all endpoints before giving up on an object
-
-
-@dataclass(frozen=True)
-class _Candidate:
-    url: str
-    endpoint: str
-    signed: tuple[LinkRequest, Link] | None
-
-
-class _MissKind(enum.Enum):
-    NOT_FOUND = "404"
-    REJECTED = "401/403 on a signed URL: the link is renewed"
-    MISMATCH = "a whole body with another MD5"
-    ERROR = "any other failure"
-
-
-@dataclass(frozen=True)
-class _Miss:
-    """Why one endpoint did not deliver the object."""
-
-    kind: _MissKind
-    error: str
-
-
-class _HttpStatus(Exception):
-    def __init__(self, status: int) -> None:
-        self.status = status
+# How the rounds ended, as the result of the task.
+_OUTCOME_OF_END = {
+    EndKind.ABSENT: Outcome.ABSENT,
+    EndKind.FAILED: Outcome.FAILED,
+    EndKind.STOPPED: Outcome.STOPPED,
+}
 
 
 class Downloader:
@@ -85,7 +69,7 @@ class Downloader:
         self._abort = abort or threading.Event()
         self._sleep = sleep
         self._on_bytes = on_bytes
-        self._backoff_s = backoff_s
+        self._rounds = Rounds(links, sleep=sleep, backoff_s=backoff_s)
 
     # The run's transport, for fetchers of other shapes (V1 blobs by ranges) to share.
     @property
@@ -148,97 +132,43 @@ class Downloader:
         present = self._already_present(task)
         if present is not None:
             return present
-        last_error = "no source"
-        mismatched: _Candidate | None = None  # the first endpoint that served other bytes
-        for round_number in range(ROUNDS):
-            candidates, link_error = self._candidates(task)
-            if link_error is not None:
-                last_error = f"{task.what}: {link_error}"
-                if not candidates and isinstance(link_error, LinkRefused):
-                    # GOG refused the link (not owned?): asking again in this run changes
-                    # nothing, so the object fails now, without backing off.
-                    return FetchResult(task, Outcome.FAILED, error=last_error)
-            all_not_found = bool(candidates) and link_error is None
-            rejected = False
-            settled = 0  # endpoints that answered 404 or a whole body with another MD5
-            for candidate in candidates:
-                if self._stop.is_set():
-                    return FetchResult(task, Outcome.STOPPED)
-                miss = self._attempt(task, candidate)
-                if isinstance(miss, FetchResult):
-                    return miss
-                if miss.kind is not _MissKind.NOT_FOUND:
-                    all_not_found = False
-                    last_error = miss.error
-                if miss.kind in (_MissKind.NOT_FOUND, _MissKind.MISMATCH):
-                    settled += 1
-                if miss.kind is _MissKind.MISMATCH:
-                    mismatched = mismatched or candidate
-                if miss.kind is _MissKind.REJECTED and candidate.signed is not None:
-                    self._links.invalidate(*candidate.signed)  # the link expired: renew it
-                    rejected = True
-                    break
-            is_settled = settled == len(candidates) and link_error is None and not rejected
-            if mismatched is not None and (is_settled or round_number + 1 == ROUNDS):
-                kept = self._keep_mismatch(task, mismatched)
-                if kept is not None:
-                    return kept
-            if all_not_found:
-                return FetchResult(
-                    task, Outcome.ABSENT, error=f"{task.what}: 404 on every endpoint"
-                )
-            if not rejected and round_number + 1 < ROUNDS:
-                self._sleep(self._backoff_s * 2**round_number * (1 + random.random()))
-        return FetchResult(task, Outcome.FAILED, error=last_error)
+        outcome = self._rounds.run(
+            task.what,
+            task.sources,
+            lambda candidate: self._attempt(task, candidate),
+            stopped=self._stop.is_set,
+            keep_mismatch=lambda candidate: self._keep_mismatch(task, candidate),
+        )
+        if isinstance(outcome, Ended):
+            return FetchResult(task, _OUTCOME_OF_END[outcome.kind], error=outcome.error or None)
+        return outcome
 
-    def _attempt(self, task: FetchTask, candidate: _Candidate) -> FetchResult | _Miss:
+    def _attempt(self, task: FetchTask, candidate: Candidate) -> FetchResult | Miss:
         """One download from one endpoint: the object's result, or why this endpoint missed."""
         where = f"(endpoint {candidate.endpoint})"
         try:
             size, md5 = self._download(task, candidate.url)
-        except _HttpStatus as status:
-            if status.status == 404:
-                return _Miss(_MissKind.NOT_FOUND, f"{task.what}: 404 {where}")
-            error = f"{task.what}: HTTP {status.status} from {candidate.endpoint}"
-            is_rejected = status.status in (401, 403) and candidate.signed is not None
-            return _Miss(_MissKind.REJECTED if is_rejected else _MissKind.ERROR, error)
+        except HttpStatus as status:
+            return status_miss(
+                status.status, f"{task.what}: HTTP {status.status} from {candidate.endpoint}"
+            )
         except ManifestError as exc:
             # The bytes match their hash but are not a valid manifest: hostile or broken at
             # the source, and no other endpoint will serve anything else.
             return FetchResult(task, Outcome.FAILED, error=str(exc))
         except UpstreamError as exc:  # its message already names the object
-            return _Miss(_MissKind.ERROR, f"{exc} {where}")
+            return Miss(MissKind.ERROR, f"{exc} {where}")
         except DigestMismatch as exc:
-            return _Miss(_MissKind.MISMATCH, f"{task.what}: {exc} {where}")
+            return Miss(MissKind.MISMATCH, f"{task.what}: {exc} {where}")
         except IntegrityError as exc:
-            return _Miss(_MissKind.ERROR, f"{task.what}: {exc} {where}")
+            return Miss(MissKind.ERROR, f"{task.what}: {exc} {where}")
         except PathRefused as exc:  # no endpoint changes where the object goes
             return FetchResult(task, Outcome.FAILED, error=f"{task.what}: {exc}")
         except Interrupted:  # aborted mid-body; storage has dropped the temp file
             return FetchResult(task, Outcome.STOPPED)
         return _fetched(task, candidate, size, md5)
 
-    def _candidates(
-        self, task: FetchTask
-    ) -> tuple[list[_Candidate], UpstreamError | ManifestError | None]:
-        """The URLs to try, in order, and why a link could not be had (if one could not)."""
-        candidates: list[_Candidate] = []
-        error = None
-        for source in task.sources:
-            if isinstance(source, Plain):
-                candidates.append(_Candidate(source.url, source.endpoint, None))
-                continue
-            try:
-                link = self._links.get(source.request)
-            except (UpstreamError, ManifestError) as exc:
-                error = exc
-                continue
-            for endpoint in link.endpoints:
-                url = endpoint.build_url(source.suffix)
-                candidates.append(_Candidate(url, endpoint.name, (source.request, link)))
-        return candidates, error
-
-    def _keep_mismatch(self, task: FetchTask, candidate: _Candidate) -> FetchResult | None:
+    def _keep_mismatch(self, task: FetchTask, candidate: Candidate) -> FetchResult | None:
         """Every endpoint was asked and none served the bytes that hash to the id: fetch the
         first other body again, without the MD5 check, and keep it if it parses (protocol.md
         3.2, module meta_flags). None when it may not be kept or fails again: the rounds go on.
@@ -250,7 +180,7 @@ class Downloader:
             return None
         try:
             size, md5 = self._download(task, candidate.url, is_md5_checked=False)
-        except (_HttpStatus, UpstreamError, IntegrityError, ManifestError):
+        except (HttpStatus, UpstreamError, IntegrityError, ManifestError):
             return None  # the first answer's error stands; a corrupt body is never kept
         except Interrupted:
             return FetchResult(task, Outcome.STOPPED)
@@ -261,7 +191,7 @@ class Downloader:
     ) -> tuple[int, str]:
         with self._http.stream(url, what=task.what) as response:
             if response.status_code != 200:
-                raise _HttpStatus(response.status_code)
+                raise HttpStatus(response.status_code)
             announced = response.headers.get("Content-Length", "")
             if task.size is not None and announced.isdigit() and int(announced) != task.size:
                 raise IntegrityError(
@@ -305,7 +235,7 @@ class Downloader:
 
 
 def _fetched(
-    task: FetchTask, candidate: _Candidate, size: int, md5: str, *, served_md5: str | None = None
+    task: FetchTask, candidate: Candidate, size: int, md5: str, *, served_md5: str | None = None
 ) -> FetchResult:
     return FetchResult(
         task,

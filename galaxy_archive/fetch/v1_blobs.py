@@ -1,12 +1,12 @@
 """Fetch one V1 blob (`main.bin`) by parallel HTTP Range requests, resumably (protocol.md 6.3).
 
-The size comes from a HEAD (with ``Range: bytes=0-0``, so either a Content-Length or a
-Content-Range answers it). The missing ranges are spread over the workers; every 206 is
-checked against the range asked for and its body length counted; each range is received into
-a buffer and written from it at its offset into ``.<blob>.galaxy-partial`` beside the final
-path (v1_blob_io). Ranges count as done only once fully written; about once a second the
-partial file is fdatasync'ed and the ranges done are handed to `save`, so a killed run resumes
-with the missing ranges only.
+The size comes first (v1_blob_size; the job is v1_blob_job). The missing ranges are spread
+over the workers; every 206 is checked against the range asked for and its body length
+counted; each range is received into a buffer and written from it at its offset into
+``.<blob>.galaxy-partial`` beside the final path (v1_blob_io). Ranges count as done only once
+fully written; about once a second the partial file is fdatasync'ed and the ranges done are
+handed to `save`, so a killed run resumes with the missing ranges only. Each range goes over
+the endpoints by `rounds.Rounds`, as every fetch does.
 
 From the same buffers, in offset order, a thread checks every file record's MD5
 (v1_blob_hash; GOG publishes no MD5 of a whole blob). The bytes no record covers are hashed in
@@ -20,105 +20,50 @@ from __future__ import annotations
 
 import logging
 import mmap
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from dataclasses import dataclass
 
-from galaxy_archive.errors import ManifestError, PathRefused, UpstreamError
-from galaxy_archive.fetch.sources import v1_blob_link, v1_blob_source
-from galaxy_archive.fetch.tasks import FetchResult, FetchTask, Outcome
+from galaxy_archive.errors import PathRefused, UpstreamError
+from galaxy_archive.fetch.rounds import (
+    Candidate,
+    Ended,
+    EndKind,
+    HttpStatus,
+    Miss,
+    MissKind,
+    Rounds,
+)
+from galaxy_archive.fetch.tasks import FetchResult, Outcome
 from galaxy_archive.fetch.v1_blob_hash import InOrderHasher
 from galaxy_archive.fetch.v1_blob_io import BlobFile, BufferPool, StoredBlob
-from galaxy_archive.models.layout import ObjectKind
-from galaxy_archive.models.links import Endpoint, Link
+from galaxy_archive.fetch.v1_blob_job import BlobJob
+from galaxy_archive.fetch.v1_blob_size import Probe, probe_size
 from galaxy_archive.models.v1_ranges import (
     ByteRange,
     Extent,
     RangeSet,
     RangeViolation,
     check_partial_response,
-    extents_end,
-    parse_content_range,
     plan_ranges,
 )
 from galaxy_archive.storage.interface import ObjectStore
-from galaxy_archive.upstream.galaxy_api import LinkRefused, LinkRequest
-from galaxy_archive.upstream.http_client import HttpClient, redact_url
+from galaxy_archive.upstream.http_client import HttpClient
 from galaxy_archive.upstream.link_cache import LinkCache
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RANGE_SIZE_BYTES = 8 * 1024 * 1024
-ROUNDS = 3  # passes over every endpoint before a range (or the size probe) fails
 CHECK_ATTEMPTS = 3  # downloads of a bad file record's bytes before the blob fails
 COMMIT_EVERY_S = 1.0
 # Range buffers (see v1_blob_io): a buffer per worker plus two, at most this much in all.
 BUFFER_BUDGET_BYTES = 96 * 1024 * 1024
-BACKOFF_S = 0.25
+BACKOFF_S = 0.25  # between rounds (rounds.Rounds) of a range or the size probe
 MAX_NAMED_FILES = 3
 
 SaveProgress = Callable[[int | None, int | None, Sequence[ByteRange]], None]
 BlobStored = Callable[[int, str], None]
-
-
-def blob_suffix(endpoint: Endpoint, os_name: str, legacy_build_id: int, name: str) -> str:
-    """What to append to an endpoint's path: the blob name when the link already points at the
-    build's directory (HGD, WARP, protocol.md 6c), else ``<os>/<legacy>/<name>`` (GROG's
-    ``path=/`` answer, which stops at the product)."""
-    path = endpoint.parameters.get("path")
-    if not isinstance(path, str):
-        path = endpoint.url or endpoint.url_format or ""
-    if path.split("?", 1)[0].rstrip("/").endswith(f"/{os_name}/{legacy_build_id}"):
-        return name
-    return f"{os_name}/{legacy_build_id}/{name}"
-
-
-@dataclass(frozen=True)
-class BlobJob:
-    """One blob to fetch: where it goes, whose link serves it, the file records inside it."""
-
-    object_id: int
-    path: str  # relative to the archive root
-    product_id: str
-    os: str
-    legacy_build_id: int
-    name: str
-    extents: tuple[Extent, ...]
-
-    @property
-    def what(self) -> str:
-        return f"V1 blob {self.path}"
-
-    @property
-    def request(self) -> LinkRequest:
-        return v1_blob_link(self.product_id, self.os, self.legacy_build_id)
-
-    @property
-    def min_size(self) -> int:
-        return extents_end(self.extents)
-
-    def task(self) -> FetchTask:
-        """The blob as a FetchTask, so results are recorded like any other download."""
-        return FetchTask(
-            self.object_id,
-            ObjectKind.V1_BLOB,
-            self.path,
-            None,
-            None,
-            (v1_blob_source(self.product_id, self.os, self.legacy_build_id, self.name),),
-            self.what,
-            self.product_id,
-        )
-
-
-@dataclass(frozen=True)
-class _Probe:
-    total: int
-    endpoint: str
-    source_url: str  # redacted
 
 
 class _BlobFailed(Exception):
@@ -131,11 +76,6 @@ class _Stopped(Exception):
 
 class _Cancelled(Exception):
     """A range given up because another one failed (or the run stops)."""
-
-
-class _HttpStatus(Exception):
-    def __init__(self, status: int) -> None:
-        self.status = status
 
 
 class BlobFetcher:
@@ -168,7 +108,7 @@ class BlobFetcher:
         self._save = save or (lambda _total, _range_size, _done: None)
         self._stored = stored or (lambda _total, _uncovered_md5: None)
         self._stop = stop or threading.Event()
-        self._sleep = sleep
+        self._rounds = Rounds(links, sleep=sleep, backoff_s=BACKOFF_S)
         self._on_bytes = on_bytes
 
     def fetch(
@@ -219,64 +159,14 @@ class BlobFetcher:
 
     # --- size ------------------------------------------------------------------------------
 
-    def _probe(self, job: BlobJob) -> _Probe | None:
+    def _probe(self, job: BlobJob) -> Probe | None:
         """The blob's size from the first endpoint that tells it; None: 404 everywhere."""
-        last_error = f"{job.what}: no endpoint"
-        for round_number in range(ROUNDS):
-            link = self._link(job)
-            if isinstance(link, str):
-                last_error = link
-                self._backoff(round_number)
-                continue
-            not_found = 0
-            is_rejected = False
-            for endpoint in link.endpoints:
-                url = endpoint.build_url(
-                    blob_suffix(endpoint, job.os, job.legacy_build_id, job.name)
-                )
-                try:
-                    status, size = self._size_at(url, job.what)
-                except (UpstreamError, RangeViolation) as exc:
-                    last_error = f"{exc} (endpoint {endpoint.name})"
-                    continue
-                if size is not None:
-                    return _Probe(size, endpoint.name, redact_url(url))
-                if status == 404:
-                    not_found += 1
-                    continue
-                last_error = (
-                    f"{job.what}: no size in the answer (HTTP {status} from {endpoint.name})"
-                )
-                if status in (401, 403):
-                    self._links.invalidate(job.request, link)
-                    is_rejected = True
-                    break
-            if link.endpoints and not_found == len(link.endpoints):
+        outcome = probe_size(self._http, self._rounds, job)
+        if isinstance(outcome, Ended):
+            if outcome.kind is EndKind.ABSENT:
                 return None
-            if not is_rejected:
-                self._backoff(round_number)
-        raise _BlobFailed(last_error)
-
-    def _size_at(self, url: str, what: str) -> tuple[int, int | None]:
-        """The HTTP status and the blob's size (None: not told), from a HEAD or, when that
-        tells no size, a GET: servers that refuse HEAD answer 405, 501, or even 404 or 403
-        (a link signed for GET only), and some give no total on a HEAD."""
-        status, size = self._ask_size(url, what, "HEAD")
-        if size is None:
-            status, size = self._ask_size(url, what, "GET")
-        return status, size
-
-    def _ask_size(self, url: str, what: str, method: str) -> tuple[int, int | None]:
-        # Range 0-0: a server that honours it answers with the size in the Content-Range, one
-        # that ignores it with the Content-Length of the whole blob (a GET's body is then left
-        # unread: closing the response drops the connection).
-        with self._http.stream(url, what=what, headers={"Range": "bytes=0-0"}, method=method) as r:
-            if r.status_code == 206:
-                return 206, parse_content_range(r.headers.get("Content-Range")).total
-            length = r.headers.get("Content-Length", "")
-            if r.status_code == 200 and length.isdigit():
-                return 200, int(length)
-            return r.status_code, None
+            raise _BlobFailed(outcome.error)
+        return outcome
 
     # --- an existing final file ------------------------------------------------------------
 
@@ -444,56 +334,56 @@ class BlobFetcher:
     ) -> None:
         """Fetch `piece` into `buffer`, write it and hand it to the hasher (which gives the
         buffer back); on any error the buffer stays the caller's."""
-        last_error = f"{job.what} (bytes {piece}): no endpoint"
-        for round_number in range(ROUNDS):
-            if cancel.is_set():
+        outcome = self._rounds.run(
+            job.what,
+            (job.source,),
+            lambda candidate: self._range_at(job, candidate, total, piece, buffer, cancel),
+            url_for=job.url_for,
+            stopped=cancel.is_set,
+            nothing_tried=f"{job.what} (bytes {piece}): no endpoint",
+        )
+        if isinstance(outcome, Ended):
+            if outcome.kind is EndKind.STOPPED:
                 raise _Cancelled
-            link = self._link(job)
-            if isinstance(link, str):
-                last_error = link
-                self._backoff(round_number)
-                continue
-            is_rejected = False
-            for endpoint in link.endpoints:
-                if cancel.is_set():
-                    raise _Cancelled
-                try:
-                    data = self._get_range(job, endpoint, total, piece, buffer, cancel)
-                except _HttpStatus as status:
-                    last_error = (
-                        f"{job.what} (bytes {piece}): HTTP {status.status} from {endpoint.name}"
-                    )
-                    if status.status in (401, 403):  # the link expired: renew it, go on
-                        self._links.invalidate(job.request, link)
-                        is_rejected = True
-                        break
-                    continue
-                except (UpstreamError, RangeViolation) as exc:
-                    last_error = f"{exc} (endpoint {endpoint.name})"
-                    continue
-                file.write(data, piece.start)
-                hasher.hand_over(piece.start, data, buffer)
-                return
-            if not is_rejected:
-                self._backoff(round_number)
-        raise _BlobFailed(last_error)
+            raise _BlobFailed(outcome.error)  # never ABSENT: a range's 404 is an ERROR
+        file.write(outcome, piece.start)
+        hasher.hand_over(piece.start, outcome, buffer)
+
+    def _range_at(
+        self,
+        job: BlobJob,
+        candidate: Candidate,
+        total: int,
+        piece: ByteRange,
+        buffer: mmap.mmap,
+        cancel: threading.Event,
+    ) -> memoryview | Miss:
+        try:
+            return self._get_range(job, candidate.url, total, piece, buffer, cancel)
+        except HttpStatus as status:
+            error = f"{job.what} (bytes {piece}): HTTP {status.status} from {candidate.endpoint}"
+            if status.status in (401, 403):  # the link expired: the rounds renew it
+                return Miss(MissKind.REJECTED, error)
+            # A range's 404 proves nothing (the size probe found the blob): tried again.
+            return Miss(MissKind.ERROR, error)
+        except (UpstreamError, RangeViolation) as exc:
+            return Miss(MissKind.ERROR, f"{exc} (endpoint {candidate.endpoint})")
 
     def _get_range(
         self,
         job: BlobJob,
-        endpoint: Endpoint,
+        url: str,
         total: int,
         piece: ByteRange,
         buffer: mmap.mmap,
         cancel: threading.Event,
     ) -> memoryview:
         """The range's body, checked against what was asked for, in `buffer`."""
-        url = endpoint.build_url(blob_suffix(endpoint, job.os, job.legacy_build_id, job.name))
         what = f"{job.what} (bytes {piece})"
         view = memoryview(buffer)[: piece.length]
         with self._http.stream(url, what=what, headers={"Range": piece.header()}) as response:
             if response.status_code in (401, 403, 404):
-                raise _HttpStatus(response.status_code)
+                raise HttpStatus(response.status_code)
             try:
                 check_partial_response(
                     piece,
@@ -519,20 +409,6 @@ class BlobFetcher:
                     f"{what}: the body ended after {received} of {piece.length} bytes"
                 )
         return view
-
-    def _link(self, job: BlobJob) -> Link | str:
-        """The link, or the error message when it cannot be had right now. A link GOG refused
-        fails the blob at once: asking again in this run changes nothing (as in Downloader)."""
-        try:
-            return self._links.get(job.request)
-        except LinkRefused as exc:
-            raise _BlobFailed(f"{job.what}: {exc}") from None
-        except (UpstreamError, ManifestError) as exc:
-            return f"{job.what}: {exc}"
-
-    def _backoff(self, round_number: int) -> None:
-        if round_number + 1 < ROUNDS:
-            self._sleep(BACKOFF_S * 2**round_number * (1 + random.random()))
 
 
 # --- small helpers -------------------------------------------------------------------------

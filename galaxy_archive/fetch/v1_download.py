@@ -9,7 +9,8 @@ from collections.abc import Callable, Sequence
 from galaxy_archive.errors import StorageError
 from galaxy_archive.fetch.downloader import Downloader
 from galaxy_archive.fetch.tasks import FetchResult
-from galaxy_archive.fetch.v1_blobs import DEFAULT_RANGE_SIZE_BYTES, BlobFetcher, BlobJob
+from galaxy_archive.fetch.v1_blob_job import BlobJob
+from galaxy_archive.fetch.v1_blobs import DEFAULT_RANGE_SIZE_BYTES, BlobFetcher
 from galaxy_archive.models.layout import split_v1_path
 from galaxy_archive.models.v1_ranges import ByteRange
 from galaxy_archive.state.db import StateDB

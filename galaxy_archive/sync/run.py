@@ -9,16 +9,17 @@ import logging
 from collections.abc import Sequence
 
 from galaxy_archive.app import App
-from galaxy_archive.errors import ExitCode, GalaxyArchiveError, ManifestError, UpstreamError
+from galaxy_archive.errors import ManifestError, UpstreamError
 from galaxy_archive.models.library import dlc_bases, plan_products
 from galaxy_archive.output import Progress
 from galaxy_archive.report import SyncReport
+from galaxy_archive.runs import RecordedRun
 from galaxy_archive.state.db import StateDB
-from galaxy_archive.state.lock import archive_lock, process_is_alive
+from galaxy_archive.state.lock import archive_lock
 from galaxy_archive.sync.context import SyncOptions
 from galaxy_archive.sync.syncer import Syncer
 from galaxy_archive.upstream.galaxy_api import GalaxyApi
-from galaxy_archive.upstream.http_client import HttpClient, scrub
+from galaxy_archive.upstream.http_client import HttpClient
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +57,12 @@ def _locked_sync(
     api.auth.access_token()  # not logged in: exit 3 before touching the DB
     db = app.open_db()
     try:
-        run_id, had_crash = db.start_run("sync", app.pid, app.clock(), is_alive=process_is_alive)
-        if had_crash:
-            removed = app.store().sweep_temp_files()
-            log.info("previous run did not finish; removed %d temporary files", removed)
-        try:
+        run = RecordedRun.start(db, "sync", pid=app.pid, clock=app.clock, locked_store=app.store())
+        with run.ended_on_error(keeps_work=False):  # half-done work is redone next time
             report = _sync_with(
                 app, http, api, db, options, workers, progress, product_ids, include_owned
             )
-        except BaseException as exc:  # the run record says how it ended, whatever happened
-            code = exc.exit_code if isinstance(exc, GalaxyArchiveError) else ExitCode.INTERRUPTED
-            db.conn.rollback()
-            db.end_run(run_id, int(code), {"error": scrub(str(exc))}, app.clock())
-            raise
-        db.end_run(run_id, int(report.exit_code), report.to_json(), app.clock())
-        log.info("sync ended (exit %d): %s", report.exit_code, report.summary_line())
+        run.end(int(report.exit_code), report.to_json(), report.summary_line())
         return report
     finally:
         progress.close()

@@ -11,7 +11,6 @@ imports the repair and HTTP stack, so a plain verify starts without loading requ
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -19,15 +18,15 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
 from galaxy_archive.app import App
-from galaxy_archive.errors import ConfigError, ExitCode, GalaxyArchiveError
+from galaxy_archive.errors import ConfigError
 from galaxy_archive.models.layout import ObjectKind
 from galaxy_archive.models.object_state import ObjectState
 from galaxy_archive.models.v1_ranges import Extent
 from galaxy_archive.models.verify_plan import Budget, Check, VerifyLevel, VerifyOptions, checks_for
 from galaxy_archive.output import Progress
-from galaxy_archive.redact import scrub
+from galaxy_archive.runs import RecordedRun
 from galaxy_archive.state.db import StateDB
-from galaxy_archive.state.lock import archive_lock, process_is_alive
+from galaxy_archive.state.lock import archive_lock
 from galaxy_archive.state.verify_records import PlanRow, VerifyRecords
 from galaxy_archive.storage.interface import ObjectStore
 from galaxy_archive.storage.tree_walk import Stray, WalkStopped, find_strays
@@ -316,43 +315,23 @@ def _verify(
         unknown = VerifyRecords(db).unknown_products(options.product_ids)
         if unknown:
             raise ConfigError(f"no product {', '.join(unknown)} in this archive")
-        run_id = _start_run(app, db, is_repairing=network is not None)
-        try:
+        # Under the lock (--repair) runs that died are closed and their temp files swept, as
+        # sync does; a plain verify must not delete files without the lock.
+        run = RecordedRun.start(
+            db,
+            "verify",
+            pid=app.pid,
+            clock=app.clock,
+            locked_store=app.store() if network is not None else None,
+        )
+        with run.ended_on_error(keeps_work=True):  # unlike a sync's, what was proved stays
             report = _verify_with(app, db, options, progress, network)
-        except BaseException as exc:  # the run record says how it ended, whatever happened
-            if not isinstance(exc, sqlite3.Error):  # else the DB itself failed (locked, ...)
-                db.conn.commit()  # unlike a sync's half-done work, what was proved is kept
-                db.end_run(run_id, int(exit_code_of(exc)), {"error": scrub(str(exc))}, app.clock())
-            raise
         report.elapsed_s = time.monotonic() - started
-        db.end_run(run_id, int(report.exit_code), report.to_json(is_compact=True), app.clock())
-        log.info("verify ended (exit %d): %s", report.exit_code, report.summary_line())
+        run.end(int(report.exit_code), report.to_json(is_compact=True), report.summary_line())
         return report
     finally:
         progress.close()
         db.close()
-
-
-def exit_code_of(exc: BaseException) -> ExitCode:
-    """The exit code the CLI shows for `exc` (cli._exits): a bug is not an interruption."""
-    if isinstance(exc, GalaxyArchiveError):
-        return exc.exit_code
-    if isinstance(exc, KeyboardInterrupt):
-        return ExitCode.INTERRUPTED
-    return ExitCode.USAGE
-
-
-def _start_run(app: App, db: StateDB, *, is_repairing: bool) -> int:
-    """The run record. Under the lock (--repair) runs that died are closed and their temp files
-    swept, as sync does; a plain verify only adds its record, leaving a dead run for the next
-    sync to find and clean up after (it must not delete files without the lock)."""
-    if not is_repairing:
-        return VerifyRecords(db).add_run("verify", app.pid, app.clock())
-    run_id, had_crash = db.start_run("verify", app.pid, app.clock(), is_alive=process_is_alive)
-    if had_crash:
-        removed = app.store().sweep_temp_files()
-        log.info("previous run did not finish; removed %d temporary files", removed)
-    return run_id
 
 
 def _verify_with(

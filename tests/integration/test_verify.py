@@ -19,11 +19,12 @@ from galaxy_archive.app import App
 from galaxy_archive.config import load
 from galaxy_archive.errors import ConfigError, ExitCode
 from galaxy_archive.models.verify_plan import VerifyLevel, VerifyOptions
+from galaxy_archive.runs import exit_code_of
 from galaxy_archive.state.db import iso
 from galaxy_archive.state.lock import archive_lock
 from galaxy_archive.storage.local import ArchiveStore
 from galaxy_archive.verify.object_checks import CheckItem, CheckResult, ObjectChecker
-from galaxy_archive.verify.verifier import Verifier, exit_code_of, run_verify
+from galaxy_archive.verify.verifier import Verifier, run_verify
 from tests.conftest import REPO, Archive
 from tests.fakegalaxy import FakeGalaxy, V1Build, World, random_bytes
 

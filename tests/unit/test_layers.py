@@ -1,7 +1,8 @@
 """The package's layer order, read from its imports (README: "How the code is laid out").
 
 Lowest first: core modules (errors, config, redact, interrupts, report) -> models (pure) ->
-storage -> state / upstream -> fetch -> app, output -> use cases (sync, verify, browse) -> cli.
+storage -> state / upstream -> fetch -> app, output, runs -> use cases (sync, verify, browse)
+-> cli.
 A module imports from its own package or a lower layer only; nothing imports cli; one use
 case never imports another; models import no I/O library.
 """
@@ -18,7 +19,7 @@ RANK = {
     "storage": 2,
     "state": 3, "upstream": 3,
     "fetch": 4,
-    "app": 5, "output": 5,
+    "app": 5, "output": 5, "runs": 5,
     "sync": 6, "verify": 6, "browse": 6, "restore": 6, "serve": 6,
     "cli": 7, "__main__": 8,
 }  # fmt: skip

@@ -11,7 +11,7 @@ import requests
 from galaxy_archive.config import AuthSection, Endpoints
 from galaxy_archive.fetch.sources import sources_for, v1_manifest_sources
 from galaxy_archive.fetch.tasks import Plain, Signed
-from galaxy_archive.fetch.v1_blobs import blob_suffix
+from galaxy_archive.fetch.v1_blob_job import blob_suffix
 from galaxy_archive.models.layout import ObjectKind, split_v1_path, v1_blob_path, v1_manifest_path
 from galaxy_archive.models.links import Endpoint, parse_link
 from galaxy_archive.upstream.auth import Authenticator, TokenStore

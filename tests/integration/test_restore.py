@@ -52,12 +52,16 @@ def restore_world(
 
 
 def synced(
-    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive], world: World
+    serve: Callable[..., FakeGalaxy],
+    make_archive: Callable[..., Archive],
+    world: World,
+    *,
+    sync_exit: int = 0,
 ) -> Archive:
     server = serve(world)
     archive = make_archive(server)
     result = archive.run("sync", PID, "--generation", "2")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == sync_exit, result.output
     server.stop()  # no network from here on
     return archive
 
@@ -192,7 +196,8 @@ def test_hostile_install_directory_and_link_are_refused_and_nothing_leaves_dest(
     world, build = restore_world(
         install_directory="..\\..\\evil", links={"escape": "..\\..\\canary"}
     )
-    archive = synced(serve, make_archive, world)
+    # sync stores the depot manifest as served and names the link it skips (exit 1)
+    archive = synced(serve, make_archive, world, sync_exit=1)
     canary = tmp_path / "canary"
     canary.write_text("untouched")
     dest = tmp_path / "out" / "game"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -206,3 +207,37 @@ def test_s3_a_server_gone_exits_1_not_interrupted(
 ) -> None:
     _world, _archive, failed = sync_with_the_server_gone(serve, make_archive, own_server)
     assert failed.exit_code == 1, failed.output
+
+
+@pytest.mark.slow
+def test_s3_kill_9_during_chunk_uploads_leaves_no_unverified_object_and_the_rerun_completes(
+    serve: Callable[..., FakeGalaxy],
+    make_archive: Callable[..., Archive],
+    s3_env: S3Server,
+    prefix: str,
+) -> None:
+    world = World(seed=22)
+    files = {f"data\\f{i:03d}.bin": random_bytes(120_000, 100 + i) for i in range(150)}
+    world.add_v2_build(PID, files=files, chunk_size=128 * 1024)
+    world.owned.add(int(PID))
+    archive = make_archive(serve(world))
+    use_s3(archive, s3_env, prefix)
+    archive.write_config(sync={"workers": 2})
+    store_dir = s3_env.bucket_dir / prefix / "v2" / "store"
+    process = archive.popen("sync", PID)
+    deadline = time.monotonic() + 60
+    while not (store_dir.is_dir() and any(store_dir.rglob("*"))):
+        assert process.poll() is None and time.monotonic() < deadline, "sync ended before a chunk"
+        time.sleep(0.01)
+    process.kill()  # SIGKILL: no clean-up of any kind
+    process.communicate()
+    partial = bucket_tree(s3_env, prefix)
+    want = expected(world, PID)
+    assert partial and len(partial) < len(want)
+    assert all(want[path] == body for path, body in partial.items())  # nothing unverified
+
+    again = archive.run("sync", PID)
+    assert again.exit_code == 0, again.output
+    assert bucket_tree(s3_env, prefix) == want
+    assert list((archive.root / "s3-spool" / "tmp").iterdir()) == []
+    assert archive.run("verify").exit_code == 0

@@ -83,16 +83,13 @@ class S3Store:
         self._refuse_odd(relative, "read")
         from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-        try:
-            with s3_client.s3_errors(f"{relative}: cannot read", self._label):
-                try:
-                    answer = self._client.get_object(Bucket=self._bucket, Key=self.key(relative))
-                except ClientError as exc:
-                    if s3_client.is_not_found(exc):
-                        raise FileNotFoundError(2, "no such object", relative) from None
-                    raise
-        except FileNotFoundError:
-            raise
+        with s3_client.s3_errors(f"{relative}: cannot read", self._label):
+            try:
+                answer = self._client.get_object(Bucket=self._bucket, Key=self.key(relative))
+            except ClientError as exc:
+                if s3_client.is_not_found(exc):
+                    raise FileNotFoundError(2, "no such object", relative) from None
+                raise
         return io.BufferedReader(_BodyReader(answer["Body"], relative, self._label), 1 << 20)
 
     def md5_of(self, relative: str) -> tuple[str, int]:
@@ -174,7 +171,11 @@ class S3Store:
     def check_writable(self, relative: str) -> None:
         """The path is a plain one below a tree top and the local spool takes files."""
         self._refuse_unwritable(relative)
-        if not os.access(self._spool_dir("tmp"), os.W_OK | os.X_OK):
+        try:
+            spool = self._spool_dir("tmp")
+        except OSError as exc:
+            raise PathRefused(f"{relative}: cannot make the local spool ({exc.strerror})") from exc
+        if not os.access(spool, os.W_OK | os.X_OK):
             raise PathRefused(f"{relative}: cannot write into the local spool directory")
 
     def quarantine(self, relative: str, now: float) -> str:

@@ -31,6 +31,17 @@ if TYPE_CHECKING:
     from galaxy_archive.upstream.http_client import HttpClient
 
 
+def _local_free(path: Path) -> int:
+    return shutil.disk_usage(path).free
+
+
+def _bucket_free(path: Path) -> int:
+    """An S3 archive's objects do not land on local disk (only one spool file per worker
+    does): the free-space check before a product has nothing to compare against."""
+    del path
+    return 1 << 62
+
+
 @dataclass
 class App:
     config: Config
@@ -41,8 +52,12 @@ class App:
     migrations_dir: Path | None = None
     stop: threading.Event = field(default_factory=threading.Event)  # first signal: wind down
     abort: threading.Event = field(default_factory=threading.Event)  # second: drop what's in flight
-    disk_free: Callable[[Path], int] = field(default=lambda path: shutil.disk_usage(path).free)
+    disk_free: Callable[[Path], int] = field(default=_local_free)
     _store: ObjectStore | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.config.storage.kind == "s3" and self.disk_free is _local_free:
+            self.disk_free = _bucket_free
 
     def http(self, workers: int) -> HttpClient:
         # local: requests only for network commands
@@ -93,7 +108,17 @@ class App:
         """The run's one store: built on first use, then shared by every part of the run (its
         directory checks are cached per store, so one store checks each directory once)."""
         if self._store is None:
-            self._store = ArchiveStore(self.config.root)
+            if self.config.storage.kind == "s3":
+                from galaxy_archive.storage.s3 import S3Store  # local: boto3 only for S3
+
+                self._store = S3Store.from_config(
+                    self.config.storage.s3,
+                    spool_dir=self.config.root / "s3-spool",
+                    retries=self.config.http.retries,
+                    timeout_s=self.config.http.timeout_s,
+                )
+            else:
+                self._store = ArchiveStore(self.config.root)
         return self._store
 
     def open_db(self) -> StateDB:

@@ -97,6 +97,29 @@ class LogSection:
     file: Path | None = None
 
 
+STORAGE_KINDS = ("local", "s3")
+S3_ADDRESSING = ("path", "virtual")
+
+
+@dataclass(frozen=True)
+class S3Section:
+    """Where an S3-API bucket is. No credential here: boto3's standard chain finds them
+    (environment, shared credentials file, `profile`), so none is in archive.toml."""
+
+    endpoint: str = ""  # empty: AWS's own endpoint for `region`
+    bucket: str = ""
+    prefix: str = ""  # keys are <prefix>/<the tree's relative path>
+    region: str = ""
+    addressing: str = "path"  # "path" (most self-hosted servers) or "virtual"
+    profile: str = ""  # a profile of the shared credentials file; empty: the default chain
+
+
+@dataclass(frozen=True)
+class StorageSection:
+    kind: str = "local"  # "local" (the tree under [archive] root) or "s3"
+    s3: S3Section = field(default_factory=S3Section)
+
+
 @dataclass(frozen=True)
 class Config:
     archive: ArchiveSection = field(default_factory=ArchiveSection)
@@ -105,6 +128,7 @@ class Config:
     endpoints: Endpoints = field(default_factory=Endpoints)
     auth: AuthSection = field(default_factory=AuthSection)
     log: LogSection = field(default_factory=LogSection)
+    storage: StorageSection = field(default_factory=StorageSection)
 
     @property
     def root(self) -> Path:
@@ -221,6 +245,43 @@ def _generations(key: str, value: Any) -> tuple[int, ...]:
     return tuple(items)
 
 
+def _choice(allowed: tuple[str, ...]) -> _Converter:
+    def convert(key: str, value: Any) -> str:
+        if value not in allowed:
+            raise ConfigError(f"config key {key}: expected one of {', '.join(allowed)}")
+        return str(value)
+
+    return convert
+
+
+def _s3_prefix(key: str, value: Any) -> str:
+    prefix: str = _expect(key, value, str, "a key prefix")
+    parts = prefix.strip("/").split("/")
+    if prefix.strip("/") and any(part in ("", ".", "..") for part in parts):
+        raise ConfigError(f"config key {key}: {prefix!r} has an empty, . or .. segment")
+    return prefix.strip("/")
+
+
+_S3_KEYS: dict[str, _Converter] = {
+    "endpoint": lambda k, v: _endpoint_url(k, v) if v != "" else "",
+    "bucket": lambda k, v: _expect(k, v, str, "a bucket name"),
+    "prefix": _s3_prefix,
+    "region": lambda k, v: _expect(k, v, str, "a region name"),
+    "addressing": _choice(S3_ADDRESSING),
+    "profile": lambda k, v: _expect(k, v, str, "a profile name"),
+}
+
+
+def _s3_section(key: str, value: Any) -> S3Section:
+    table = _expect(f"[{key}]", value, dict, "a table")
+    values = {}
+    for name, raw in table.items():
+        if name not in _S3_KEYS:
+            raise ConfigError(f"unknown config key {key}.{name}")
+        values[name] = _S3_KEYS[name](f"{key}.{name}", raw)
+    return S3Section(**values)
+
+
 # section -> key -> (dataclass field, converter)
 _Converter = Any
 _SCHEMA: dict[str, tuple[type, dict[str, tuple[str, _Converter]]]] = {
@@ -268,6 +329,10 @@ _SCHEMA: dict[str, tuple[type, dict[str, tuple[str, _Converter]]]] = {
         },
     ),
     "log": (LogSection, {"file": ("file", _path)}),
+    "storage": (
+        StorageSection,
+        {"kind": ("kind", _choice(STORAGE_KINDS)), "s3": ("s3", _s3_section)},
+    ),
 }
 
 
@@ -289,6 +354,8 @@ def parse(mapping: Mapping[str, Any]) -> Config:
     config = Config(**sections)
     if config.http.timeout_s <= 0:
         raise ConfigError("config key http.timeout: must be positive")
+    if config.storage.kind == "s3" and not config.storage.s3.bucket:
+        raise ConfigError('config key storage.s3.bucket: needed with storage.kind = "s3"')
     return config
 
 

@@ -159,3 +159,24 @@ def make_archive(tmp_path: Path) -> Callable[..., Archive]:
         return archive
 
     return make
+
+
+# --- the S3 backend's server (tests/s3_server.py): started only by the tests that ask ---
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One `rclone serve s3` for the session; each test keeps to its own key prefix."""
+    from tests.s3_server import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("s3")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The server's keys in the environment, where boto3's standard chain finds them."""
+    for name, value in s3_server.credentials_env().items():
+        monkeypatch.setenv(name, value)
+    return s3_server

@@ -69,9 +69,10 @@ class SyncReport:
         return self.products.setdefault(product_id, ProductReport(product_id))
 
     def problem(self, message: str) -> None:
-        """Record a problem naming its object; it is logged at once (cron sees it in order)."""
+        """Record a problem naming its object; it is logged at once, as an error: a failed or
+        missing object is what `sync -q` from cron must still print (in order)."""
         self.problems.append(message)
-        log.warning("%s", message)
+        log.error("%s", message)
 
     def warning(self, message: str) -> None:
         """Record a warning naming its object; logged at once, the exit code unchanged."""

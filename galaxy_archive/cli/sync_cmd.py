@@ -110,7 +110,7 @@ def sync(
         )
     if app.is_json:
         print_json(report.to_json())
-    elif app.verbosity >= 0:
+    elif app.verbosity >= 0 or report.exit_code != ExitCode.OK:  # -q: a failing run still says so
         click.echo(report.summary_line())
         if report.is_dry_run:
             for product in report.products.values():

@@ -1,0 +1,145 @@
+"""What a person sees (issue 12): every run tells the truth on stdout, stderr and in its exit
+code, under -q from cron, with --json after the command, and with the usual mistakes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from galaxy_archive.errors import ExitCode
+from tests.conftest import REPO, Archive
+from tests.fakegalaxy import FakeGalaxy, World, random_bytes
+
+PID = "1207658930"
+
+
+def small_world() -> World:
+    world = World(seed=31)
+    world.add_v2_build(PID, files={"game.exe": random_bytes(300_000, 1)}, chunk_size=64 * 1024)
+    return world
+
+
+def synced(serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]) -> Archive:
+    archive = make_archive(serve(small_world()))
+    result = archive.run("sync", PID, "--generation", "2")
+    assert result.exit_code == 0, result.output
+    return archive
+
+
+def test_quiet_sync_with_a_failed_chunk_names_it_and_prints_the_summary(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = small_world()
+    server = serve(world)
+    victim = sorted(h for h in world.store if PID in world.store_owners[h])[0]
+    server.faults.always(victim, "500")
+    archive = make_archive(server)
+    done = archive.run_process("-q", "sync", PID, "--generation", "2")
+    assert done.returncode == ExitCode.PROBLEMS
+    assert f"chunk {victim}" in done.stderr  # what cron mails
+    assert "failed 1" in done.stdout
+
+
+def test_quiet_sync_that_succeeds_prints_nothing(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    archive = make_archive(serve(small_world()))
+    done = archive.run_process("sync", PID, "--generation", "2", "-q")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_json_and_quiet_are_accepted_after_the_command(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    archive = synced(serve, make_archive)
+    result = archive.run("status", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["command"] == "status"
+    result = archive.run("verify", "--json", "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["command"] == "verify"
+
+
+def test_a_closed_stdout_ends_the_command_quietly(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    archive = synced(serve, make_archive)
+    command = (
+        f"{sys.executable} -m galaxy_archive --config {archive.config_path} --json status"
+        " | head -c 1"
+    )
+    done = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {command}"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    assert done.stdout == "{"
+    assert done.stderr == ""
+    assert done.returncode == ExitCode.PROBLEMS
+
+
+def test_a_config_that_is_a_directory_is_one_line(tmp_path: Path) -> None:
+    done = run_cli("--config", str(tmp_path), "status")
+    assert done.returncode == ExitCode.USAGE
+    assert done.stderr.strip() == (
+        f"galaxy-archive: cannot read the config file {tmp_path}: Is a directory"
+    )
+
+
+def test_a_log_file_under_a_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    log_file = tmp_path / "afile" / "run.log"
+    done = run_cli("--root", str(tmp_path), "--log-file", str(log_file), "status")
+    assert done.returncode == ExitCode.USAGE
+    assert done.stderr.startswith(f"galaxy-archive: cannot open the log file {log_file}: ")
+    assert len(done.stderr.splitlines()) == 1
+
+
+def test_a_root_that_is_a_file_is_named_as_such(tmp_path: Path) -> None:
+    root = tmp_path / "afile"
+    root.write_text("")
+    done = run_cli("--root", str(root), "sync", PID)
+    assert done.returncode == ExitCode.USAGE
+    assert done.stderr == f"galaxy-archive: the archive root {root} is not a directory\n"
+
+
+def test_status_of_a_product_not_archived_exits_2(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    archive = synced(serve, make_archive)
+    result = archive.run("status", "999")
+    assert result.exit_code == ExitCode.USAGE
+    assert "no product 999 in this archive" in result.output
+
+
+def test_login_and_logout_print_a_json_document(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    archive = make_archive(serve(small_world()), login=False)
+    result = archive.run("login", "--code", "test-code", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["command"] == "login"
+    result = archive.run("--json", "logout")
+    assert json.loads(result.stdout) == {"command": "logout", "exit_code": 0, "was_logged_in": True}
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "galaxy_archive", *args],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(REPO / ".no-home"),
+            "XDG_CONFIG_HOME": "/nonexistent",
+        },
+    )

@@ -133,6 +133,12 @@ class Syncer:
         builds = self._select_builds(product_id, listings)
         v1_builds = self._select_builds(product_id, listings, generation=1)
         product.builds_selected = len(builds) + len(v1_builds)
+        options = self.options
+        if listings and not product.builds_selected and (options.build_ids or options.branch):
+            # asked for by id or branch and none matches: say so rather than sync nothing
+            wanted = [f"--build {b}" for b in options.build_ids]
+            wanted += [f"--branch {options.branch}"] if options.branch else []
+            self.report.problem(f"product {product_id}: no build matches {' '.join(wanted)}")
         log.info(
             "product %s: %d builds listed, %d to mirror",
             product_id,

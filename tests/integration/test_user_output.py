@@ -4,10 +4,13 @@ code, under -q from cron, with --json after the command, and with the usual mist
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 from galaxy_archive.errors import ExitCode
 from tests.conftest import REPO, Archive
@@ -66,21 +69,31 @@ def test_json_and_quiet_are_accepted_after_the_command(
 def test_a_closed_stdout_ends_the_command_quietly(
     serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
 ) -> None:
+    """As after `--json status | head -1`: the reader has gone before the document is written
+    (its end of the pipe closed first, so the write fails every time)."""
     archive = synced(serve, make_archive)
-    command = (
-        f"{sys.executable} -m galaxy_archive --config {archive.config_path} --json status"
-        " | head -c 1"
-    )
-    done = subprocess.run(
-        ["bash", "-c", f"set -o pipefail; {command}"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        check=False,
-    )
-    assert done.stdout == "{"
-    assert done.stderr == ""
-    assert done.returncode == ExitCode.PROBLEMS
+    for command in (["--json", "status"], ["verify", "--json"]):
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        try:
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "galaxy_archive",
+                    "--config",
+                    str(archive.config_path),
+                    *command,
+                ],
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=REPO,
+                check=False,
+            )
+        finally:
+            os.close(write_end)
+        assert (done.returncode, done.stderr) == (ExitCode.PROBLEMS, "")
 
 
 def test_a_config_that_is_a_directory_is_one_line(tmp_path: Path) -> None:
@@ -143,3 +156,74 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
             "XDG_CONFIG_HOME": "/nonexistent",
         },
     )
+
+
+def test_sync_of_a_product_gog_does_not_know_is_an_error_and_not_recorded(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    archive = synced(serve, make_archive)
+    result = archive.run("sync", "999999")
+    assert result.exit_code == ExitCode.PROBLEMS
+    assert "product 999999: GOG lists no builds of it" in result.output
+    assert archive.run("status", "999999").exit_code == ExitCode.USAGE
+    assert archive.run("status", PID).exit_code == 0
+
+
+def test_sync_with_a_build_or_branch_that_matches_nothing_says_so(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    archive = make_archive(serve(small_world()))
+    result = archive.run("sync", PID, "--build", "123")
+    assert result.exit_code == ExitCode.PROBLEMS
+    assert f"product {PID}: no build matches --build 123" in result.output
+    result = archive.run("sync", PID, "--branch", "nope")
+    assert result.exit_code == ExitCode.PROBLEMS
+    assert f"product {PID}: no build matches --branch nope" in result.output
+
+
+@pytest.fixture
+def read_only_view(tmp_path: Path) -> Iterator[Callable[[Path], Path]]:
+    """A read-only view of a directory: a read-only bind mount as root (for whom modes do not
+    count), the modes otherwise."""
+    mounts: list[Path] = []
+    chmodded: list[Path] = []
+
+    def view(source: Path) -> Path:
+        if os.geteuid() != 0:
+            for path in [source, *source.rglob("*")]:
+                path.chmod(path.stat().st_mode & ~0o222)
+                chmodded.append(path)
+            return source
+        target = tmp_path / "ro-view"
+        target.mkdir()
+        for command in (
+            ["mount", "--bind", str(source), str(target)],
+            ["mount", "-o", "remount,ro,bind", str(target)],
+        ):
+            if subprocess.run(command, capture_output=True, check=False).returncode:
+                pytest.skip("cannot make a read-only mount here")
+            mounts.append(target)
+        return target
+
+    yield view
+    for target in dict.fromkeys(mounts):
+        subprocess.run(["umount", str(target)], check=False)
+    for path in chmodded:
+        path.chmod(path.stat().st_mode | 0o200)
+
+
+def test_status_and_verify_read_a_read_only_archive_and_say_nothing_was_recorded(
+    serve: Callable[..., FakeGalaxy],
+    make_archive: Callable[..., Archive],
+    read_only_view: Callable[[Path], Path],
+) -> None:
+    archive = synced(serve, make_archive)
+    root = read_only_view(archive.root)
+    status = archive.run_process("--root", str(root), "status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert [p["product_id"] for p in json.loads(status.stdout)["products"]] == [PID]
+    assert "read-only: this run reads the archive and records nothing" in status.stderr
+    verify = archive.run_process("--root", str(root), "verify")
+    assert verify.returncode == 0, verify.stderr
+    assert "records nothing" in verify.stderr
+    assert "0 missing, 0 corrupt" in verify.stdout

@@ -113,9 +113,6 @@ def sync(
     elif app.verbosity >= 0 or report.exit_code != ExitCode.OK:  # -q: a failing run still says so
         click.echo(report.summary_line())
         if report.is_dry_run:
-            for product in report.products.values():
-                click.echo(
-                    f"  product {product.product_id}: {product.planned_objects} objects, "
-                    f"{product.planned_bytes} bytes"
-                )
+            for line in report.dry_run_lines():
+                click.echo(line)
     return report.exit_code

@@ -79,6 +79,6 @@ def verify(
         report = run_verify(app, options, progress=progress)
     if app.is_json:
         print_json(report.to_json())
-    elif app.verbosity >= 0 or report.exit_code != ExitCode.OK:  # -q: a failing run still says so
+    elif app.verbosity >= 0:
         click.echo(report.summary_line())
     return report.exit_code

@@ -101,6 +101,7 @@ def _sync_with(
         free_space_at=app.config.root,
     )
     syncer.on_result = lambda _result: progress.add_object()
+    syncer.context.on_planned = progress.add_planned
     report = _sync_library(syncer, product_ids, include_owned)
     syncer.sync_dependencies()
     return report

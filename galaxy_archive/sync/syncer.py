@@ -108,6 +108,14 @@ class Syncer:
                 self.report.product(product_id).error = error
             except Stopping:
                 log.info("product %s: stopped; the next run resumes it", product_id)
+            else:
+                done = self.report.product(product_id)
+                log.info(
+                    "product %s: done, %d of %d builds complete",
+                    product_id,
+                    done.builds_complete,
+                    done.builds_selected,
+                )
             self.db.conn.commit()
             self.db.touch_product(product_id, self.clock(), error)
         if self.stop.is_set():

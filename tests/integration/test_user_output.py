@@ -227,3 +227,55 @@ def test_status_and_verify_read_a_read_only_archive_and_say_nothing_was_recorded
     assert verify.returncode == 0, verify.stderr
     assert "records nothing" in verify.stderr
     assert "0 missing, 0 corrupt" in verify.stdout
+
+
+def on_a_terminal(archive: Archive, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI with a terminal as stdin, stdout and stderr (script(1)), as a person runs it."""
+    command = " ".join(
+        [sys.executable, "-m", "galaxy_archive", "--config", str(archive.config_path), *args]
+    )
+    return subprocess.run(
+        ["script", "-qec", f"stty cols 120; {command}", "/dev/null"],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_sync_on_a_terminal_shows_a_progress_bar_logs_above_it_and_one_summary(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    archive = make_archive(serve(small_world()))
+    done = on_a_terminal(archive, "sync", PID, "--generation", "2")
+    assert done.returncode == 0, done.stdout
+    screen = done.stdout
+    assert "100%" in screen and "objects" in screen  # the bar: share, bytes and objects
+    assert "/s" in screen  # a rate
+    assert f"product {PID}: done" in screen  # a line as the product completes
+    summaries = [line for line in screen.splitlines() if "already present" in line]
+    assert len(summaries) == 1, screen
+
+
+def test_a_second_sync_says_how_much_is_archived_and_that_nothing_was_needed(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    archive = synced(serve, make_archive)
+    result = archive.run("sync", PID, "--generation", "2")
+    assert result.exit_code == 0, result.output
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("nothing new needed: ") and "0 objects" not in last, last
+
+
+def test_a_dry_run_lists_what_adds_up_to_its_total_in_one_unit(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    archive = make_archive(serve(small_world()))
+    result = archive.run("sync", PID, "--dry-run")
+    assert result.exit_code == 0, result.output
+    total, *lines = [line for line in result.stdout.splitlines() if "objects" in line]
+    listed = sum(int(line.split(": ")[1].split(" objects")[0]) for line in lines)
+    assert total.startswith(f"dry run: {listed} objects to fetch, ")
+    assert all(line.endswith("KiB") for line in [total, *lines])

@@ -25,9 +25,7 @@ def _duration(option: str, text: str | None) -> float | None:
 @click.command()
 @click.argument("product_ids", nargs=-1)
 @click.option("--quick", is_flag=True, help="Presence and size only; reads no file.")
-@click.option(
-    "--deep", is_flag=True, help="Also inflate chunks, parse manifests, check V1 files by offset."
-)
+@click.option("--deep", is_flag=True, help="Also inflate every chunk and parse every manifest.")
 @click.option(
     "--max-age", help="Only objects not verified within this long (e.g. 30d), oldest first."
 )

@@ -279,3 +279,28 @@ def test_a_dry_run_lists_what_adds_up_to_its_total_in_one_unit(
     listed = sum(int(line.split(": ")[1].split(" objects")[0]) for line in lines)
     assert total.startswith(f"dry run: {listed} objects to fetch, ")
     assert all(line.endswith("KiB") for line in [total, *lines])
+
+
+def test_the_demo_leaves_a_usable_archive_and_prints_what_to_try(tmp_path: Path) -> None:
+    root = tmp_path / "demo-archive"
+    demo = subprocess.run(
+        [sys.executable, "scripts/demo.py", "--root", str(root)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        check=False,
+    )
+    assert demo.returncode == 0, demo.stderr
+    tries = [line.split()[1:] for line in demo.stdout.splitlines() if line.startswith("  galaxy")]
+    assert ["--config", str(tmp_path / "demo-archive.toml"), "verify"] in tries
+    for args in tries:
+        done = subprocess.run(
+            [sys.executable, "-m", "galaxy_archive", *args],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, (args, done.stderr)

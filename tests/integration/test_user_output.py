@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from galaxy_archive.errors import ExitCode
+from galaxy_archive.report import SyncReport
 from tests.conftest import REPO, Archive
 from tests.fakegalaxy import FakeGalaxy, World, random_bytes
 
@@ -304,3 +305,30 @@ def test_the_demo_leaves_a_usable_archive_and_prints_what_to_try(tmp_path: Path)
             check=False,
         )
         assert done.returncode == 0, (args, done.stderr)
+
+
+def test_verify_on_a_terminal_shows_objects_done_of_those_planned(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    archive = synced(serve, make_archive)
+    done = on_a_terminal(archive, "verify")
+    assert done.returncode == 0, done.stdout
+    assert "13/13 objects" in done.stdout and "100%" in done.stdout
+    assert len([line for line in done.stdout.splitlines() if "verify full:" in line]) == 1
+
+
+def test_sync_without_a_terminal_prints_the_summary_and_the_problems_only(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    archive = make_archive(serve(small_world()))
+    done = archive.run_process("sync", PID, "--generation", "2", "--no-dependencies")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # no bar, no INFO lines: cron mails nothing on a good night
+    assert done.stdout.startswith("fetched ") and len(done.stdout.splitlines()) == 1
+
+
+def test_summary_of_an_interrupted_run_says_so_and_keeps_optional_absences_apart() -> None:
+    report = SyncReport(fetched=96, absent_optional=10, is_interrupted=True)
+    line = report.summary_line()
+    assert line.startswith("interrupted (the next run resumes): fetched 96")
+    assert "absent upstream 0, 10 optional members absent upstream" in line

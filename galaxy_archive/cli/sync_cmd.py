@@ -98,7 +98,7 @@ def sync(
         dependencies=DependencyMode("none" if no_dependencies else sync_config.dependencies),
         v1_range_size=sync_config.v1_range_size,
     )
-    progress = Progress(is_enabled=None if not app.is_json else False)
+    progress = Progress(is_enabled=False if app.is_json or app.verbosity < 0 else None)
     with stop_on_signals(app.stop, app.abort):
         report = run_sync(
             app,

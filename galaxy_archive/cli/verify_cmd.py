@@ -72,7 +72,7 @@ def verify(
         is_repair=repair,
         workers=workers or 0,
     )
-    progress = Progress(is_enabled=None if not app.is_json else False)
+    progress = Progress(is_enabled=False if app.is_json or app.verbosity < 0 else None)
     with stop_on_signals(app.stop, app.abort):
         report = run_verify(app, options, progress=progress)
     if app.is_json:

@@ -332,3 +332,11 @@ def test_summary_of_an_interrupted_run_says_so_and_keeps_optional_absences_apart
     line = report.summary_line()
     assert line.startswith("interrupted (the next run resumes): fetched 96")
     assert "absent upstream 0, 10 optional members absent upstream" in line
+
+
+def test_quiet_on_a_terminal_shows_no_bar(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    archive = make_archive(serve(small_world()))
+    done = on_a_terminal(archive, "sync", PID, "--generation", "2", "--no-dependencies", "-q")
+    assert (done.returncode, done.stdout) == (0, ""), done.stdout

@@ -10,6 +10,7 @@ urllib3) when first called: commands without network (plain verify, status) neve
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import threading
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from galaxy_archive.upstream.auth import Authenticator
     from galaxy_archive.upstream.galaxy_api import GalaxyApi
     from galaxy_archive.upstream.http_client import HttpClient
+
+log = logging.getLogger(__name__)
 
 
 def _local_free(path: Path) -> int:
@@ -122,8 +125,16 @@ class App:
         return self._store
 
     def open_db(self) -> StateDB:
+        """The state DB; on a read-only archive (a backup disk) a copy that records nothing
+        (it says so: a verify there proves, but stamps nothing)."""
+        path = self.config.database_path
+        is_read_only = path.exists() and not (
+            os.access(path.parent, os.W_OK) and os.access(path, os.W_OK)
+        )
+        if is_read_only:
+            log.warning("%s is read-only: this run reads the archive and records nothing", path)
         return open_db(
-            self.config.database_path, now=self.clock(), migrations_dir=self.migrations_dir
+            path, now=self.clock(), migrations_dir=self.migrations_dir, is_read_only=is_read_only
         )
 
     def downloader(

@@ -379,6 +379,8 @@ def load(path: Path | None, *, root_override: Path | None = None) -> Config:
             raise ConfigError(f"config file not found: {path}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        except OSError as exc:  # a directory, unreadable: one line naming it, not a traceback
+            raise ConfigError(f"cannot read the config file {path}: {exc.strerror}") from None
     config = parse(mapping)
     archive = config.archive
     if root_override is not None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any, TextIO
 
 from galaxy_archive.redact import scrub
-from galaxy_archive.report import human_bytes
 
 
 def escape_name(name: str) -> str:
@@ -64,6 +63,16 @@ class _ScrubFilter(logging.Filter):
         return True
 
 
+# The use cases log their summary at the end for the log file; on the terminal the command
+# prints it (stdout): shown once, not twice.
+_RUN_END_PREFIXES = ("sync ended (exit", "verify ended (exit")
+
+
+class _NotTheSummary(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_RUN_END_PREFIXES)
+
+
 def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
     """-q: errors only; default: warnings (INFO too on a TTY); -v: INFO; -vv: DEBUG."""
     if verbosity < 0:
@@ -81,6 +90,7 @@ def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
     # The root level drops to INFO for a log file; stderr keeps the level asked for (-q: errors
     # only, so cron mails nothing on a good night).
     stderr_handler.setLevel(level)
+    stderr_handler.addFilter(_NotTheSummary())
     handlers: list[logging.Handler] = [stderr_handler]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -120,49 +130,102 @@ def _valid_unicode(value: Any) -> Any:
 
 
 class Progress:
-    """A one-line progress display on stderr when it is a terminal; silent otherwise."""
+    """The progress display on stderr when it is a terminal (tqdm); silent otherwise (cron).
+
+    On a terminal: a bar of the bytes (or, when no byte total is known, the objects) done of
+    the total planned so far, with the objects done of those planned, the rate and the ETA.
+    Log lines are written above the bar, never through it (tqdm's logging redirect, which
+    keeps our handler's filters; its level is kept here). Thread-safe: workers call add_*.
+    """
 
     def __init__(self, *, is_enabled: bool | None = None, stream: TextIO | None = None) -> None:
         self._stream = stream or sys.stderr
         self._is_enabled = self._stream.isatty() if is_enabled is None else is_enabled
         self._lock = threading.Lock()
         self._objects = 0
-        self._bytes = 0
-        self._last_draw = 0.0
-        self._started = time.monotonic()
-        self._total_objects: int | None = None
+        self._total_objects = 0
+        self._total_bytes = 0
+        self._bar: Any = None
+        self._redirect: Any = None
 
-    def set_total(self, objects: int) -> None:
-        """Known number of objects: the line becomes a bar with a percentage."""
-        self._total_objects = objects
+    def set_total(self, objects: int, size: int = 0) -> None:
+        """The whole run's plan, known at its start (verify)."""
+        with self._lock:
+            self._total_objects, self._total_bytes = objects, size
+        self._refresh(bytes_done=0)
+
+    def add_planned(self, objects: int, size: int, done: int = 0) -> None:
+        """More work planned (sync plans as it goes: each product, phase and build), `done`
+        of the objects archived already: the count ends where the summary's counts add up."""
+        with self._lock:
+            self._total_objects += objects
+            self._total_bytes += size
+            self._objects += done
+        self._refresh(bytes_done=0)
 
     def add_bytes(self, count: int) -> None:
-        with self._lock:
-            self._bytes += count
-        self._draw()
+        self._refresh(bytes_done=count)
 
     def add_object(self) -> None:
         with self._lock:
             self._objects += 1
-        self._draw()
+        self._refresh(bytes_done=0)
 
-    def _draw(self, force: bool = False) -> None:
+    def _refresh(self, *, bytes_done: int) -> None:
         if not self._is_enabled:
             return
-        now = time.monotonic()
-        if not force and now - self._last_draw < 0.2:
-            return
-        self._last_draw = now
-        rate = self._bytes / max(now - self._started, 1e-6)
-        done = f"{self._objects} objects"
-        if self._total_objects:
-            share = min(self._objects / self._total_objects, 1.0)
-            bar = "#" * int(share * 20)
-            done = f"[{bar:<20}] {share:4.0%} {self._objects}/{self._total_objects} objects"
-        self._stream.write(f"\r{done}, {human_bytes(self._bytes)} ({human_bytes(rate)}/s)   ")
-        self._stream.flush()
+        with self._lock:
+            bar = self._bar or self._open()
+            by_bytes = self._total_bytes > 0
+            total = self._total_bytes if by_bytes else self._total_objects
+            bar.total = max(total, bar.n) or None  # a manifest of unknown size: past the plan
+            bar.unit, bar.unit_scale = ("B", True) if by_bytes else (" objects", False)
+            if by_bytes:
+                bar.update(bytes_done)
+            else:
+                bar.n = self._objects
+            bar.set_postfix_str(f"{self._objects}/{self._total_objects} objects", refresh=False)
+            bar.refresh()
+
+    def _open(self) -> Any:
+        """The bar and the logging redirect, made on first use (a run with nothing to show
+        leaves the terminal alone); tqdm imported here, so cron never loads it."""
+        from tqdm import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        # shutil's size, not tqdm's own: a terminal that reports 0x0 (script(1), some serial
+        # consoles) would make tqdm hide the bar as if it were off the screen.
+        size = shutil.get_terminal_size()
+        self._bar = tqdm(
+            total=None,
+            file=self._stream,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            ncols=size.columns,
+            nrows=size.lines,
+            mininterval=0.2,
+        )
+        levels = [h.level for h in logging.getLogger().handlers if _is_console(h)]
+        self._redirect = logging_redirect_tqdm()
+        self._redirect.__enter__()
+        for handler in logging.getLogger().handlers:
+            if type(handler).__name__ == "_TqdmLoggingHandler" and levels:
+                handler.setLevel(levels[0])  # the redirect drops it: -q must stay errors only
+        return self._bar
 
     def close(self) -> None:
-        if self._is_enabled and (self._objects or self._bytes):
-            self._draw(force=True)
-            self._stream.write("\n")
+        """Draw the last state and give the terminal back (the summary is printed after)."""
+        with self._lock:
+            if self._bar is not None:
+                self._bar.refresh()
+                self._bar.close()
+                self._redirect.__exit__(None, None, None)
+                self._bar = None
+
+
+def _is_console(handler: logging.Handler) -> bool:
+    return isinstance(handler, logging.StreamHandler) and handler.stream in (
+        sys.stdout,
+        sys.stderr,
+    )

@@ -69,9 +69,10 @@ class SyncReport:
         return self.products.setdefault(product_id, ProductReport(product_id))
 
     def problem(self, message: str) -> None:
-        """Record a problem naming its object; it is logged at once (cron sees it in order)."""
+        """Record a problem naming its object; it is logged at once, as an error: a failed or
+        missing object is what `sync -q` from cron must still print (in order)."""
         self.problems.append(message)
-        log.warning("%s", message)
+        log.error("%s", message)
 
     def warning(self, message: str) -> None:
         """Record a warning naming its object; logged at once, the exit code unchanged."""
@@ -87,18 +88,43 @@ class SyncReport:
         return ExitCode.OK
 
     def summary_line(self) -> str:
+        """One line whose counts add up to the objects the progress display counted: every
+        object planned is fetched, already present, failed or absent (required or optional)."""
         if self.is_dry_run:
-            objects = sum(p.planned_objects for p in self.products.values())
-            size = sum(p.planned_bytes for p in self.products.values())
-            objects += int(self.dependencies.get("planned_objects", 0))
-            size += int(self.dependencies.get("planned_bytes", 0))
+            objects, size = self._planned()
             return f"dry run: {objects} objects to fetch, {human_bytes(size)}"
-        absent = self.absent_upstream + self.absent_optional
+        prefix = "interrupted (the next run resumes): " if self.is_interrupted else ""
+        optional = f", {self.absent_optional} optional members absent upstream"
+        if not (self.fetched or self.failed or self.absent_upstream or self.problems):
+            return (
+                f"{prefix}nothing new needed: {self.already_present} objects already archived"
+                + (optional if self.absent_optional else "")
+            )
         return (
-            f"fetched {self.fetched}, already present {self.already_present}, "
-            f"failed {self.failed}, absent upstream {absent}, "
-            f"{human_bytes(self.bytes_fetched)} downloaded"
+            f"{prefix}fetched {self.fetched} ({human_bytes(self.bytes_fetched)}), "
+            f"already present {self.already_present}, failed {self.failed}, "
+            f"absent upstream {self.absent_upstream}{optional}"
         )
+
+    def dry_run_lines(self) -> list[str]:
+        """What a dry run would fetch, per product and for the dependencies: the lines add up
+        to the summary line's total, in its units."""
+        lines = [
+            f"  product {p.product_id}: {p.planned_objects} objects, {human_bytes(p.planned_bytes)}"
+            for p in self.products.values()
+        ]
+        if self.dependencies.get("planned_objects"):
+            objects = int(self.dependencies["planned_objects"])
+            size = int(self.dependencies.get("planned_bytes", 0))
+            lines.append(f"  dependencies: {objects} objects, {human_bytes(size)}")
+        return lines
+
+    def _planned(self) -> tuple[int, int]:
+        objects = sum(p.planned_objects for p in self.products.values())
+        size = sum(p.planned_bytes for p in self.products.values())
+        objects += int(self.dependencies.get("planned_objects", 0))
+        size += int(self.dependencies.get("planned_bytes", 0))
+        return objects, size
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -1,7 +1,7 @@
 """`diff PRODUCT_ID OLD_BUILD NEW_BUILD`: what changed between two archived builds.
 
 An adapter: parse the arguments, open the DB, call browse.diff, print. The use case is imported
-inside the command (see cli.main's docstring: short commands load little).
+inside the command (see cli.main: short commands load little).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from galaxy_archive.cli.archive_db import open_existing_db
-from galaxy_archive.cli.main import _app, _exits
+from galaxy_archive.cli.main import _app, _exits, output_options
 from galaxy_archive.errors import ExitCode
 from galaxy_archive.output import print_json
 
@@ -18,12 +18,10 @@ from galaxy_archive.output import print_json
 @click.argument("product_id")
 @click.argument("old_build")
 @click.argument("new_build")
-@click.option("--json", "is_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_context
+@output_options
 @_exits
-def diff(
-    ctx: click.Context, product_id: str, old_build: str, new_build: str, is_json: bool
-) -> ExitCode:
+def diff(ctx: click.Context, product_id: str, old_build: str, new_build: str) -> ExitCode:
     """List the files added, removed, changed (by MD5) and moved between two archived builds
     of one product and OS (V1 and V2 alike, by path), the bytes an update needs and, where
     the archive holds the patch for the pair, its size and the changed files it covers.
@@ -35,7 +33,6 @@ def diff(
     from galaxy_archive.browse.text import diff_lines
 
     app = _app(ctx)
-    app.is_json = app.is_json or is_json
     require_ids(product_id, old_build, new_build)
     db = open_existing_db(app)
     try:

@@ -1,7 +1,7 @@
 """`show HASH` and `show PRODUCT_ID BUILD_ID`: read what the archive keeps. Read-only, offline.
 
 An adapter: parse the arguments, open the DB, call browse.show, print. The use case is
-imported inside the command (see cli.main's docstring: short commands load little).
+imported inside the command (see cli.main: short commands load little).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 import click
 
 from galaxy_archive.cli.archive_db import open_existing_db
-from galaxy_archive.cli.main import _app, _exits
+from galaxy_archive.cli.main import _app, _exits, output_options
 from galaxy_archive.errors import ConfigError, ExitCode
 from galaxy_archive.output import print_json
 
@@ -20,12 +20,10 @@ from galaxy_archive.output import print_json
 @click.argument("target", nargs=-1, required=True)
 @click.option("--files", "with_files", is_flag=True, help="A build: list every file.")
 @click.option("--raw", is_flag=True, help="A manifest: write its stored bytes unchanged.")
-@click.option("--json", "is_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_context
+@output_options
 @_exits
-def show(
-    ctx: click.Context, target: tuple[str, ...], with_files: bool, raw: bool, is_json: bool
-) -> ExitCode:
+def show(ctx: click.Context, target: tuple[str, ...], with_files: bool, raw: bool) -> ExitCode:
     """Show a stored manifest (by id, or a V1 manifest by its path) or an archived build.
 
     A manifest is decoded and printed as JSON with its kind and the builds that reference it;
@@ -47,7 +45,6 @@ def show(
     from galaxy_archive.browse.text import build_lines, manifest_lines
 
     app = _app(ctx)
-    app.is_json = app.is_json or is_json
     if len(target) not in (1, 2):
         raise ConfigError("show takes a manifest id or path, or a product id and a build id")
     if len(target) == 1 and with_files:

@@ -24,6 +24,7 @@ from galaxy_archive.state.migrations import (
     recorded_migrations,
     refuse_unknown_migrations,
 )
+from galaxy_archive.state.read_only import read_only_copy
 from galaxy_archive.state.stamps import iso as iso  # re-exported: callers import it from here
 
 if TYPE_CHECKING:
@@ -166,6 +167,17 @@ class StateDB:
                 "UPDATE products SET last_synced = ?, last_error = ? WHERE product_id = ?",
                 (iso(now), error, product_id),
             )
+
+    def forget_product(self, product_id: str) -> bool:
+        """Drop the product record of an id that has no builds here (GOG does not know it),
+        so that `status` does not list a typo for good. True when it was dropped."""
+        with self.conn:
+            cursor = self.conn.execute(
+                "DELETE FROM products WHERE product_id = ? "
+                "AND NOT EXISTS (SELECT 1 FROM builds WHERE product_id = ?)",
+                (product_id, product_id),
+            )
+        return cursor.rowcount > 0
 
     def set_dlc_of(self, product_id: str, base_product_id: str) -> None:
         """Record that `product_id` is a DLC mirrored with `base_product_id`'s builds."""
@@ -476,16 +488,24 @@ def object_row(row: Sequence[Any]) -> ObjectRow:
     return _object_row(row)
 
 
-def open_db(path: Path, *, now: float, migrations_dir: Path | None = None) -> StateDB:
+def open_db(
+    path: Path, *, now: float, migrations_dir: Path | None = None, is_read_only: bool = False
+) -> StateDB:
     """Open (creating) the DB, switch to WAL and apply pending migrations.
 
     A file that is not a usable SQLite DB (not a database, damaged, locked for longer than
     BUSY_TIMEOUT_S) is a StorageError naming it; a DB of a newer version is refused
     (ConfigError) before anything in it is changed.
+
+    `is_read_only` (an archive on a read-only disk): the DB is read without writing a byte
+    (not even its WAL) into a copy in memory, which takes the run's writes and is forgotten.
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
+        if is_read_only:
+            conn = read_only_copy(path, timeout_s=BUSY_TIMEOUT_S)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
     except (OSError, sqlite3.Error) as exc:
         raise StorageError(f"cannot open the state DB {path}: {exc}") from exc
     try:

@@ -71,6 +71,8 @@ class SyncContext:
     disk_free: Callable[[Path], int] | None = None
     free_space_at: Path | None = None  # where the bytes land on local disk
     on_result: Callable[[FetchResult], None] = lambda _result: None
+    # (objects planned, their bytes, how many of them are archived already): the progress total
+    on_planned: Callable[[int, int, int], None] = lambda _objects, _size, _done: None
     # product id -> the other product ids its repository manifests list (its DLC), V1 and V2.
     named_products: dict[str, set[str]] = field(default_factory=dict)
     # (product id, build id) -> the entries left out of that build's manifests this run.
@@ -171,10 +173,14 @@ class SyncContext:
         :param planned: tasks; None stands for an object verified already (nothing to do).
         :param optional: object ids the CDN may lack (small-files members, protocol.md 4.3).
         """
+        planned = list(planned)
         tasks = [task for task in planned if task is not None]
+        # verified already: archived, so counted as present (a second sync says how much is)
+        self.report.already_present += len(planned) - len(tasks)
         optional = optional or set()
+        size = sum(task.size or 0 for task in tasks)
+        self.on_planned(len(planned), size, len(planned) - len(tasks))
         if tasks:
-            size = sum(task.size or 0 for task in tasks)
             log.info("fetching %d objects (%s)", len(tasks), human_bytes(size))
         last_commit = time.monotonic()
         for result in self.downloader.run(tasks):

@@ -93,6 +93,7 @@ def _sync_with(
         free_space_at=app.config.root,
     )
     syncer.on_result = lambda _result: progress.add_object()
+    syncer.context.on_planned = progress.add_planned
     report = _sync_library(syncer, product_ids, include_owned)
     syncer.sync_dependencies()
     return report
@@ -132,4 +133,19 @@ def _sync_library(syncer: Syncer, product_ids: Sequence[str], include_owned: boo
             product.dlc_of = base_id
             db.touch_product(dlc_id, syncer.clock())
             db.set_dlc_of(dlc_id, base_id)
+    _report_unknown(syncer, [p for p in product_ids if p not in owned])
     return report
+
+
+def _report_unknown(syncer: Syncer, asked: Sequence[str]) -> None:
+    """An id asked for by name that GOG lists no build of, that no product names as its DLC
+    and that has no builds archived is an error naming it (a typo, say), not a product."""
+    report = syncer.report
+    for product_id in asked:
+        product = report.product(product_id)
+        if product.builds_seen or product.error or product.dlc_of:
+            continue
+        if syncer.db.forget_product(product_id):
+            del report.products[product_id]
+            oses = ", ".join(syncer.options.os)
+            report.problem(f"product {product_id}: GOG lists no builds of it for {oses}")

@@ -115,6 +115,14 @@ class Syncer:
                 self.report.product(product_id).error = error
             except Stopping:
                 log.info("product %s: stopped; the next run resumes it", product_id)
+            else:
+                done = self.report.product(product_id)
+                log.info(
+                    "product %s: done, %d of %d builds complete",
+                    product_id,
+                    done.builds_complete,
+                    done.builds_selected,
+                )
             self.db.conn.commit()
             self.db.touch_product(product_id, self.clock(), error)
         if self.stop.is_set():
@@ -149,6 +157,12 @@ class Syncer:
         builds += [b for b in added if b.build_id not in chosen]
         v1_builds = self._select_builds(product_id, listings, generation=1)
         product.builds_selected = len(builds) + len(v1_builds)
+        options = self.options
+        if listings and not product.builds_selected and (options.build_ids or options.branch):
+            # asked for by id or branch and none matches: say so rather than sync nothing
+            wanted = [f"--build {b}" for b in options.build_ids]
+            wanted += [f"--branch {options.branch}"] if options.branch else []
+            self.report.problem(f"product {product_id}: no build matches {' '.join(wanted)}")
         log.info(
             "product %s: %d builds listed, %d to mirror",
             product_id,

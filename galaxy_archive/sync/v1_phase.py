@@ -275,6 +275,7 @@ class V1Phases(Phase):
         missing = sum((b.total_size or b.min_size) - RangeSet(b.done).covered for b in pending)
         if not self.context.has_room_for(product_id, missing):
             return
+        self.context.on_planned(len(pending), missing, 0)
         downloader = self.context.downloader
         for blob in pending:
             if self.context.stop.is_set():

@@ -45,7 +45,7 @@ class Options:
     verify_only: bool = False
     workers: int = max(os.cpu_count() or 1, 2)
     on_file: Callable[[int], None] | None = None  # called with each file's bytes once done
-    on_start: Callable[[int], None] | None = None  # called with the number of files to do
+    on_start: Callable[[int, int], None] | None = None  # called with the files and bytes to do
 
 
 @dataclass
@@ -89,7 +89,7 @@ def restore(
     skipped = _refuse_or_skip(planned, options.partial, result)
     files = [f for f in planned.plan.files if f.path not in skipped]
     if options.on_start is not None:
-        options.on_start(len(files))
+        options.on_start(len(files), sum(f.size for f in files))
     if options.verify_only and not dest.is_dir():
         result.outcomes.update(dict.fromkeys((f.path for f in files), WRONG))
         return result

@@ -180,12 +180,10 @@ class Progress:
             total = self._total_bytes if by_bytes else self._total_objects
             bar.total = max(total, bar.n) or None  # a manifest of unknown size: past the plan
             bar.unit, bar.unit_scale = ("B", True) if by_bytes else (" objects", False)
-            if by_bytes:
-                bar.update(bytes_done)
-            else:
-                bar.n = self._objects
             bar.set_postfix_str(f"{self._objects}/{self._total_objects} objects", refresh=False)
-            bar.refresh()
+            if not by_bytes:
+                bar.n, bytes_done = self._objects, 0
+            bar.update(bytes_done)  # redraws at most every mininterval; close() draws the last
 
     def _open(self) -> Any:
         """The bar and the logging redirect, made on first use (a run with nothing to show

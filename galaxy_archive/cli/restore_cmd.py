@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from galaxy_archive.cli.archive_db import open_existing_db
-from galaxy_archive.cli.main import _app, _exits
+from galaxy_archive.cli.main import _app, _exits, output_options
 from galaxy_archive.errors import ConfigError, ExitCode
 from galaxy_archive.output import Progress, print_json
 from galaxy_archive.report import human_bytes
@@ -31,8 +31,8 @@ from galaxy_archive.report import human_bytes
 )
 @click.option("--partial", is_flag=True, help="Restore what can be; exit 1 naming the rest.")
 @click.option("--verify-only", is_flag=True, help="Check DEST against the build; write nothing.")
-@click.option("--json", "is_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_context
+@output_options
 @_exits
 def restore(
     ctx: click.Context,
@@ -46,7 +46,6 @@ def restore(
     with_dependencies: bool,
     partial: bool,
     verify_only: bool,
-    is_json: bool,
 ) -> ExitCode:
     """Rebuild the installed files of an archived build in DEST, from the archive alone.
 
@@ -65,7 +64,6 @@ def restore(
     from galaxy_archive.restore.run import restore as run_restore
 
     app = _app(ctx)
-    app.is_json = app.is_json or is_json
     if build_id is not None and dest is None:
         raise ConfigError("restore takes PRODUCT_ID, or PRODUCT_ID BUILD_ID DEST")
     if no_dlc and dlcs:
@@ -77,7 +75,7 @@ def restore(
         selection = Selection(
             lang, () if no_dlc else (dlcs or None), offline_depot, with_dependencies
         )
-        progress = Progress(is_enabled=None if not app.is_json else False)
+        progress = Progress(is_enabled=False if app.is_json or app.verbosity < 0 else None)
         options = Options(
             selection,
             partial,
@@ -99,7 +97,8 @@ def restore(
             click.echo(f"galaxy-archive: {problem}", err=True)
         for path in result.unnamed if app.verbosity > 0 else []:
             click.echo(f"not in the build (left alone): {path}")
-        click.echo(_summary(doc, verify_only))
+        if app.verbosity >= 0 or not result.is_ok:  # -q: a failing restore still says so
+            click.echo(_summary(doc, verify_only))
     return ExitCode.OK if result.is_ok else ExitCode.PROBLEMS
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from galaxy_archive.cli.main import _app, _exits
+from galaxy_archive.cli.main import _app, _exits, output_options
 from galaxy_archive.errors import ExitCode
 
 
@@ -40,6 +40,7 @@ from galaxy_archive.errors import ExitCode
 )
 @click.option("--hide-delisted", is_flag=True, help="Leave builds GOG no longer lists out.")
 @click.pass_context
+@output_options
 @_exits
 def serve(
     ctx: click.Context,

@@ -55,3 +55,11 @@ def test_cli_sync_needs_products(tmp_path: Path) -> None:
 def test_cli_status_without_an_archive_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--root", str(tmp_path / "none"), "status"])
     assert result.exit_code == ExitCode.USAGE and "no archive" in result.output
+
+
+@pytest.mark.parametrize("command", sorted(cli.commands))
+def test_cli_every_command_takes_the_output_options_after_it(command: str) -> None:
+    """`galaxy-archive restore ... -q` is what people type: every command, new ones too."""
+    shown = CliRunner().invoke(cli, [command, "--help"]).output
+    for option in ("--json", "-q, --quiet", "-v, --verbose"):
+        assert option in shown, f"{command} does not take {option} after the command"

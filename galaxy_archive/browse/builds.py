@@ -124,7 +124,7 @@ def _load_depot(
     build_key: tuple[str, str],
     depot: tuple[Any, ...],
 ) -> StoredDepot:
-    product_id, build_id = build_key
+    product_id = build_key[0]
     object_id, products, languages, size, is_offline = depot
     row = row_by_id(db, object_id)
     assert row is not None  # a foreign key of build_depots / v1_depots

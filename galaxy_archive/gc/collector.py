@@ -67,6 +67,7 @@ class GcReport:
     deleted_files: int = 0
     deleted_bytes: int = 0
     refused: str | None = None  # why nothing was deleted (the valve)
+    would_refuse: str | None = None  # --dry-run: why a real run would refuse
     failures: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
 
@@ -88,11 +89,14 @@ class GcReport:
         if self.refused is not None:
             return f"gc: nothing deleted: {self.refused}"
         if self.is_dry_run:
-            return (
+            line = (
                 f"gc --dry-run: would delete {self.planned_objects} objects and "
                 f"{len(self.planned) - self.planned_objects} other files, "
                 f"{self.planned_bytes} bytes"
             )
+            if self.would_refuse is not None:
+                line += f"; a run would refuse: {self.would_refuse}"
+            return line
         line = (
             f"gc: deleted {self.deleted_objects} objects and {self.deleted_files} other files, "
             f"{self.deleted_bytes} bytes"
@@ -105,6 +109,7 @@ class GcReport:
         data: dict[str, Any] = {
             "dry_run": self.is_dry_run,
             "refused": self.refused,
+            "would_refuse": self.would_refuse,
             "planned_objects": self.planned_objects,
             "planned_files": len(self.planned) - self.planned_objects,
             "planned_bytes": self.planned_bytes,
@@ -151,8 +156,12 @@ def _collect(
 ) -> GcReport:
     report = GcReport(is_dry_run=options.is_dry_run)
     report.planned = plan(db, store, options, clock())
-    report.refused = _valve(report.planned_objects, gc_records.object_count(db), options)
-    if report.refused is None and not options.is_dry_run:
+    refusal = _valve(report.planned_objects, gc_records.object_count(db), options)
+    if options.is_dry_run:
+        report.would_refuse = refusal  # a dry run lists the plan all the same
+    elif refusal is not None:
+        report.refused = refusal
+    else:
         _delete(db, store, report, clock, progress)
     return report
 
@@ -189,7 +198,7 @@ def _valve(count: int, total: int, options: GcOptions) -> str | None:
     if count > total * DEFAULT_MAX_SHARE:
         return (
             f"{count} of {total} objects to delete, more than 1 %; "
-            f"run gc --dry-run to see them, then gc --max-delete {count}"
+            f"see them with gc --dry-run, then run gc --max-delete {count}"
         )
     return None
 

@@ -119,7 +119,11 @@ def test_the_one_percent_valve_stops_and_max_delete_lets_it_go(archive: Archive)
     unshared = forget_build(archive, "1.0")
     result = archive.run("gc")
     assert result.exit_code == 2
-    assert "--max-delete" in result.output
+    assert f"then run gc --max-delete {len(unshared)}" in result.stdout
+    assert archive.tree() == before
+    result = archive.run("gc", "--dry-run")  # lists the plan all the same, and says why
+    assert result.exit_code == 0, result.output
+    assert "a run would refuse" in result.stdout.splitlines()[-1]
     assert archive.tree() == before
     result = archive.run("gc", "--max-delete", str(len(unshared) - 1))
     assert result.exit_code == 2

@@ -11,10 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from galaxy_archive.app import App
+from galaxy_archive.config import load
 from galaxy_archive.storage.local import ArchiveStore
 from tests.conftest import Archive
 from tests.fakegalaxy import FakeGalaxy, World, random_bytes
+from tests.integration.test_s3_backend import bucket_tree, use_s3
 from tests.integration.test_user_output import read_only_view as read_only_view  # fixture
+from tests.s3_server import S3Server
 
 PID = "1207658930"
 SHARED = random_bytes(300_000, 1)
@@ -205,3 +209,27 @@ def test_gc_on_a_read_only_archive_is_a_clear_error(
     assert "Traceback" not in result.stderr
     assert "lock" in result.stderr and "Read-only" in result.stderr, result.stderr
     assert result.stdout == ""
+
+
+def test_gc_on_the_s3_backend_deletes_through_the_store(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive], s3_env: S3Server
+) -> None:
+    archive = make_archive(serve(gc_world()))
+    use_s3(archive, s3_env, "it/gc")
+    result = archive.run("sync", PID, "--generation", "2", "--no-patches")
+    assert result.exit_code == 0, result.output
+    before = bucket_tree(s3_env, "it/gc")
+    unshared = forget_build(archive, "1.0")
+    # A key nothing recorded, put in the bucket by someone else (through the S3 API).
+    App(config=load(archive.config_path)).store().write_verified(
+        "v2/stray-key", [b"zz"], expected_md5=None, expected_size=2
+    )
+    stray = s3_env.bucket_dir / "it/gc/v2/stray-key"
+    assert stray.exists()
+    code, report = gc_json(archive, "--max-delete", "100")
+    assert code == 0, report
+    assert report["deleted_objects"] == len(unshared) and report["deleted_files"] == 1, report
+    assert set(before) - set(bucket_tree(s3_env, "it/gc")) == unshared
+    assert not stray.exists()
+    verified = archive.run("verify", "--json")
+    assert verified.exit_code == 0, verified.output

@@ -26,6 +26,7 @@ from typing import Any
 
 from galaxy_archive.app import App
 from galaxy_archive.errors import ConfigError, ExitCode, StorageError
+from galaxy_archive.models.object_state import ObjectState
 from galaxy_archive.output import Progress
 from galaxy_archive.runs import RecordedRun
 from galaxy_archive.state import gc_records
@@ -34,11 +35,14 @@ from galaxy_archive.state.lock import archive_lock
 from galaxy_archive.state.needs import unneeded_objects
 from galaxy_archive.state.verify_records import VerifyRecords
 from galaxy_archive.storage.interface import ObjectStore
-from galaxy_archive.storage.names import QUARANTINE_DIR
+from galaxy_archive.storage.names import PARTIAL_SUFFIX, QUARANTINE_DIR
 from galaxy_archive.storage.tree_walk import Stray, find_strays
 
 DEFAULT_MAX_SHARE = 0.01  # without --max-delete: at most 1 % of the recorded objects
 DELETE_BATCH = 256  # objects marked, deleted and forgotten per commit
+# Rows whose file the store holds (or held): the bytes a deletion frees. A missing or
+# absent-upstream row frees nothing.
+_STORED = (ObjectState.PRESENT, ObjectState.VERIFIED, ObjectState.CORRUPT)
 _QUARANTINE_STAMP = re.compile(r"\.(\d{8}T\d{6}Z)(?:\.\d+)?$")
 
 
@@ -170,11 +174,23 @@ def plan(db: StateDB, store: ObjectStore, options: GcOptions, now: float) -> lis
     """Everything this gc would delete, recorded objects first (in path order)."""
     doomed = [Doomed(row.path, row.size or 0, "unneeded", row.id) for row in unneeded_objects(db)]
     for path, stray in find_strays(store, VerifyRecords(db).paths_under, lambda: False):
-        if stray is not Stray.UNREADABLE:  # nothing below it is known: never guessed at
-            doomed.append(Doomed(path, store.size_of(path) or 0, str(stray)))
+        if stray is Stray.UNREADABLE:  # nothing below it is known: never guessed at
+            continue
+        if stray is Stray.PARTIAL and _is_resumable(db, path):
+            continue
+        doomed.append(Doomed(path, store.size_of(path) or 0, str(stray)))
     if options.quarantine_older_than_s is not None:
         doomed.extend(_old_quarantine(store, now - options.quarantine_older_than_s))
     return doomed
+
+
+def _is_resumable(db: StateDB, partial: str) -> bool:
+    """A V1 partial file (`dir/.<name>.galaxy-partial`) is kept while the blob it assembles
+    (`dir/<name>`) is recorded and not verified yet: the next sync resumes it."""
+    directory, _, name = partial.rpartition("/")
+    blob = f"{directory}/{name[1 : -len(PARTIAL_SUFFIX)]}"
+    state = gc_records.state_of(db, blob)
+    return state is not None and state != ObjectState.VERIFIED
 
 
 def _old_quarantine(store: ObjectStore, cutoff: float) -> list[Doomed]:

@@ -62,3 +62,9 @@ def forget(db: StateDB, object_ids: Sequence[int]) -> None:
 
 def object_count(db: StateDB) -> int:
     return int(db.conn.execute("SELECT count(*) FROM objects").fetchone()[0])
+
+
+def state_of(db: StateDB, path: str) -> str | None:
+    """The recorded state of the object at `path`, or None when none is recorded there."""
+    row = db.conn.execute("SELECT state FROM objects WHERE path = ?", (path,)).fetchone()
+    return None if row is None else str(row[0])

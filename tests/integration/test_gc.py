@@ -141,7 +141,7 @@ def test_stray_temp_and_unknown_files_go_quarantine_stays(archive: Archive) -> N
     before = archive.tree()
     some_dir = archive.root / sorted(before)[0]
     unknown = some_dir.parent / "not-an-object"
-    temp = some_dir.parent / "abc.tmp"
+    temp = some_dir.parent / "abc.galaxy-tmp"
     unknown.write_bytes(b"x" * 10)
     temp.write_bytes(b"y" * 5)
     quarantined = archive.root / "quarantine" / f"{sorted(before)[0]}.20200101T000000Z"
@@ -149,12 +149,31 @@ def test_stray_temp_and_unknown_files_go_quarantine_stays(archive: Archive) -> N
     quarantined.write_bytes(b"evidence")
     code, report = gc_json(archive)
     assert code == 0, report
+    assert {(d["path"], d["why"]) for d in report["planned"]} == {  # type: ignore[attr-defined]
+        (unknown.relative_to(archive.root).as_posix(), "unknown"),
+        (temp.relative_to(archive.root).as_posix(), "temp"),
+    }
     assert report["deleted_files"] == 2 and report["deleted_bytes"] == 15
     assert archive.tree() == before
     assert quarantined.exists()
     code, report = gc_json(archive, "--quarantine-older-than", "90d")
     assert code == 0 and report["deleted_files"] == 1, report
     assert not quarantined.exists()
+
+
+def test_a_partial_file_goes_unless_a_recorded_blob_resumes_it(archive: Archive) -> None:
+    before = archive.tree()
+    blob = sorted(before)[-1]
+    directory, _, name = blob.rpartition("/")
+    resumable = archive.root / directory / f".{name}.galaxy-partial"
+    orphan = archive.root / directory / ".no-such-blob.galaxy-partial"
+    resumable.write_bytes(b"half")
+    orphan.write_bytes(b"orphan")
+    archive.db_rows("UPDATE objects SET state = 'missing' WHERE path = ?", blob)  # to resume
+    code, report = gc_json(archive)
+    assert code == 0, report
+    assert [d["why"] for d in report["planned"]] == ["partial"]  # type: ignore[attr-defined]
+    assert resumable.exists() and not orphan.exists()
 
 
 def test_recent_quarantine_stays_with_quarantine_older_than(archive: Archive) -> None:

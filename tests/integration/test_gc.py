@@ -17,6 +17,7 @@ from galaxy_archive.storage.local import ArchiveStore
 from tests.conftest import Archive
 from tests.fakegalaxy import FakeGalaxy, World, random_bytes
 from tests.integration.test_s3_backend import bucket_tree, use_s3
+from tests.integration.test_user_output import on_a_terminal
 from tests.integration.test_user_output import read_only_view as read_only_view  # fixture
 from tests.s3_server import S3Server
 
@@ -252,3 +253,11 @@ def test_gc_on_the_s3_backend_deletes_through_the_store(
     assert not stray.exists()
     verified = archive.run("verify", "--json")
     assert verified.exit_code == 0, verified.output
+
+
+def test_on_a_terminal_the_summary_is_shown_once(archive: Archive) -> None:
+    (archive.root / "v2" / "stray").write_bytes(b"s")
+    shown = on_a_terminal(archive, "gc")
+    assert shown.returncode == 0, shown.stdout
+    assert shown.stdout.count("gc: deleted 0 objects and 1 other files, 1 bytes") == 1, shown.stdout
+    assert "Traceback" not in shown.stdout

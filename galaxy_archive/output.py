@@ -65,7 +65,7 @@ class _ScrubFilter(logging.Filter):
 
 # The use cases log their summary at the end for the log file; on the terminal the command
 # prints it (stdout): shown once, not twice.
-_RUN_END_PREFIXES = ("sync ended (exit", "verify ended (exit")
+_RUN_END_PREFIXES = ("sync ended (exit", "verify ended (exit", "gc ended (exit")
 
 
 class _NotTheSummary(logging.Filter):

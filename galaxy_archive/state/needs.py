@@ -185,3 +185,27 @@ def pending_dependency_chunks(db: StateDB) -> list[tuple[ObjectRow, bool]]:
         is_optional = not row[7] and pending.get(row[0], (None, True))[1]
         pending[row[0]] = (object_row(row[:7]), is_optional)
     return list(pending.values())
+
+
+# --- what nothing needs (gc) -----------------------------------------------------------------
+
+# Every object some recorded owner needs: the three views, plus a dependency repository's own
+# manifest (the record that names the dependency depots; no view lists it because nothing's
+# completeness waits on it, but it is what the archive records of the dependency).
+NEEDED_OBJECT_IDS_SQL = (
+    "SELECT object_id FROM build_needs UNION SELECT object_id FROM patch_needs "
+    "UNION SELECT object_id FROM dependency_needs "
+    "UNION SELECT manifest_object_id FROM dependency_repositories"
+)
+
+
+def unneeded_objects(db: StateDB) -> list[ObjectRow]:
+    """Every recorded object that no build (listed, delisted or added by id), patch or
+    dependency the archive records needs, in path order: what gc may delete."""
+    return [
+        object_row(row)
+        for row in db.conn.execute(
+            f"SELECT {_OBJECT_COLUMNS} FROM objects o "
+            f"WHERE o.id NOT IN ({NEEDED_OBJECT_IDS_SQL}) ORDER BY o.path"
+        )
+    ]

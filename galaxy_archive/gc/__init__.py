@@ -1,0 +1,1 @@
+"""`gc`: delete what nothing the archive records needs (gc.collector)."""

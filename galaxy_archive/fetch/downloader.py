@@ -5,6 +5,13 @@ owns the DB. A task names its object's expected MD5 and size and where it can be
 (signed links with several CDN endpoints, or plain URLs). Endpoints are tried in order; a 404
 on every endpoint means the CDN does not have the object; a 401/403 renews the link (the
 rounds over endpoints are `rounds.Rounds`; this module fetches one whole body per attempt).
+
+A store that fails to keep an object (an S3 server gone, a spool that cannot be written) costs
+that object, recorded as failed with the store's message: no endpoint changes that, so the
+rounds end there. After `STORE_FAILURES_IN_A_ROW` such failures the tasks not yet started are
+dropped (each would wait out the store's retries in turn), and a batch with any store failure
+ends by raising a StorageError: the caller's product stops there, since its later objects need
+these, and the run ends with problems (exit 1), not as interrupted.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from galaxy_archive.errors import (
     Interrupted,
     ManifestError,
     PathRefused,
+    StorageError,
     UpstreamError,
 )
 from galaxy_archive.fetch.rounds import (
@@ -38,6 +46,9 @@ from galaxy_archive.models.meta_flags import may_keep_mismatch
 from galaxy_archive.storage.interface import ObjectStore
 from galaxy_archive.upstream.http_client import HttpClient, redact_url
 from galaxy_archive.upstream.link_cache import LinkCache
+
+# A store failing this many objects in a row is taken to be down for the rest of the batch.
+STORE_FAILURES_IN_A_ROW = 5
 
 # How the rounds ended, as the result of the task.
 _OUTCOME_OF_END = {
@@ -70,6 +81,7 @@ class Downloader:
         self._sleep = sleep
         self._on_bytes = on_bytes
         self._rounds = Rounds(links, sleep=sleep, backoff_s=backoff_s)
+        self._store_health = _StoreHealth()
 
     # The run's transport, for fetchers of other shapes (V1 blobs by ranges) to share.
     @property
@@ -102,19 +114,24 @@ class Downloader:
         A GalaxyArchiveError that is not about one object (for example the login could not be
         refreshed) stops the run and is raised here. Once `stop` is set no further task is
         started: the tasks in flight still yield their result, the others yield nothing.
+        A batch in which the store failed an object raises a StorageError once its results are
+        yielded, without stopping the run (see the module docstring).
         """
+        health = self._store_health = _StoreHealth()
         pending: set[Future[FetchResult]] = set()
         task_iter = iter(tasks)
         with ThreadPoolExecutor(self._workers, thread_name_prefix="fetch") as pool:
             try:
                 while True:
-                    while len(pending) < self._workers * 4 and not self._stop.is_set():
+                    while len(pending) < self._workers * 4 and not self._is_stopping(health):
                         task = next(task_iter, None)
                         if task is None:
                             break
                         pending.add(pool.submit(self._fetch, task))
+                    if health.is_down:
+                        pending = {future for future in pending if not future.cancel()}
                     if not pending:
-                        return
+                        break
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
                         yield future.result()
@@ -123,6 +140,11 @@ class Downloader:
                 for future in pending:
                     future.cancel()
                 raise
+        if health.error is not None:
+            raise health.error
+
+    def _is_stopping(self, health: _StoreHealth) -> bool:
+        return self._stop.is_set() or health.is_down
 
     # --- one object, in a worker thread ----------------------------------------------------
 
@@ -164,9 +186,16 @@ class Downloader:
             return Miss(MissKind.ERROR, f"{task.what}: {exc} {where}")
         except PathRefused as exc:  # no endpoint changes where the object goes
             return FetchResult(task, Outcome.FAILED, error=f"{task.what}: {exc}")
+        except StorageError as exc:  # nor does it mend the store
+            return self._not_stored(task, exc)
         except Interrupted:  # aborted mid-body; storage has dropped the temp file
             return FetchResult(task, Outcome.STOPPED)
+        self._store_health.stored()
         return _fetched(task, candidate, size, md5)
+
+    def _not_stored(self, task: FetchTask, exc: StorageError) -> FetchResult:
+        self._store_health.failed(exc)
+        return FetchResult(task, Outcome.FAILED, error=f"{task.what}: {exc}")
 
     def _keep_mismatch(self, task: FetchTask, candidate: Candidate) -> FetchResult | None:
         """Every endpoint was asked and none served the bytes that hash to the id: fetch the
@@ -180,10 +209,15 @@ class Downloader:
             return None
         try:
             size, md5 = self._download(task, candidate.url, is_md5_checked=False)
+        except PathRefused:
+            return None  # the first answer's error stands
+        except StorageError as exc:
+            return self._not_stored(task, exc)
         except (HttpStatus, UpstreamError, IntegrityError, ManifestError):
             return None  # the first answer's error stands; a corrupt body is never kept
         except Interrupted:
             return FetchResult(task, Outcome.STOPPED)
+        self._store_health.stored()
         return _fetched(task, candidate, size, md5, served_md5=md5 if md5 != task.md5 else None)
 
     def _download(
@@ -232,6 +266,46 @@ class Downloader:
         except (OSError, GalaxyArchiveError):
             return None
         return FetchResult(task, Outcome.ALREADY_PRESENT, size=size, md5=md5)
+
+
+class _StoreHealth:
+    """How the store fared in one batch, updated by the workers, read by the calling thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._in_a_row = 0
+        self._failures = 0
+        self._last: StorageError | None = None
+
+    def stored(self) -> None:
+        with self._lock:
+            self._in_a_row = 0
+
+    def failed(self, exc: StorageError) -> None:
+        with self._lock:
+            self._in_a_row += 1
+            self._failures += 1
+            self._last = exc
+
+    @property
+    def is_down(self) -> bool:
+        with self._lock:
+            return self._in_a_row >= STORE_FAILURES_IN_A_ROW
+
+    @property
+    def error(self) -> StorageError | None:
+        """The batch's outcome for its caller: None when the store kept every object it got."""
+        with self._lock:
+            if self._last is None:
+                return None
+            dropped = (
+                "; the objects not yet tried were left for the next run"
+                if (self._in_a_row >= STORE_FAILURES_IN_A_ROW)
+                else ""
+            )
+            return StorageError(
+                f"{self._failures} object(s) could not be stored{dropped}; the last: {self._last}"
+            )
 
 
 def _fetched(

@@ -197,16 +197,12 @@ def test_s3_a_server_gone_fails_the_objects_naming_it_and_the_next_run_completes
     assert archive.run("verify", "--deep").exit_code == 0
 
 
-@pytest.mark.xfail(
-    reason="fetch/downloader.py turns a StorageError other than PathRefused into a stop of the "
-    "whole run, reported as interrupted (exit 130); the fix belongs to the fetch loop",
-    strict=True,
-)
 def test_s3_a_server_gone_exits_1_not_interrupted(
     serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive], own_server: S3Server
 ) -> None:
     _world, _archive, failed = sync_with_the_server_gone(serve, make_archive, own_server)
     assert failed.exit_code == 1, failed.output
+    assert json.loads(failed.stdout)["interrupted"] is False
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ RANK = {
     "fetch": 4,
     "app": 5, "output": 5, "runs": 5,
     "sync": 6, "verify": 6, "browse": 6, "restore": 6, "serve": 6,
+    "transfer": 6,
     "cli": 7, "__main__": 8,
 }  # fmt: skip
 IO_LIBRARIES = {"requests", "urllib3", "sqlite3", "sqlite_utils", "socket", "subprocess"}

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import tarfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -114,22 +116,26 @@ def test_import_refuses_each_hostile_member_by_name_and_keeps_every_good_one(
         if entry["name"] == lying:
             entry["md5"] = "0" * 32
     members[0] = (members[0][0], json.dumps(index).encode())
-    escape = tarfile.TarInfo("../../x")
-    link = tarfile.TarInfo("v2/store/aa/bb/" + "a" * 32)
+    # a symlink under a name the index lists, ahead of that member (which then comes twice)
+    linked = _object_member(members, 2)
+    link = tarfile.TarInfo(members[linked][0].name)
     link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
-    members += [(escape, b"escaped\n"), (link, b"")]
+    members.insert(linked, (link, b""))
+    escape = tarfile.TarInfo("../../x")
+    members.append((escape, b"escaped\n"))
     b = _empty(serve, make_archive, "b")
 
     result = b.run("import", str(_rewrite(tmp_path / "quest.tar.zst", members)))
 
     assert result.exit_code == 1, result.output
-    for name in (info.name, lying, "../../x", link.name):
+    for name in (info.name, lying, "../../x"):
         assert f"refused {name}: " in result.output
+    assert f"refused {link.name}: not a regular file" in result.output
     assert not (tmp_path / "x").exists() and not (b.root.parent.parent / "x").exists()
-    assert not (b.root / link.name).exists()
+    assert not (b.root / link.name).is_symlink()
     stored = b.tree()
     assert info.name not in stored and lying not in stored
-    expected = {n: d for n, d in a.tree().items() if n not in (info.name, lying)}
+    expected = {n: d for n, d in a.tree().items() if n not in (info.name, lying, link.name)}
     assert stored == expected  # every good member landed, with its bytes
     assert b.run("verify").exit_code == 0  # nothing stored is wrong; the two are just missing
 
@@ -177,4 +183,31 @@ def test_import_into_an_archive_holding_another_product_keeps_it(
     assert b.tree() == before | a.tree()
     states = b.db_rows("SELECT product_id, state FROM builds ORDER BY 1")
     assert states == [(OTHER, "complete"), (PID, "complete")]
+    assert b.run("verify").exit_code == 0
+
+
+def test_import_killed_midway_leaves_no_partial_object_and_the_rerun_completes(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive], tmp_path: Path
+) -> None:
+    world, _ = restore_world(big=24_000_000)
+    a = synced(serve, make_archive, world)
+    out = _exported(a, tmp_path)
+    b = _empty(serve, make_archive, "b")
+
+    process = b.popen("import", str(out))
+    deadline = time.monotonic() + 60
+    while len(list((b.root / "v2").rglob("*"))) < 40 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert process.poll() is None, "the import ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    wanted = a.tree()
+    left = b.tree()
+    temp = {p for p in left if p.endswith(".galaxy-tmp")}  # the rerun sweeps these
+    for path in left.keys() - temp:  # only whole, correct objects at final paths
+        assert wanted.get(path) == left[path], path
+    rerun = b.run("import", str(out))
+    assert rerun.exit_code == 0, rerun.output
+    assert b.tree() == wanted
     assert b.run("verify").exit_code == 0

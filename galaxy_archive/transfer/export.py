@@ -27,6 +27,7 @@ from galaxy_archive.models.object_state import ObjectState
 from galaxy_archive.output import Progress
 from galaxy_archive.state.db import StateDB
 from galaxy_archive.state.needs import closure_object_ids
+from galaxy_archive.storage.interface import ObjectStore
 from galaxy_archive.transfer.db_rows import export_rows, write_jsonl
 from galaxy_archive.transfer.members import (
     DB_KIND,
@@ -105,8 +106,8 @@ def _export(
     builds = _builds(db, products, build_ids)
     report = ExportReport(product_id, str(output), builds=builds)
     object_ids = set(closure_object_ids(db, products, builds))
-    objects = _stored_objects(db, object_ids)
-    report.not_stored = len(object_ids) - len(objects)
+    objects = _stored_objects(db, app.store(), object_ids)
+    report.not_stored = _count_not_held(db, object_ids)
     progress.set_total(len(objects), sum(m.size for m in objects))
     with tempfile.TemporaryDirectory(prefix=".export-", dir=output.parent) as scratch:
         db_members = _db_members(db, products, builds, object_ids, Path(scratch), report)
@@ -144,17 +145,36 @@ def _builds(db: StateDB, products: list[str], wanted: Sequence[str]) -> list[str
     return list(dict.fromkeys(wanted)) if wanted else known
 
 
-def _stored_objects(db: StateDB, object_ids: set[int]) -> list[Member]:
-    """The closure's verified objects: only bytes the archive proved are exported."""
+def _stored_objects(db: StateDB, store: ObjectStore, object_ids: set[int]) -> list[Member]:
+    """The closure's verified objects: only bytes the archive proved are exported. A V1 blob
+    is proved by its files' extents and may have no whole-file MD5 recorded: it is read once
+    more here for the index."""
     members = []
-    for object_id, kind, path, md5, size in db.conn.execute(
+    for object_id, kind, path, recorded_md5, recorded_size in db.conn.execute(
         "SELECT id, kind, path, coalesce(served_md5, md5), size FROM objects "
         "WHERE state = ? ORDER BY path",
         (ObjectState.VERIFIED,),
     ):
-        if object_id in object_ids and md5 is not None and size is not None:
-            members.append(Member(path, kind, path, size, md5))
+        if object_id not in object_ids or recorded_size is None:
+            continue
+        md5, size = recorded_md5, recorded_size
+        if md5 is None:
+            md5, size = store.md5_of(path)
+        members.append(Member(path, kind, path, size, md5))
     return members
+
+
+def _count_not_held(db: StateDB, object_ids: set[int]) -> int:
+    """Needed objects this archive does not hold verified, not counting those the CDN was found
+    not to have (optional SFC members): the export carries their rows, not their bytes."""
+    held = {
+        row[0]
+        for row in db.conn.execute(
+            "SELECT id FROM objects WHERE state IN (?, ?)",
+            (ObjectState.VERIFIED, ObjectState.ABSENT_UPSTREAM),
+        )
+    }
+    return len(object_ids - held)
 
 
 def _db_members(
@@ -206,7 +226,7 @@ def _write_tar(
     compressor = zstandard.ZstdCompressor(
         level=COMPRESSION_LEVEL, write_checksum=True, threads=min(os.cpu_count() or 1, 4)
     )
-    store = app.store()
+    store = app.store()  # the run's one store: App caches it
     with (
         compressor.stream_writer(raw, closefd=False) as zstd_out,
         tarfile.open(fileobj=zstd_out, mode="w|", format=tarfile.PAX_FORMAT) as tar,

@@ -137,8 +137,10 @@ def _import(
                 progress.set_total(len(members), sum(m.size for m in members.values()))
                 _read_members(db, store, tar, members, Path(scratch), landed, report, progress)
         except (tarfile.TarError, zstandard.ZstdError, EOFError, OSError) as exc:
-            if isinstance(exc, StorageError) or not members:
+            if isinstance(exc, StorageError):
                 raise
+            if not members:
+                raise UnsafeReference(f"{source}: not an export ({exc})") from None
             # a truncated or damaged stream: what landed so far stays, the rest is missing
             report.refused["(stream)"] = f"unreadable from here on: {exc}"
         report.missing = [n for n in members if n not in landed and n not in report.refused]
@@ -302,6 +304,14 @@ def _mark_verified(
     ).fetchone()
     if row is None:
         return  # no row describes it: verify reports it as an unknown file
+    if row[1] is None and row[3] != ObjectState.VERIFIED:
+        # A V1 blob: proved by its files' extents, which only `verify` checks; until then its
+        # bytes are here but not called verified.
+        db.conn.execute(
+            "UPDATE objects SET state = ?, size = ? WHERE id = ?",
+            (ObjectState.PRESENT, member.size, row[0]),
+        )
+        return
     if row[1] != member.md5 or row[2] not in (None, member.size):
         store.delete(member.name)
         report.refused[member.name] = "its DB row records another MD5 or size"

@@ -100,11 +100,7 @@ def merge_rows(db: StateDB, table: str, lines: Iterable[bytes], now_iso: str) ->
             check_tree_path(str(row["kind"]), row["path"])
         elif not _translate_ids(db, row):
             continue  # it points at an object the file did not describe
-        if table == "products" and "first_seen" in row:
-            db.conn.execute(
-                "UPDATE products SET first_seen = min(first_seen, ?) WHERE product_id = ?",
-                (row["first_seen"], row.get("product_id")),
-            )
+        _keep_earliest_first_seen(db, table, row)
         names = ", ".join(row)
         marks = ", ".join("?" * len(row))
         cursor = db.conn.execute(
@@ -112,6 +108,21 @@ def merge_rows(db: StateDB, table: str, lines: Iterable[bytes], now_iso: str) ->
         )
         added += cursor.rowcount
     return added
+
+
+# Rows whose first_seen an import may move earlier (the file saw it first), by their keys.
+_FIRST_SEEN_KEYS = {"products": ("product_id",), "builds": ("product_id", "build_id")}
+
+
+def _keep_earliest_first_seen(db: StateDB, table: str, row: dict[str, Any]) -> None:
+    keys = _FIRST_SEEN_KEYS.get(table)
+    if keys is None or not isinstance(row.get("first_seen"), str):
+        return
+    where = " AND ".join(f"{key} = ?" for key in keys)
+    db.conn.execute(
+        f"UPDATE {table} SET first_seen = min(first_seen, ?) WHERE {where}",
+        [row["first_seen"], *(row.get(key) for key in keys)],
+    )
 
 
 def _imported_state(state: object) -> str:

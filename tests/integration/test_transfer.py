@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import signal
+import sqlite3
 import tarfile
 import time
 from collections.abc import Callable
@@ -234,3 +235,23 @@ def test_export_then_import_of_a_generation_1_build_restores_the_same_files(
     restored = b.run("restore", PID, build.build_id, str(tmp_path / "dest"))
     assert restored.exit_code == 0, restored.output
     assert tree(tmp_path / "dest") == expected(build)
+
+
+def test_import_moves_first_seen_earlier_never_later(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive], tmp_path: Path
+) -> None:
+    world, _ = restore_world()
+    a = synced(serve, make_archive, world)
+    out = _exported(a, tmp_path)
+    b = _empty(serve, make_archive, "b")
+    assert b.run("import", str(out)).exit_code == 0
+    seen = "SELECT first_seen FROM {} WHERE product_id = ?"
+    first = a.db_rows(seen.format("builds"), PID)
+    with sqlite3.connect(b.root / "archive.db") as conn:
+        conn.execute("UPDATE builds SET first_seen = '2099-01-01T00:00:00Z'")
+        conn.execute("UPDATE products SET first_seen = '2000-01-01T00:00:00Z'")
+
+    assert b.run("import", str(out)).exit_code == 0
+
+    assert b.db_rows(seen.format("builds"), PID) == first  # the file saw it earlier
+    assert b.db_rows(seen.format("products"), PID) == [("2000-01-01T00:00:00Z",)]

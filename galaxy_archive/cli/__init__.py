@@ -6,7 +6,9 @@ Commands are registered here, one line each, not in main: they import main's `_e
 """
 
 from galaxy_archive.cli.diff_cmd import diff
+from galaxy_archive.cli.export_cmd import export
 from galaxy_archive.cli.gc_cmd import gc
+from galaxy_archive.cli.import_cmd import import_
 from galaxy_archive.cli.login_cmd import login, logout
 from galaxy_archive.cli.main import cli, main
 from galaxy_archive.cli.restore_cmd import restore
@@ -26,5 +28,7 @@ cli.add_command(restore)
 cli.add_command(serve)
 cli.add_command(diff)
 cli.add_command(gc)
+cli.add_command(export)
+cli.add_command(import_)
 
 __all__ = ["main"]

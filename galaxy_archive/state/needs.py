@@ -209,3 +209,27 @@ def unneeded_objects(db: StateDB) -> list[ObjectRow]:
             f"WHERE o.id NOT IN ({NEEDED_OBJECT_IDS_SQL}) ORDER BY o.path"
         )
     ]
+
+
+# --- closures ------------------------------------------------------------------------------
+
+
+def closure_object_ids(
+    db: StateDB, product_ids: Sequence[str], build_ids: Sequence[str] | None
+) -> list[int]:
+    """Every object the products' builds (all, or only `build_ids`) and the patches between
+    those builds need, optional ones included: what an export of the products carries."""
+    products = ",".join("?" * len(product_ids))
+    build_filter, patch_filter, params = "", "", list(product_ids)
+    if build_ids is not None:
+        builds = ",".join("?" * len(build_ids))
+        build_filter = f" AND build_id IN ({builds})"
+        patch_filter = f" AND from_build_id IN ({builds}) AND to_build_id IN ({builds})"
+    build_params = params + list(build_ids or [])
+    patch_params = params + list(build_ids or []) * 2
+    rows = db.conn.execute(
+        f"SELECT object_id FROM build_needs WHERE product_id IN ({products}){build_filter} "
+        f"UNION SELECT object_id FROM patch_needs WHERE product_id IN ({products}){patch_filter}",
+        build_params + patch_params,
+    )
+    return sorted(row[0] for row in rows)

@@ -20,7 +20,7 @@ RANK = {
     "state": 3, "upstream": 3,
     "fetch": 4,
     "app": 5, "output": 5, "runs": 5,
-    "sync": 6, "verify": 6, "browse": 6, "restore": 6, "serve": 6, "gc": 6,
+    "sync": 6, "verify": 6, "browse": 6, "restore": 6, "serve": 6, "gc": 6, "transfer": 6,
     "cli": 7, "__main__": 8,
 }  # fmt: skip
 IO_LIBRARIES = {"requests", "urllib3", "sqlite3", "sqlite_utils", "socket", "subprocess"}

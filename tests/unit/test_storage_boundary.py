@@ -48,6 +48,8 @@ ALLOWED = {
     ("restore/dest.py", "os.rename"): "DEST, where restore installs a build: not the tree",
     ("restore/dest.py", "os.unlink"): "DEST: a temp file beside a restored file",
     ("restore/dest.py", "os.walk"): "DEST: the files a build does not name, listed with -v",
+    ("transfer/export.py", "os.replace"): "the export file the user named, once complete",
+    ("transfer/importer.py", "os.unlink"): "the import's scratch copy of a DB member",
 }
 
 

@@ -4,9 +4,9 @@ The size comes first (v1_blob_size; the job is v1_blob_job). The missing ranges 
 over the workers; every 206 is checked against the range asked for and its body length
 counted; each range is received into a buffer and written from it, as it arrives (every
 `WRITE_EVERY_BYTES`), at its offset into ``.<blob>.galaxy-partial`` beside the final path
-(v1_blob_io). About once a second the partial file is fdatasync'ed and then the ranges done,
+(v1_blob_io). About twice a second the partial file is fdatasync'ed and then the ranges done,
 with the written prefix of every range in flight, are handed to `save`: a killed run loses at
-most the last second of each range in flight and resumes asking for the missing bytes only.
+most the last half second of each range in flight and resumes asking for the missing bytes only.
 Each range goes over the endpoints by `rounds.Rounds`, as every fetch does.
 
 From the same buffers, in offset order, a thread checks every file record's MD5
@@ -57,10 +57,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_RANGE_SIZE_BYTES = 8 * 1024 * 1024
 CHECK_ATTEMPTS = 3  # downloads of a bad file record's bytes before the blob fails
-COMMIT_EVERY_S = 1.0
+# Twice a second: a kill loses at most about this long of every range in flight.
+COMMIT_EVERY_S = 0.5
 # A range's bytes are written once this many have arrived (a multiple of the O_DIRECT block,
 # so the written prefix, and a resumed range's first offset, stay block-aligned).
-WRITE_EVERY_BYTES = 1024 * 1024
+WRITE_EVERY_BYTES = 256 * 1024  # also the size of the body reads: none waits for more
 # Range buffers (see v1_blob_io): a buffer per worker plus two, at most this much in all.
 BUFFER_BUDGET_BYTES = 96 * 1024 * 1024
 BACKOFF_S = 0.25  # between rounds (rounds.Rounds) of a range or the size probe
@@ -426,7 +427,8 @@ class BlobFetcher:
             except RangeViolation as exc:
                 raise RangeViolation(f"{what}: {exc}") from None
             received = written = 0
-            for data in self._http.iter_body(response, what=what):
+            body = self._http.iter_body(response, what=what, piece_size=WRITE_EVERY_BYTES)
+            for data in body:
                 if cancel.is_set():
                     raise _Cancelled
                 if received + len(data) > piece.length:

@@ -1,6 +1,8 @@
-"""A killed V1 download loses about half a second of each range in flight, not whole ranges
-(issue 11): SIGKILL of the whole process group at three random moments of a 48 MiB blob
-served by a throttled fake CDN, then a run to the end."""
+"""What a SIGKILL of the whole sync costs (issue 11), against a throttled fake CDN.
+
+V1: about half a second of each range in flight, not whole ranges (three kills at random
+moments of a 48 MiB blob, then a run to the end). V2: the chunks in flight, and no chunk
+counts as stored that is not."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from galaxy_archive.storage.local import PARTIAL_SUFFIX
+from galaxy_archive.storage.local import PARTIAL_SUFFIX, TEMP_SUFFIX
 from tests.conftest import REPO, Archive
 from tests.fakegalaxy import FakeGalaxy, V1Build, World, random_bytes
 
@@ -47,10 +49,10 @@ def _recorded(archive: Archive) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-def _sync(archive: Archive) -> subprocess.Popen[str]:
+def _sync(archive: Archive, generation: str = "1") -> subprocess.Popen[str]:
     command = [sys.executable, "-m", "galaxy_archive", "--config", str(archive.config_path)]
     return subprocess.Popen(
-        [*command, "sync", PID, "--generation", "1", "--os", "windows"],
+        [*command, "sync", PID, "--generation", generation, "--os", "windows"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -119,3 +121,63 @@ def test_three_kills_mid_blob_cost_at_most_a_quarter_of_it(
     ratio = served / len(blob)
     print(f"\nblob {len(blob)} bytes, {served} served over {KILLS} kills and a rerun: {ratio:.3f}x")
     assert ratio <= 1.25
+
+
+CHUNK_BYTES = 2 * 1024 * 1024
+V2_WORKERS = 4
+
+
+def _v2_world() -> World:
+    world = World(seed=12)
+    files = {f"data\\f{i}.bin": random_bytes(6 * 1024 * 1024, 20 + i) for i in range(4)}
+    world.add_v2_build(PID, files=files, chunk_size=CHUNK_BYTES)
+    return world
+
+
+def _chunk_bytes_served(server: FakeGalaxy, world: World) -> int:
+    return sum(
+        r.bytes_sent
+        for r in list(server.requests)
+        if r.method == "GET" and r.path.rsplit("/", 1)[-1] in world.store
+    )
+
+
+def test_a_kill_mid_v2_download_costs_at_most_the_chunks_in_flight(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = _v2_world()
+    server = serve(world)
+    server.throttle_bytes_per_s = 1024 * 1024  # 4 chunks at once, 2 s each
+    archive = make_archive(server)
+    archive.write_config(sync={"workers": V2_WORKERS})
+    store = archive.root / "v2" / "store"
+    process = _sync(archive, "2")
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            stored = [p for p in store.rglob("*") if p.is_file() and TEMP_SUFFIX not in p.name]
+            if len(stored) >= 3:
+                break
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.05)
+        else:
+            raise AssertionError("no chunk was stored")
+        time.sleep(random.uniform(0.0, 1.0))
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+    assert process.returncode == -signal.SIGKILL
+
+    server.throttle_bytes_per_s = None
+    rerun = _sync(archive, "2")
+    _stdout, stderr = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, stderr
+    verify = archive.run("verify")
+    assert verify.exit_code == 0, verify.output
+    assert list(archive.root.rglob(f"*{TEMP_SUFFIX}")) == []
+
+    served = _chunk_bytes_served(server, world)
+    total = sum(len(body) for body in world.store.values())
+    largest = max(len(body) for body in world.store.values())
+    print(f"\nchunks {total} bytes, {served} served over a kill and a rerun")
+    assert served <= total + V2_WORKERS * largest

@@ -52,6 +52,7 @@ ROLE_PREFIXES = {
     "dead-host": "dead",
 }
 WRITE_PIECE_BYTES = 256 * 1024
+THROTTLED_WRITE_BYTES = 32 * 1024
 USER_ID = "48628349957132247"
 
 BearerState = Literal["none", "valid", "invalid"]
@@ -574,10 +575,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             if req.method != "HEAD" and status != 304:
                 began = time.monotonic()
+                # throttled, in small writes: what is written and not yet due stays small
+                step = (
+                    THROTTLED_WRITE_BYTES
+                    if self._galaxy.throttle_bytes_per_s
+                    else WRITE_PIECE_BYTES
+                )
                 for part in pieces:
                     view = memoryview(part)
-                    for offset in range(0, len(view), WRITE_PIECE_BYTES):
-                        chunk = view[offset : offset + WRITE_PIECE_BYTES]
+                    for offset in range(0, len(view), step):
+                        chunk = view[offset : offset + step]
                         self.wfile.write(chunk)
                         sent += len(chunk)
                         self._throttle(sent, began)

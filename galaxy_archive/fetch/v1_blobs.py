@@ -2,11 +2,12 @@
 
 The size comes first (v1_blob_size; the job is v1_blob_job). The missing ranges are spread
 over the workers; every 206 is checked against the range asked for and its body length
-counted; each range is received into a buffer and written from it at its offset into
-``.<blob>.galaxy-partial`` beside the final path (v1_blob_io). Ranges count as done only once
-fully written; about once a second the partial file is fdatasync'ed and the ranges done are
-handed to `save`, so a killed run resumes with the missing ranges only. Each range goes over
-the endpoints by `rounds.Rounds`, as every fetch does.
+counted; each range is received into a buffer and written from it, as it arrives (every
+`WRITE_EVERY_BYTES`), at its offset into ``.<blob>.galaxy-partial`` beside the final path
+(v1_blob_io). About twice a second the partial file is fdatasync'ed and then the ranges done,
+with the written prefix of every range in flight, are handed to `save`: a killed run loses at
+most the last half second of each range in flight and resumes asking for the missing bytes only.
+Each range goes over the endpoints by `rounds.Rounds`, as every fetch does.
 
 From the same buffers, in offset order, a thread checks every file record's MD5
 (v1_blob_hash; GOG publishes no MD5 of a whole blob). The bytes no record covers are hashed in
@@ -56,7 +57,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_RANGE_SIZE_BYTES = 8 * 1024 * 1024
 CHECK_ATTEMPTS = 3  # downloads of a bad file record's bytes before the blob fails
-COMMIT_EVERY_S = 1.0
+# Twice a second: a kill loses at most about this long of every range in flight.
+COMMIT_EVERY_S = 0.5
+# A range's bytes are written once this many have arrived (a multiple of the O_DIRECT block,
+# so the written prefix, and a resumed range's first offset, stay block-aligned).
+WRITE_EVERY_BYTES = 256 * 1024  # also the size of the body reads: none waits for more
 # Range buffers (see v1_blob_io): a buffer per worker plus two, at most this much in all.
 BUFFER_BUDGET_BYTES = 96 * 1024 * 1024
 BACKOFF_S = 0.25  # between rounds (rounds.Rounds) of a range or the size probe
@@ -76,6 +81,29 @@ class _Stopped(Exception):
 
 class _Cancelled(Exception):
     """A range given up because another one failed (or the run stops)."""
+
+
+class _InFlight:
+    """The written prefix of every range in flight, by its start (set by the workers, read
+    by the committing thread)."""
+
+    def __init__(self) -> None:
+        self._written: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def wrote(self, piece: ByteRange, length: int) -> None:
+        with self._lock:
+            self._written[piece.start] = max(length, self._written.get(piece.start, 0))
+
+    def settled(self, piece: ByteRange) -> ByteRange | None:
+        """`piece` is out of flight: its written prefix, if any."""
+        with self._lock:
+            written = self._written.pop(piece.start, 0)
+        return ByteRange(piece.start, piece.start + written) if written else None
+
+    def prefixes(self) -> list[ByteRange]:
+        with self._lock:
+            return [ByteRange(start, start + n) for start, n in self._written.items() if n]
 
 
 class BlobFetcher:
@@ -110,6 +138,7 @@ class BlobFetcher:
         self._stop = stop or threading.Event()
         self._rounds = Rounds(links, sleep=sleep, backoff_s=BACKOFF_S)
         self._on_bytes = on_bytes
+        self._in_flight = _InFlight()
 
     def fetch(
         self,
@@ -289,7 +318,7 @@ class BlobFetcher:
                         piece = next(queue, None)
                     if not pending and (piece is None or failure is not None):
                         break
-                    error = _settle_finished(pending, done, pool)
+                    error = _settle_finished(pending, done, pool, self._in_flight)
                     if error is not None and failure is None:
                         failure = error  # raised once the ranges in flight settle
                         cancel.set()
@@ -314,9 +343,10 @@ class BlobFetcher:
                 self._commit(file, total, done)
 
     def _commit(self, file: BlobFile, total: int, done: RangeSet) -> None:
-        """Make the ranges done durable, then record them: a crash never leaves a range
-        recorded whose bytes are not on disk."""
-        snapshot = done.ranges
+        """Make the ranges done and the written prefixes of those in flight durable, then
+        record them: a crash never leaves a byte recorded that is not on disk. (The snapshot
+        is taken first: every byte it names was written before the fdatasync.)"""
+        snapshot = RangeSet([*done.ranges, *self._in_flight.prefixes()]).ranges
         file.datasync()
         self._save(total, self._range_size, snapshot)
 
@@ -337,7 +367,7 @@ class BlobFetcher:
         outcome = self._rounds.run(
             job.what,
             (job.source,),
-            lambda candidate: self._range_at(job, candidate, total, piece, buffer, cancel),
+            lambda candidate: self._range_at(job, file, candidate, total, piece, buffer, cancel),
             url_for=job.url_for,
             stopped=cancel.is_set,
             nothing_tried=f"{job.what} (bytes {piece}): no endpoint",
@@ -346,12 +376,12 @@ class BlobFetcher:
             if outcome.kind is EndKind.STOPPED:
                 raise _Cancelled
             raise _BlobFailed(outcome.error)  # never ABSENT: a range's 404 is an ERROR
-        file.write(outcome, piece.start)
         hasher.hand_over(piece.start, outcome, buffer)
 
     def _range_at(
         self,
         job: BlobJob,
+        file: BlobFile,
         candidate: Candidate,
         total: int,
         piece: ByteRange,
@@ -359,7 +389,7 @@ class BlobFetcher:
         cancel: threading.Event,
     ) -> memoryview | Miss:
         try:
-            return self._get_range(job, candidate.url, total, piece, buffer, cancel)
+            return self._get_range(job, file, candidate.url, total, piece, buffer, cancel)
         except HttpStatus as status:
             error = f"{job.what} (bytes {piece}): HTTP {status.status} from {candidate.endpoint}"
             if status.status in (401, 403):  # the link expired: the rounds renew it
@@ -372,13 +402,15 @@ class BlobFetcher:
     def _get_range(
         self,
         job: BlobJob,
+        file: BlobFile,
         url: str,
         total: int,
         piece: ByteRange,
         buffer: mmap.mmap,
         cancel: threading.Event,
     ) -> memoryview:
-        """The range's body, checked against what was asked for, in `buffer`."""
+        """The range's body, checked against what was asked for, in `buffer` and written at
+        its offset as it arrives (`WRITE_EVERY_BYTES` at a time, the rest at the end)."""
         what = f"{job.what} (bytes {piece})"
         view = memoryview(buffer)[: piece.length]
         with self._http.stream(url, what=what, headers={"Range": piece.header()}) as response:
@@ -394,8 +426,9 @@ class BlobFetcher:
                 )
             except RangeViolation as exc:
                 raise RangeViolation(f"{what}: {exc}") from None
-            received = 0
-            for data in self._http.iter_body(response, what=what):
+            received = written = 0
+            body = self._http.iter_body(response, what=what, piece_size=WRITE_EVERY_BYTES)
+            for data in body:
                 if cancel.is_set():
                     raise _Cancelled
                 if received + len(data) > piece.length:
@@ -404,32 +437,59 @@ class BlobFetcher:
                 received += len(data)
                 if self._on_bytes is not None:
                     self._on_bytes(len(data))
+                if received - written >= WRITE_EVERY_BYTES:
+                    written = self._write_prefix(file, piece, view, written, received)
             if received != piece.length:
                 raise RangeViolation(
                     f"{what}: the body ended after {received} of {piece.length} bytes"
                 )
+            self._write_prefix(file, piece, view, written, received, whole=True)
         return view
+
+    def _write_prefix(
+        self,
+        file: BlobFile,
+        piece: ByteRange,
+        view: memoryview,
+        written: int,
+        received: int,
+        *,
+        whole: bool = False,
+    ) -> int:
+        """Write the bytes received since `written` (whole blocks of them unless `whole`);
+        the new length of the written prefix, which the next commit records."""
+        end = received if whole else received - received % WRITE_EVERY_BYTES
+        file.write(view[written:end], piece.start + written)
+        self._in_flight.wrote(piece, end)
+        return end
 
 
 # --- small helpers -------------------------------------------------------------------------
 
 
 def _settle_finished(
-    pending: dict[Future[None], tuple[ByteRange, mmap.mmap]], done: RangeSet, pool: BufferPool
+    pending: dict[Future[None], tuple[ByteRange, mmap.mmap]],
+    done: RangeSet,
+    pool: BufferPool,
+    in_flight: _InFlight,
 ) -> BaseException | None:
     """Take the finished ranges out of `pending`: one fetched is done (its worker handed the
     buffer to the hasher), one failed or cancelled gives its buffer back. The first failure."""
     failure: BaseException | None = None
     for future in [f for f in pending if f.done()]:
         piece, buffer = pending.pop(future)
+        prefix = in_flight.settled(piece)
         try:
             future.result()
             done.add(piece)
+            continue
         except (_Cancelled, CancelledError):
             pool.give_back(buffer)
         except BaseException as exc:
             pool.give_back(buffer)
             failure = failure or exc
+        if prefix is not None:  # its bytes are on disk: kept for the next run (the pass ends)
+            done.add(prefix)
     return failure
 
 

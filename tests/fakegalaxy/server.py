@@ -52,6 +52,7 @@ ROLE_PREFIXES = {
     "dead-host": "dead",
 }
 WRITE_PIECE_BYTES = 256 * 1024
+THROTTLED_WRITE_BYTES = 32 * 1024
 USER_ID = "48628349957132247"
 
 BearerState = Literal["none", "valid", "invalid"]
@@ -148,6 +149,8 @@ class FakeGalaxy:
         self.collector_manifests_on_cdn = True
         self.single_use_codes = True
         self.head_status: int | None = None
+        # Bodies go out at most this fast, per connection (bytes/s); None: as fast as it can.
+        self.throttle_bytes_per_s: int | None = None
         self.meta_bodies: dict[str, bytes] = {}
         self.faults = FaultPlan(fault_seed)
         self.requests: list[RecordedRequest] = []
@@ -340,6 +343,16 @@ class FakeGalaxy:
         with self._lock:
             self.requests.append(entry)
         return entry
+
+    def bytes_served(self, path_suffix: str, *, method: str = "GET") -> int:
+        """Body bytes written for the requests whose path ends with `path_suffix` (a body is
+        counted once it is written or its connection is gone)."""
+        with self._lock:
+            return sum(
+                r.bytes_sent
+                for r in self.requests
+                if r.method == method and r.path.endswith(path_suffix)
+            )
 
     def set_bytes_sent(self, entry: RecordedRequest, sent: int) -> None:
         """Fill in the body bytes of a logged request (gone if clear_requests() ran since)."""
@@ -561,12 +574,20 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("Connection", "close")
             self.end_headers()
             if req.method != "HEAD" and status != 304:
+                began = time.monotonic()
+                # throttled, in small writes: what is written and not yet due stays small
+                step = (
+                    THROTTLED_WRITE_BYTES
+                    if self._galaxy.throttle_bytes_per_s
+                    else WRITE_PIECE_BYTES
+                )
                 for part in pieces:
                     view = memoryview(part)
-                    for offset in range(0, len(view), WRITE_PIECE_BYTES):
-                        chunk = view[offset : offset + WRITE_PIECE_BYTES]
+                    for offset in range(0, len(view), step):
+                        chunk = view[offset : offset + step]
                         self.wfile.write(chunk)
                         sent += len(chunk)
+                        self._throttle(sent, began)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
             return entry, sent
@@ -575,6 +596,14 @@ class _Handler(BaseHTTPRequestHandler):
             if close_mode == "reset":
                 self._reset_connection()
         return entry, sent
+
+    def _throttle(self, sent: int, began: float) -> None:
+        """Sleep until `sent` bytes are due at the server's throttle, if it has one."""
+        rate = self._galaxy.throttle_bytes_per_s
+        if rate:
+            ahead = sent / rate - (time.monotonic() - began)
+            if ahead > 0:
+                time.sleep(ahead)
 
     def _reset_connection(self) -> None:
         """Close the socket with SO_LINGER 0, so the peer gets a TCP RST, not a FIN."""

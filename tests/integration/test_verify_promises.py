@@ -1,6 +1,6 @@
 """README promises about verify and the lock that had no test (issue 18 items 10-11): the
-`verify ended (exit N)` log line, no secret in what `verify --repair` writes, and refusing to
-start where flock is not supported."""
+`verify ended (exit N)` log line, `--deep --repair` checking deeply before the rename, no
+secret in what `verify --repair` writes, and refusing to start where flock is not supported."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import errno
 import fcntl
 import json
 import re
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -134,3 +135,23 @@ def test_sync_refuses_to_start_where_flock_is_not_supported(
     assert "Traceback" not in result.output
     assert archive.server.requests == []  # refused before any work, not run unlocked
     assert archive.tree() == {}
+
+
+def test_verify_deep_repair_runs_the_deep_checks_before_the_rename(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    archive = synced_archive(serve, make_archive)
+    victim = stored_chunks(archive)[0]
+    # A manifest that names the wrong inflated MD5 for a chunk: its bytes match their MD5 (the
+    # store's own check passes on refetch) but do not inflate to what the build needs. Only the
+    # deep checks can refuse them; the DB holds what the manifest said.
+    with sqlite3.connect(archive.root / "archive.db") as conn:
+        conn.execute("UPDATE objects SET inflated_md5 = ? WHERE path = ?", ("0" * 32, victim))
+    conn.close()
+    result = archive.run("--json", "verify", "--deep", "--repair")
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    problem = next(p for p in report["problems"] if p["path"] == victim)
+    assert problem["repair"] == "failed", problem
+    assert report["repaired"] == 0
+    assert not (archive.root / victim).exists()  # refused before the rename, not after

@@ -373,6 +373,29 @@ def test_sync_refuses_to_fill_the_disk(
     assert archive.tree() == v2_tree(world)
 
 
+def test_sync_refuses_to_fill_the_disk_with_v1_blobs(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = World(seed=9)
+    world.add_v1_build(PID, files={"data\\main.pak": random_bytes(400_000, 1)})
+    world.owned.add(int(PID))
+    server = serve(world)
+    archive = make_archive(server)
+    config = load(archive.config_path)
+    small_disk = App(config=config, disk_free=lambda _path: 50_000_000)
+    report = run_sync(small_disk, [PID], SyncOptions(generations=(1,)), workers=2)
+    assert report.exit_code == ExitCode.PROBLEMS
+    (problem,) = report.problems
+    assert "not enough free space" in problem and "50000000 bytes) free" in problem
+    assert [p for p in archive.tree() if p.endswith(".bin")] == []  # no blob byte fetched
+    assert not any(r.path.endswith(".bin") for r in server.requests)
+    roomy = App(config=config, disk_free=lambda _path: 10**12)
+    report = run_sync(roomy, [PID], SyncOptions(generations=(1,)), workers=2)
+    assert report.exit_code == ExitCode.OK, report.problems
+    assert any(p.endswith(".bin") for p in archive.tree())
+    assert any(r.path.endswith(".bin") for r in server.requests)  # the check above can fail
+
+
 # --- network manners -----------------------------------------------------------------------------
 
 

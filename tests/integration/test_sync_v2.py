@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from galaxy_archive.models.layout import galaxy_path
 from tests.conftest import Archive
-from tests.fakegalaxy import FakeGalaxy, World, random_bytes
+from tests.fakegalaxy import FakeGalaxy, V2Build, World, random_bytes
 
 PID = "1207658930"
 DLC = "1207658931"
@@ -171,8 +171,26 @@ def test_sync_dry_run_fetches_only_manifests(
     assert server.count("/v2/store/") == 0
     assert all(path.startswith("v2/meta/") for path in archive.tree())
     plan = json.loads(result.stdout)["products"][0]
-    expected_chunks = {k: v for k, v in v2_tree(world).items() if not k.startswith("v2/meta/")}
-    assert plan["planned_bytes"] >= sum(len(v) for v in expected_chunks.values())
+    # Exactly every chunk the world's depot manifests name (SFC members too, even those the
+    # CDN lacks: the plan cannot know), each once, at its compressed size: not a lower bound.
+    named = manifest_chunk_sizes(world)
+    assert plan["planned_objects"] == len(named)
+    assert plan["planned_bytes"] == sum(named.values())
+
+
+def manifest_chunk_sizes(world: World) -> dict[str, int]:
+    """compressedMd5 -> compressedSize of every chunk the world's V2 depot manifests name."""
+    sizes: dict[str, int] = {}
+    for build in world.builds:
+        if not isinstance(build, V2Build):
+            continue
+        depots = [*build.depots, *([build.offline_depot] if build.offline_depot else [])]
+        for depot in depots:
+            body = depot.manifest["depot"]
+            records = [c for item in body["items"] for c in item.get("chunks", [])]
+            records += body.get("smallFilesContainer", {}).get("chunks", [])
+            sizes.update({c["compressedMd5"]: c["compressedSize"] for c in records})
+    return sizes
 
 
 def test_sync_records_raw_builds_lists_and_keeps_first_seen(

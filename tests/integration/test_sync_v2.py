@@ -130,6 +130,26 @@ def test_sync_fetches_shared_chunks_once(
     assert server.count("/secure_link", status=200) == 2
 
 
+def test_sync_fetches_a_chunk_shared_by_two_products_once(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    other = "1400000001"
+    shared = random_bytes(100_000, 7)  # one chunk, the same bytes in both products
+    world = World(seed=18)
+    world.add_v2_build(PID, files={"engine.dll": shared, "game.pak": random_bytes(90_000, 8)})
+    world.add_v2_build(other, files={"bin\\engine.dll": shared})
+    world.owned.update({int(PID), int(other)})
+    (chunk,) = [h for h, owners in world.store_owners.items() if owners == {PID, other}]
+    server = serve(world)
+    archive = make_archive(server)
+    result = archive.run("sync", PID, other, "--generation", "2")
+    assert result.exit_code == 0, result.output
+    assert archive.tree() == v2_tree(world)
+    assert server.count(chunk) == 1  # stored once under its MD5, needed by both products
+    owners = archive.db_rows("SELECT product_id FROM objects WHERE md5 = ?", chunk)
+    assert len(owners) == 1
+
+
 def test_sync_records_products_provenance_and_sfc_membership(
     serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
 ) -> None:

@@ -401,7 +401,9 @@ def test_sync_v1_no_dlc_and_dry_run(
     assert server.count("main.bin") == 0
     planned = json.loads(result.stdout)["products"][0]
     assert planned["planned_objects"] == 3  # two windows blobs (game, DLC) and the osx one
-    assert planned["planned_bytes"] >= 650_000
+    blobs = {k: v for k, v in v1_tree(world).items() if not k.startswith("v1/manifests/")}
+    assert len(blobs) == 3
+    assert planned["planned_bytes"] == sum(len(v) for v in blobs.values())  # exact, not a bound
     assert all(path.startswith("v1/manifests/") for path in archive.tree())
     server.single_use_codes = False  # a second archive logs in with the same code
     fresh = make_archive(server, name="no-dlc")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from galaxy_archive.models.layout import galaxy_path
 from tests.conftest import Archive
-from tests.fakegalaxy import FakeGalaxy, World, random_bytes
+from tests.fakegalaxy import FakeGalaxy, V2Build, World, random_bytes
 
 PID = "1207658930"
 DLC = "1207658931"
@@ -130,6 +130,26 @@ def test_sync_fetches_shared_chunks_once(
     assert server.count("/secure_link", status=200) == 2
 
 
+def test_sync_fetches_a_chunk_shared_by_two_products_once(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    other = "1400000001"
+    shared = random_bytes(100_000, 7)  # one chunk, the same bytes in both products
+    world = World(seed=18)
+    world.add_v2_build(PID, files={"engine.dll": shared, "game.pak": random_bytes(90_000, 8)})
+    world.add_v2_build(other, files={"bin\\engine.dll": shared})
+    world.owned.update({int(PID), int(other)})
+    (chunk,) = [h for h, owners in world.store_owners.items() if owners == {PID, other}]
+    server = serve(world)
+    archive = make_archive(server)
+    result = archive.run("sync", PID, other, "--generation", "2")
+    assert result.exit_code == 0, result.output
+    assert archive.tree() == v2_tree(world)
+    assert server.count(chunk) == 1  # stored once under its MD5, needed by both products
+    owners = archive.db_rows("SELECT product_id FROM objects WHERE md5 = ?", chunk)
+    assert len(owners) == 1
+
+
 def test_sync_records_products_provenance_and_sfc_membership(
     serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
 ) -> None:
@@ -171,8 +191,26 @@ def test_sync_dry_run_fetches_only_manifests(
     assert server.count("/v2/store/") == 0
     assert all(path.startswith("v2/meta/") for path in archive.tree())
     plan = json.loads(result.stdout)["products"][0]
-    expected_chunks = {k: v for k, v in v2_tree(world).items() if not k.startswith("v2/meta/")}
-    assert plan["planned_bytes"] >= sum(len(v) for v in expected_chunks.values())
+    # Exactly every chunk the world's depot manifests name (SFC members too, even those the
+    # CDN lacks: the plan cannot know), each once, at its compressed size: not a lower bound.
+    named = manifest_chunk_sizes(world)
+    assert plan["planned_objects"] == len(named)
+    assert plan["planned_bytes"] == sum(named.values())
+
+
+def manifest_chunk_sizes(world: World) -> dict[str, int]:
+    """compressedMd5 -> compressedSize of every chunk the world's V2 depot manifests name."""
+    sizes: dict[str, int] = {}
+    for build in world.builds:
+        if not isinstance(build, V2Build):
+            continue
+        depots = [*build.depots, *([build.offline_depot] if build.offline_depot else [])]
+        for depot in depots:
+            body = depot.manifest["depot"]
+            records = [c for item in body["items"] for c in item.get("chunks", [])]
+            records += body.get("smallFilesContainer", {}).get("chunks", [])
+            sizes.update({c["compressedMd5"]: c["compressedSize"] for c in records})
+    return sizes
 
 
 def test_sync_records_raw_builds_lists_and_keeps_first_seen(

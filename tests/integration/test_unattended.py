@@ -12,10 +12,12 @@ import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import requests
+import urllib3.util.retry
 
 from galaxy_archive.app import App
 from galaxy_archive.config import load
@@ -371,6 +373,29 @@ def test_sync_refuses_to_fill_the_disk(
     assert archive.tree() == v2_tree(world)
 
 
+def test_sync_refuses_to_fill_the_disk_with_v1_blobs(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world = World(seed=9)
+    world.add_v1_build(PID, files={"data\\main.pak": random_bytes(400_000, 1)})
+    world.owned.add(int(PID))
+    server = serve(world)
+    archive = make_archive(server)
+    config = load(archive.config_path)
+    small_disk = App(config=config, disk_free=lambda _path: 50_000_000)
+    report = run_sync(small_disk, [PID], SyncOptions(generations=(1,)), workers=2)
+    assert report.exit_code == ExitCode.PROBLEMS
+    (problem,) = report.problems
+    assert "not enough free space" in problem and "50000000 bytes) free" in problem
+    assert [p for p in archive.tree() if p.endswith(".bin")] == []  # no blob byte fetched
+    assert not any(r.path.endswith(".bin") for r in server.requests)
+    roomy = App(config=config, disk_free=lambda _path: 10**12)
+    report = run_sync(roomy, [PID], SyncOptions(generations=(1,)), workers=2)
+    assert report.exit_code == ExitCode.OK, report.problems
+    assert any(p.endswith(".bin") for p in archive.tree())
+    assert any(r.path.endswith(".bin") for r in server.requests)  # the check above can fail
+
+
 # --- network manners -----------------------------------------------------------------------------
 
 
@@ -447,7 +472,9 @@ def test_http_proxy_carries_every_request(
 
 
 def test_429_with_retry_after_and_503_are_retried(
-    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+    serve: Callable[..., FakeGalaxy],
+    make_archive: Callable[..., Archive],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     world = chunky_world(300_000)
     server = serve(world)
@@ -456,11 +483,16 @@ def test_429_with_retry_after_and_503_are_retried(
     server.faults.once("/secure_link", "503")
     server.faults.once("/store/", "429")
     server.faults.once("/store/", "503")
-    started = time.monotonic()
+    # urllib3's Retry does the waiting (not App.sleep): record its waits, not the wall clock,
+    # which an idle machine made long enough even with Retry-After ignored.
+    waits: list[float] = []
+    monkeypatch.setattr(
+        urllib3.util.retry, "time", SimpleNamespace(time=time.time, sleep=waits.append)
+    )
     result = archive.run("sync", PID)
-    elapsed = time.monotonic() - started
     assert result.exit_code == 0, result.output
     assert [f.kind for f in server.faults.injected].count("429") == 2
     assert server.faults.count == 4
-    assert elapsed >= 1.0  # Retry-After: 1 was honoured (the configured backoff is 0.01 s)
+    # Each 429 carries Retry-After: 1; the configured backoff (0.01 s) waits far less.
+    assert [w for w in waits if w >= 1.0] == [1.0, 1.0], waits
     assert archive.tree() == v2_tree(world)

@@ -17,6 +17,7 @@ from galaxy_archive.state import db as statedb
 from tests.conftest import Archive
 from tests.fakegalaxy import FakeGalaxy, World, random_bytes
 from tests.unit.test_tree_walk import DEPTH, make_chain, remove_chain
+from tests.unprivileged import rerun_unprivileged
 
 PID = "1207658930"
 
@@ -102,9 +103,12 @@ def test_verify_goes_on_past_a_directory_whose_path_is_too_long(synced: Archive)
     assert archive.db_rows("SELECT exit_code FROM runs WHERE command = 'verify'") == [(1,)]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root lists a chmod 000 directory anyway")
-def test_verify_goes_on_past_a_directory_it_may_not_read(synced: Archive) -> None:
-    archive = synced
+def test_verify_goes_on_past_a_directory_it_may_not_read(
+    request: pytest.FixtureRequest,
+) -> None:
+    if rerun_unprivileged(request):  # root lists a chmod 000 directory anyway
+        return
+    archive = request.getfixturevalue("synced")  # synced as the user that verifies
     locked = archive.root / "v2" / "locked"
     (locked / "inside").mkdir(parents=True)
     (archive.root / "v2/zz-after").write_bytes(b"x")
@@ -115,6 +119,7 @@ def test_verify_goes_on_past_a_directory_it_may_not_read(synced: Archive) -> Non
         locked.chmod(0o755)
     assert code == 1 and report["tree_walked"]
     assert report["unknown_files"] == ["v2/zz-after"]
+    assert report["unreadable_dirs"] == ["v2/locked"]  # named, not silently skipped
 
 
 def test_verify_reports_a_symlinked_directory_and_does_not_enter_it(

@@ -65,9 +65,15 @@ def test_http_rate_limiter_spreads_bytes_over_time() -> None:
     for _ in range(10):
         limiter.take(500)  # 5000 bytes at 1000 B/s, one second of burst allowed
     assert 3.9 <= clock[0] <= 4.1
-    unlimited = RateLimiter(0, clock=lambda: 0.0, sleep=sleep)
-    unlimited.take(10**9)
-    assert len(slept) == len([s for s in slept if s > 0])
+    assert slept and all(s > 0 for s in slept)
+
+
+def test_http_rate_limiter_at_rate_zero_never_sleeps() -> None:
+    slept: list[float] = []
+    unlimited = RateLimiter(0, clock=lambda: 0.0, sleep=slept.append)
+    for _ in range(3):
+        unlimited.take(10**9)
+    assert slept == []  # rate 0 means unlimited: not even a zero-length sleep
 
 
 def test_http_plain_http_only_for_loopback_and_configured_hosts() -> None:

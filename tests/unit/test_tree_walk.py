@@ -13,6 +13,7 @@ from galaxy_archive.errors import ExitCode
 from galaxy_archive.storage.local import ArchiveStore
 from galaxy_archive.storage.tree_walk import Stray, WalkStopped, find_strays
 from galaxy_archive.verify.report import VerifyReport
+from tests.unprivileged import rerun_unprivileged
 
 DEPTH = 1100  # beyond Python's default recursion limit (1000)
 
@@ -91,8 +92,11 @@ def make_chain(base: Path, names: list[str]) -> None:
         os.close(fd)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod 000 directory anyway")
-def test_tree_walk_reports_a_directory_it_may_not_read_and_goes_on(tmp_path: Path) -> None:
+def test_tree_walk_reports_a_directory_it_may_not_read_and_goes_on(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if rerun_unprivileged(request):  # root reads a chmod 000 directory anyway
+        return
     write(tmp_path, "v2/store/01/aa/hidden")
     write(tmp_path, "v2/store/02/aa/seen")
     locked = tmp_path / "v2/store/01"

@@ -7,6 +7,7 @@ import hashlib
 import mmap
 import random
 import threading
+import time
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -90,6 +91,16 @@ def hand_over(hasher: InOrderHasher, blob: bytes, pieces: list[ByteRange]) -> No
 def test_hasher_cancel_stops_lanes_waiting_for_ranges(tmp_path: Path) -> None:
     file = BlobFile(tmp_path / "partial", "blob")
     hasher = InOrderHasher(file, 100, [Extent("f", 0, 100, md5(b"x"))], [], lambda _b: None)
+    before = set(threading.enumerate())
     hasher.start()
-    hasher.cancel()  # returns: the lanes waiting for offset 0 are told to stop
+    lanes = [t for t in threading.enumerate() if t not in before and t.name == "blob-hash"]
+    assert lanes  # waiting for offset 0, which never comes
+    canceller = threading.Thread(target=hasher.cancel, daemon=True)
+    canceller.start()
+    canceller.join(timeout=10)  # bounded: a cancel that cannot stop the lanes must not hang
+    assert not canceller.is_alive(), "cancel() did not return"
+    deadline = time.monotonic() + 10
+    for lane in lanes:
+        lane.join(timeout=max(0.0, deadline - time.monotonic()))
+    assert not any(lane.is_alive() for lane in lanes), "cancel() left lanes waiting"
     file.close()

@@ -32,12 +32,13 @@ _BUILD_COLUMNS = (
     "legacy_build_id, first_seen, last_seen, is_listed, state, completed_at, error, "
     "repository_object_id"
 )
-# The objects a depot needs besides its manifest: V2 required chunks (as
-# StateDB.update_build_states counts them), V1 the blobs its file records point into.
-_V2_NEEDED = (
-    "SELECT object_id FROM manifest_objects WHERE manifest_object_id = :m AND role != 'sfc_member'"
+# What one depot of a build needs, its manifest included, read from the one definition
+# (migration 0009's build_needs view; state.needs): the counts `show` gives agree with the
+# build states by construction.
+_DEPOT_NEEDS = (
+    "SELECT DISTINCT object_id AS id FROM build_needs WHERE product_id = :p AND build_id = :b "
+    "AND depot_manifest_id = :m AND is_required"
 )
-_V1_NEEDED = "SELECT blob_object_id FROM v1_extents WHERE manifest_object_id = :m"
 _V2_DEPOTS = (
     "SELECT manifest_object_id, depot_product_id, languages, size, is_offline FROM build_depots "
     "WHERE product_id = ? AND build_id = ? ORDER BY is_offline, depot_product_id, languages"
@@ -98,7 +99,7 @@ def load_build(db: StateDB, store: ObjectReader, product_id: str, build_id: str)
     build = dict(zip(_BUILD_COLUMNS.split(", "), row, strict=True))
     is_v1 = int(build["generation"]) == 1
     depots = tuple(
-        _load_depot(db, store, is_v1, product_id, depot)
+        _load_depot(db, store, is_v1, (product_id, build_id), depot)
         for depot in db.conn.execute(_V1_DEPOTS if is_v1 else _V2_DEPOTS, (product_id, build_id))
     )
     return StoredBuild(row=build, depots=depots)
@@ -117,8 +118,13 @@ def read_repository(store: ObjectReader, db: StateDB, build: StoredBuild) -> byt
 
 
 def _load_depot(
-    db: StateDB, store: ObjectReader, is_v1: bool, product_id: str, depot: tuple[Any, ...]
+    db: StateDB,
+    store: ObjectReader,
+    is_v1: bool,
+    build_key: tuple[str, str],
+    depot: tuple[Any, ...],
 ) -> StoredDepot:
+    product_id = build_key[0]
     object_id, products, languages, size, is_offline = depot
     row = row_by_id(db, object_id)
     assert row is not None  # a foreign key of build_depots / v1_depots
@@ -130,7 +136,7 @@ def _load_depot(
         owner, manifest = products, row.md5 or row.path.rsplit("/", 1)[-1]
     info = DepotInfo(manifest, owner, tuple(json.loads(languages)), bool(is_offline))
     files, problem = _depot_files(store, row, info, is_v1)
-    needed, stored, verified = _object_counts(db, object_id, is_v1)
+    needed, stored, verified = _object_counts(db, build_key, object_id)
     return StoredDepot(info, row.path, size, files, problem, needed, stored, verified)
 
 
@@ -146,13 +152,21 @@ def _depot_files(
         return None, str(exc)
 
 
-def _object_counts(db: StateDB, manifest_object_id: int, is_v1: bool) -> tuple[int, int, int]:
+def _object_counts(
+    db: StateDB, build_key: tuple[str, str], manifest_object_id: int
+) -> tuple[int, int, int]:
+    product_id, build_id = build_key
     needed, stored, verified = db.conn.execute(
         "SELECT count(*), coalesce(sum(o.state IN (:present, :verified)), 0), "
         "coalesce(sum(o.state = :verified), 0) "
-        f"FROM (SELECT :m AS id UNION {_V1_NEEDED if is_v1 else _V2_NEEDED}) needed "
-        "LEFT JOIN objects o ON o.id = needed.id",
-        {"m": manifest_object_id, "present": ObjectState.PRESENT, "verified": ObjectState.VERIFIED},
+        f"FROM ({_DEPOT_NEEDS}) needed LEFT JOIN objects o ON o.id = needed.id",
+        {
+            "p": product_id,
+            "b": build_id,
+            "m": manifest_object_id,
+            "present": ObjectState.PRESENT,
+            "verified": ObjectState.VERIFIED,
+        },
     ).fetchone()
     return int(needed), int(stored), int(verified)
 

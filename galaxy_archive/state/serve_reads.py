@@ -151,13 +151,30 @@ def open_read_only(path: Path) -> ServeReads:
     if not path.is_file():
         raise StorageError(f"no archive DB at {path}: run `galaxy-archive sync` first")
     try:
-        conn = sqlite3.connect(
-            f"{path.absolute().as_uri()}?mode=ro",
-            uri=True,
-            timeout=BUSY_TIMEOUT_S,
-            check_same_thread=False,
-        )
-        conn.execute("SELECT 1 FROM objects LIMIT 1")
+        conn = _connect(path, "mode=ro")
+    except sqlite3.OperationalError:
+        # mode=ro reads a WAL DB only where its -shm exists or can be made; on a read-only
+        # mount (a backup disk) it cannot, and nobody can be writing the DB there either, so
+        # it is read as immutable.
+        try:
+            conn = _connect(path, "immutable=1")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read the state DB {path}: {exc}") from exc
     except sqlite3.Error as exc:
         raise StorageError(f"cannot read the state DB {path}: {exc}") from exc
     return ServeReads(conn)
+
+
+def _connect(path: Path, mode: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        f"{path.absolute().as_uri()}?{mode}",
+        uri=True,
+        timeout=BUSY_TIMEOUT_S,
+        check_same_thread=False,
+    )
+    try:
+        conn.execute("SELECT 1 FROM objects LIMIT 1")
+    except sqlite3.Error:
+        conn.close()
+        raise
+    return conn

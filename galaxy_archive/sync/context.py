@@ -16,7 +16,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, TypeVar
 
+from galaxy_archive.errors import ManifestError, StorageError
 from galaxy_archive.fetch.downloader import Downloader
 from galaxy_archive.fetch.tasks import FetchResult, FetchTask, Outcome, Source
 from galaxy_archive.models.dependencies import DependencyMode
@@ -30,6 +32,7 @@ from galaxy_archive.storage.interface import Check, ObjectStore
 from galaxy_archive.upstream.galaxy_api import GalaxyApi
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 COMMIT_EVERY_S = 1.0
 # Room kept free beyond the bytes a product still needs: the DB, its WAL and the temp files of
 # the objects in flight grow too, and a full disk is the one failure a NAS owner hates most.
@@ -158,6 +161,23 @@ class SyncContext:
             self.report.problem(message)
             for key in keys:
                 self.flawed_builds.setdefault(key, []).append(message)
+
+    def read_stored(
+        self,
+        path: str,
+        parse: Callable[[BinaryIO, str], T],
+        what: str,
+        on_problem: Callable[[str], None] | None = None,
+    ) -> T | None:
+        """The stored object at `path` parsed, or None once its problem is reported (through
+        `on_problem`, else as a run problem): an unreadable or malformed stored manifest costs
+        that manifest, and the phase goes on with the rest."""
+        try:
+            with self.store.open_read(path) as reader:
+                return parse(reader, what)
+        except (ManifestError, StorageError, OSError) as exc:
+            (on_problem or self.report.problem)(f"{what}: {exc}")
+            return None
 
     def build_problem(self, product_id: str, build_id: str, message: str) -> None:
         self.report.problem(f"build {build_id} of product {product_id}: {message}")

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Collection, Sequence
 from typing import BinaryIO
 
-from galaxy_archive.errors import ManifestError, StorageError, UpstreamError
+from galaxy_archive.errors import ManifestError, UpstreamError
 from galaxy_archive.fetch.sources import dependency_chunk_sources, dependency_meta_sources
 from galaxy_archive.models.decoding import decode_json, decode_meta, read_bounded
 from galaxy_archive.models.dependencies import (
@@ -112,11 +112,8 @@ class DependencyPhase(Phase):
         self.context.fetch([self.context.task_unless_verified(row, sources, what, check=check)])
         if not self.context.is_verified(path):
             return None  # the downloader reported why
-        try:
-            with self.store.open_read(path) as reader:
-                manifest = read_dependency_manifest(reader, what)
-        except (ManifestError, StorageError, OSError) as exc:
-            self.report.problem(f"{what}: {exc}")
+        manifest = self.context.read_stored(path, read_dependency_manifest, what)
+        if manifest is None:
             return None
         self.context.report_skipped(manifest.skipped)
         depots = manifest.depots
@@ -151,11 +148,8 @@ class DependencyPhase(Phase):
             if row.state != ObjectState.VERIFIED or self.db.is_indexed(row.id):
                 continue
             what = f"dependency depot manifest {row.md5} ({dependency_id})"
-            try:
-                with self.store.open_read(row.path) as reader:
-                    manifest = read_dependency_depot(reader, what)
-            except (ManifestError, StorageError, OSError) as exc:
-                self.report.problem(f"{what}: {exc}")
+            manifest = self.context.read_stored(row.path, read_dependency_depot, what)
+            if manifest is None:
                 continue
             self.context.report_skipped(manifest.skipped)
             # The same roles as game depots: small-files members are optional (4.3).

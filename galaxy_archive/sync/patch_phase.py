@@ -309,11 +309,8 @@ class PatchPhase(Phase):
             if state != ObjectState.VERIFIED:
                 continue
             what = f"patch depot manifest {md5} (product {depot_product})"
-            try:
-                with self.store.open_read(path) as reader:
-                    manifest = read_patch_depot(reader, what)
-            except (ManifestError, StorageError, OSError) as exc:
-                self.report.problem(f"{what}: {exc}")
+            manifest = self.context.read_stored(path, read_patch_depot, what)
+            if manifest is None:
                 continue
             self.context.report_skipped(manifest.skipped)
             roles = chunk_references(manifest, ObjectKind.PATCH_STORE, depot_product)

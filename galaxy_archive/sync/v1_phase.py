@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import BinaryIO
 
 from galaxy_archive.errors import ManifestError, StorageError
@@ -118,11 +119,13 @@ class V1Phases(Phase):
             if not self.context.is_verified(path):
                 self.context.build_problem(product_id, build.build_id, f"{what} is not available")
                 continue
-            try:
-                with self.store.open_read(path) as reader:
-                    repository = read_repository_v1(read_bounded(reader, what), what)
-            except (ManifestError, StorageError, OSError) as exc:
-                self.context.build_problem(product_id, build.build_id, f"{what}: {exc}")
+            repository = self.context.read_stored(
+                path,
+                lambda reader, what: read_repository_v1(read_bounded(reader, what), what),
+                what,
+                partial(self.context.build_problem, product_id, build.build_id),
+            )
+            if repository is None:
                 continue
             self.context.report_skipped(repository.skipped, [(product_id, build.build_id)])
             record_v1_redists(self.db, product_id, build.build_id, repository.redists)

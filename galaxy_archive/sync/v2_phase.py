@@ -11,8 +11,9 @@ V1 phase.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
-from galaxy_archive.errors import ManifestError, StorageError
+from galaxy_archive.errors import ManifestError
 from galaxy_archive.fetch.sources import chunk_sources, meta_sources, sibling_meta_urls
 from galaxy_archive.fetch.tasks import FetchTask
 from galaxy_archive.models.layout import ObjectKind, cas_path
@@ -93,12 +94,12 @@ class V2Phase(Phase):
         if not self.context.is_verified(path):
             self.context.build_problem(product_id, build.build_id, f"{what} is not available")
             return None
-        try:
-            with self.store.open_read(path) as reader:
-                return read_repository(reader, what)
-        except (ManifestError, StorageError, OSError) as exc:
-            self.context.build_problem(product_id, build.build_id, f"{what}: {exc}")
-            return None
+        return self.context.read_stored(
+            path,
+            read_repository,
+            what,
+            partial(self.context.build_problem, product_id, build.build_id),
+        )
 
     # --- depot manifests -------------------------------------------------------------------
 
@@ -163,11 +164,8 @@ class V2Phase(Phase):
             if not self.context.is_verified(path):
                 continue
             what = f"depot manifest {depot.manifest} (product {depot.product_id})"
-            try:
-                with self.store.open_read(path) as reader:
-                    manifest = read_depot(reader, what)
-            except (ManifestError, StorageError, OSError) as exc:
-                self.report.problem(f"{what}: {exc}")
+            manifest = self.context.read_stored(path, read_depot, what)
+            if manifest is None:
                 continue
             self.context.report_skipped(manifest.skipped, self._builds_using(object_id))
             self._index_depot(object_id, depot, manifest)

@@ -11,11 +11,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from galaxy_archive.errors import ExitCode
 from galaxy_archive.report import SyncReport
 from tests.conftest import REPO, Archive
 from tests.fakegalaxy import FakeGalaxy, World, random_bytes
+from tests.integration.serving import ServeProcess
 
 PID = "1207658930"
 
@@ -228,6 +230,37 @@ def test_status_and_verify_read_a_read_only_archive_and_say_nothing_was_recorded
     assert verify.returncode == 0, verify.stderr
     assert "records nothing" in verify.stderr
     assert "0 missing, 0 corrupt" in verify.stdout
+
+
+def test_restore_and_serve_read_a_read_only_archive(
+    serve: Callable[..., FakeGalaxy],
+    make_archive: Callable[..., Archive],
+    read_only_view: Callable[[Path], Path],
+    tmp_path: Path,
+) -> None:
+    archive = synced(serve, make_archive)
+    root = read_only_view(archive.root)
+    listed = archive.run_process("--root", str(root), "restore", PID, "--json")
+    assert listed.returncode == 0, listed.stderr
+    [build] = json.loads(listed.stdout)["builds"]
+    dest = tmp_path / "dest"
+    restored = archive.run_process(
+        "--root", str(root), "restore", PID, build["build_id"], str(dest)
+    )
+    assert restored.returncode == 0, restored.stderr
+    assert "0 failed" in restored.stdout and any(dest.rglob("*"))
+    config = tmp_path / "ro.toml"
+    config.write_text(archive.config_path.read_text().replace(str(archive.root), str(root)))
+    server = ServeProcess(config)
+    try:
+        beat = requests.get(f"{server.url}/galaxy-archive/heartbeat", timeout=10)
+        builds = requests.get(
+            f"{server.url}/products/{PID}/os/windows/builds?generation=2", timeout=10
+        )
+    finally:
+        assert server.stop() == 0, server.stderr
+    assert beat.status_code == 204
+    assert builds.status_code == 200 and builds.json()["items"], builds.text
 
 
 def on_a_terminal(archive: Archive, *args: str) -> subprocess.CompletedProcess[str]:

@@ -24,7 +24,7 @@ from galaxy_archive.errors import GalaxyArchiveError, PathRefused
 from galaxy_archive.models.install_plan import FileToWrite
 from galaxy_archive.state.db import StateDB
 
-from .chunks import BadObject, ObjectReader, file_bytes
+from .chunks import BadObject, ObjectReader, check_sources, file_bytes
 from .dest import Destination
 from .planner import (
     NotRestorable,
@@ -182,8 +182,11 @@ def _write(store: ObjectReader, target: Destination, fd: int, name: str, file: F
     md5 = hashlib.md5(usedforsecurity=False)
     sha256 = hashlib.sha256() if file.sha256 else None
     size = 0
+    path_of = functools.partial(chunk_path, file)
+    # With a file MD5 to check, hashing each chunk as well would hash every byte twice
+    is_file_hashed = file.md5 is not None
     with target.temp_file(fd, name) as out:
-        for piece in file_bytes(store, file, lambda chunk: chunk_path(file, chunk)):
+        for piece in file_bytes(store, file, path_of, are_chunks_hashed=not is_file_hashed):
             md5.update(piece)
             if sha256 is not None:
                 sha256.update(piece)
@@ -191,6 +194,8 @@ def _write(store: ObjectReader, target: Destination, fd: int, name: str, file: F
             view = memoryview(piece)
             while view:
                 view = view[os.write(out, view) :]
+        if is_file_hashed and md5.hexdigest() != file.md5:
+            check_sources(store, file, path_of)  # names the bad chunk, if one is
         _check(file, md5.hexdigest(), size, sha256.hexdigest() if sha256 else None)
         target.publish(fd, name, out, is_executable=file.is_executable)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import BinaryIO, Protocol
 
 from galaxy_archive.errors import IntegrityError
@@ -81,7 +81,7 @@ def file_bytes(
     path_of: Callable[[ChunkRef], str],
     *,
     are_chunks_hashed: bool = True,
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """The file's bytes: its own chunks in order, its slice of the small-files container, or
     (generation 1) its extent of a blob. `are_chunks_hashed` False: only when the caller
     checks the file's MD5 (and then `check_sources` on a mismatch)."""

@@ -11,6 +11,7 @@ MD5 is left as it is (a killed restore resumes); `verify_only` only checks. Only
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -34,7 +35,9 @@ from .planner import (
     object_paths,
     plan_build,
 )
+from .read_ahead import read_ahead
 
+READ_AHEAD_MIN_BYTES = 8 << 20  # files from this size inflate on a thread of their own
 WRITTEN, CORRECT, FAILED, WRONG = "written", "already_correct", "failed", "missing_or_wrong"
 
 
@@ -185,8 +188,12 @@ def _write(store: ObjectReader, target: Destination, fd: int, name: str, file: F
     path_of = functools.partial(chunk_path, file)
     # With a file MD5 to check, hashing each chunk as well would hash every byte twice
     is_file_hashed = file.md5 is not None
-    with target.temp_file(fd, name) as out:
-        for piece in file_bytes(store, file, path_of, are_chunks_hashed=not is_file_hashed):
+    pieces = file_bytes(store, file, path_of, are_chunks_hashed=not is_file_hashed)
+    if file.size >= READ_AHEAD_MIN_BYTES:  # a thread per small file would cost more than it wins
+        pieces = read_ahead(pieces)
+    # closing: a file that fails half-way stops its read-ahead thread now, not at collection
+    with target.temp_file(fd, name) as out, contextlib.closing(pieces):
+        for piece in pieces:
             md5.update(piece)
             if sha256 is not None:
                 sha256.update(piece)

@@ -35,6 +35,7 @@ class BadObject(IntegrityError):
     def __init__(self, path: str, why: str) -> None:
         super().__init__(f"{path}: {why}")
         self.path = path
+        self.why = why
 
 
 def inflated(

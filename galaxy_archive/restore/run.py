@@ -169,7 +169,7 @@ def _one_file(
             _write(store, target, fd, name, file)
             return file.path, WRITTEN, file.size
     except BadObject as exc:
-        return file.path, BadObject(exc.path, f"{exc}; {file.path} not written"), 0
+        return file.path, BadObject(exc.path, f"{exc.why}; {file.path} not written"), 0
     except (GalaxyArchiveError, OSError) as exc:
         return file.path, exc if isinstance(exc, GalaxyArchiveError) else _os_problem(file, exc), 0
 

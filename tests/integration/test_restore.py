@@ -189,6 +189,7 @@ def test_a_chunk_that_inflates_to_other_bytes_is_named_and_the_file_is_not_writt
     result = archive.run("restore", PID, build.build_id, str(dest))
     assert result.exit_code == 1
     assert f"{chunk}: corrupt: inflates to other bytes than the manifest says" in result.stderr
+    assert result.stderr.count(chunk) == 1  # named once, not "path: path: why"
     assert "data/big.pak not written" in result.stderr
     assert not (dest / "data/big.pak").exists()
     assert [p.name for p in (dest / "data").iterdir()] == []

@@ -11,6 +11,7 @@ MD5 is left as it is (a killed restore resumes); `verify_only` only checks. Only
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -24,7 +25,7 @@ from galaxy_archive.errors import GalaxyArchiveError, PathRefused
 from galaxy_archive.models.install_plan import FileToWrite
 from galaxy_archive.state.db import StateDB
 
-from .chunks import BadObject, ObjectReader, file_bytes
+from .chunks import BadObject, ObjectReader, check_sources, file_bytes
 from .dest import Destination
 from .planner import (
     NotRestorable,
@@ -34,7 +35,9 @@ from .planner import (
     object_paths,
     plan_build,
 )
+from .read_ahead import read_ahead
 
+READ_AHEAD_MIN_BYTES = 8 << 20  # files from this size inflate on a thread of their own
 WRITTEN, CORRECT, FAILED, WRONG = "written", "already_correct", "failed", "missing_or_wrong"
 
 
@@ -166,7 +169,7 @@ def _one_file(
             _write(store, target, fd, name, file)
             return file.path, WRITTEN, file.size
     except BadObject as exc:
-        return file.path, BadObject(exc.path, f"{exc}; {file.path} not written"), 0
+        return file.path, BadObject(exc.path, f"{exc.why}; {file.path} not written"), 0
     except (GalaxyArchiveError, OSError) as exc:
         return file.path, exc if isinstance(exc, GalaxyArchiveError) else _os_problem(file, exc), 0
 
@@ -182,8 +185,15 @@ def _write(store: ObjectReader, target: Destination, fd: int, name: str, file: F
     md5 = hashlib.md5(usedforsecurity=False)
     sha256 = hashlib.sha256() if file.sha256 else None
     size = 0
-    with target.temp_file(fd, name) as out:
-        for piece in file_bytes(store, file, lambda chunk: chunk_path(file, chunk)):
+    path_of = functools.partial(chunk_path, file)
+    # With a file MD5 to check, hashing each chunk as well would hash every byte twice
+    is_file_hashed = file.md5 is not None
+    pieces = file_bytes(store, file, path_of, are_chunks_hashed=not is_file_hashed)
+    if file.size >= READ_AHEAD_MIN_BYTES:  # a thread per small file would cost more than it wins
+        pieces = read_ahead(pieces)
+    # closing: a file that fails half-way stops its read-ahead thread now, not at collection
+    with target.temp_file(fd, name) as out, contextlib.closing(pieces):
+        for piece in pieces:
             md5.update(piece)
             if sha256 is not None:
                 sha256.update(piece)
@@ -191,6 +201,8 @@ def _write(store: ObjectReader, target: Destination, fd: int, name: str, file: F
             view = memoryview(piece)
             while view:
                 view = view[os.write(out, view) :]
+        if is_file_hashed and md5.hexdigest() != file.md5:
+            check_sources(store, file, path_of)  # names the bad chunk, if one is
         _check(file, md5.hexdigest(), size, sha256.hexdigest() if sha256 else None)
         target.publish(fd, name, out, is_executable=file.is_executable)
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 from aiohttp import web
@@ -28,7 +30,7 @@ from aiohttp.web import BaseRequest, StreamResponse
 from galaxy_archive import __version__
 from galaxy_archive.errors import ConfigError, StorageError
 from galaxy_archive.models.object_state import ObjectState
-from galaxy_archive.serve import answers
+from galaxy_archive.serve import answers, files
 from galaxy_archive.serve.routes import (
     ApiRoute,
     Heartbeat,
@@ -37,7 +39,7 @@ from galaxy_archive.serve.routes import (
     redact_path,
     route,
 )
-from galaxy_archive.state.serve_reads import ServeReads
+from galaxy_archive.state.serve_reads import ServedObject, ServeReads
 from galaxy_archive.storage.interface import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,11 @@ class ServeOptions:
 
 class RedactedAccessLog(AbstractAccessLogger):
     """One line per request: never a token segment or a query string (gcore signs there)."""
+
+    @property
+    def enabled(self) -> bool:
+        # aiohttp asks once per connection: no line is built for a logger that would drop it
+        return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         self.logger.info(
@@ -179,12 +186,13 @@ class Answers:
     async def _object(
         self, request: web.Request, relative: str, owner: str | None
     ) -> web.StreamResponse:
-        row = self.reads.object(relative)
-        if row is not None and row.state == ObjectState.ABSENT_UPSTREAM:
-            return web.Response(status=404, text="Not Found")
-        if row is None or row.state != ObjectState.VERIFIED or row.size is None:
+        found = self.reads.object_under(relative, owner)
+        if found is None:
             return _json(404, answers.not_found())
-        if owner is not None and not self.reads.is_owned_by(row.id, owner):
+        row, is_owned = found
+        if row.state == ObjectState.ABSENT_UPSTREAM:
+            return web.Response(status=404, text="Not Found")
+        if row.state != ObjectState.VERIFIED or row.size is None or not is_owned:
             return _json(404, answers.not_found())
         try:
             size = self.store.stat(relative)
@@ -192,11 +200,25 @@ class Answers:
             return _json(404, answers.not_found())
         if size != row.size:
             return _json(404, answers.not_found())
+        if self.store.local_path(relative) is not None:
+            return await self._send_local(request, relative, row)
         headers = {"Content-Type": _OCTETS}
-        local = self.store.local_path(relative)
-        if local is not None:
-            return web.FileResponse(local, chunk_size=STREAM_BLOCK_BYTES, headers=headers)
         return await self._stream(request, relative, size, row.md5, headers)
+
+    async def _send_local(
+        self, request: web.Request, relative: str, row: ServedObject
+    ) -> web.StreamResponse:
+        """A local file, opened on the loop without following a symlink, sent with sendfile
+        (see files); the size checked again on the open file, in case it was swapped."""
+        try:
+            handle = self.store.open_read(relative)
+        except (FileNotFoundError, StorageError):
+            return _json(404, answers.not_found())
+        with handle:
+            stat = os.fstat(handle.fileno())
+            if not S_ISREG(stat.st_mode) or stat.st_size != row.size:
+                return _json(404, answers.not_found())
+            return await files.send_file(request, handle, stat, row.md5)
 
     async def _stream(
         self,
@@ -211,9 +233,10 @@ class Answers:
             wanted = request.http_range
         except ValueError:
             return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
-        start, stop = _range_bounds(wanted, size)
-        if start is None or stop is None:
+        span = files.byte_span(wanted, size)
+        if span is None:
             return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
+        start, stop = span
         is_partial = (start, stop) != (0, size) and request.headers.get("Range") is not None
         response = web.StreamResponse(status=206 if is_partial else 200, headers=headers)
         if md5:
@@ -237,20 +260,6 @@ class Answers:
                 left -= len(block)
         await response.write_eof()
         return response
-
-
-def _range_bounds(wanted: slice, size: int) -> tuple[int | None, int | None]:
-    """[start, stop) of a single Range within `size` bytes, or (None, None) if unsatisfiable."""
-    start, stop = wanted.start, wanted.stop
-    if start is None and stop is None:
-        return 0, size
-    if start is not None and start < 0:  # a suffix range: the last -start bytes
-        start, stop = max(0, size + start), size
-    start = start or 0
-    stop = size if stop is None else min(stop, size)
-    if start >= size or start >= stop:
-        return None, None
-    return start, stop
 
 
 def _json(status: int, doc: Any) -> web.Response:

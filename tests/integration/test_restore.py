@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -166,6 +167,33 @@ def test_a_flipped_byte_in_a_chunk_names_it_and_the_file_is_not_written(
     assert not (dest / "data/big.pak").exists()
     assert [p.name for p in (dest / "data").iterdir()] == []  # no temp file left either
     assert (dest / "bin/game.exe").is_file()  # the rest is restored
+
+
+def test_a_chunk_that_inflates_to_other_bytes_is_named_and_the_file_is_not_written(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive], tmp_path: Path
+) -> None:
+    # A valid zlib stream of the right inflated size, but other bytes: only an MD5 catches it
+    # (the file's, on the fast path; then each chunk's, to name the bad one).
+    world, build = restore_world()
+    archive = synced(serve, make_archive, world)
+    item = next(
+        i
+        for d in build.depots
+        for i in d.manifest["depot"]["items"]
+        if i.get("path") == "data\\big.pak"
+    )
+    bad = item["chunks"][1]
+    chunk = cas_path(ObjectKind.STORE, bad["compressedMd5"])
+    (archive.root / chunk).write_bytes(zlib.compress(b"\0" * bad["size"]))
+    dest = tmp_path / "game"
+    result = archive.run("restore", PID, build.build_id, str(dest))
+    assert result.exit_code == 1
+    assert f"{chunk}: corrupt: inflates to other bytes than the manifest says" in result.stderr
+    assert result.stderr.count(chunk) == 1  # named once, not "path: path: why"
+    assert "data/big.pak not written" in result.stderr
+    assert not (dest / "data/big.pak").exists()
+    assert [p.name for p in (dest / "data").iterdir()] == []
+    assert (dest / "bin/game.exe").read_bytes() == expected_files(build)["bin/game.exe"]
 
 
 def test_a_missing_object_is_refused_up_front_naming_the_files_it_feeds(

@@ -370,6 +370,35 @@ def test_serve_head_range_etag_and_keep_alive(server: ServeProcess, archive: Arc
     connection.close()
 
 
+def test_serve_conditional_requests_and_if_range_on_a_local_file(
+    server: ServeProcess, archive: Archive
+) -> None:
+    path, owner = _chunk(archive)
+    chunk = (archive.root / path).read_bytes()
+    url = _store_url(server, path, owner)
+    first = requests.get(url, timeout=10)
+    etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
+    assert first.status_code == 200 and first.content == chunk
+    assert etag == f'"{path.rsplit("/", 1)[1]}"'  # the chunk's MD5: the same on every mirror
+    assert first.headers["Accept-Ranges"] == "bytes"
+
+    def status(**headers: str) -> int:
+        return requests.get(url, headers=headers, timeout=10).status_code
+
+    assert status(**{"If-Modified-Since": modified}) == 304
+    assert status(**{"If-Match": '"0123"'}) == 412
+    assert status(**{"If-Match": etag}) == 200
+    assert status(**{"If-Unmodified-Since": "Mon, 01 Jan 1990 00:00:00 GMT"}) == 412
+    resumed = requests.get(url, headers={"Range": "bytes=4-", "If-Range": etag}, timeout=10)
+    assert resumed.status_code == 206 and resumed.content == chunk[4:]
+    stale = requests.get(url, headers={"Range": "bytes=4-", "If-Range": '"0123"'}, timeout=10)
+    assert stale.status_code == 200 and stale.content == chunk  # never a splice
+    whole = requests.get(url, headers={"Range": "bytes=0-"}, timeout=10)
+    assert whole.status_code == 206 and whole.headers["Content-Range"] == (
+        f"bytes 0-{len(chunk) - 1}/{len(chunk)}"
+    )
+
+
 def test_serve_access_log_has_no_tokens_and_sigint_stops_it(archive: Archive) -> None:
     process = ServeProcess(archive.config_path)
     path, owner = _chunk(archive)

@@ -53,7 +53,12 @@ def test_sync_v1_adds_a_build_gog_no_longer_lists_and_restores_it(
     assert builds[legacy]["is_listed"] is False and builds[legacy]["state"] == "complete"
     shown = archive.run("show", PID, legacy)
     assert shown.exit_code == 0, shown.output
-    assert "DELISTED" in shown.output
+    assert "DELISTED (added by generation-1 location (sync --v1))" in shown.output
+    shown_json = json.loads(archive.run("show", PID, legacy, "--json").stdout)
+    assert shown_json["is_listed"] is False
+    assert shown_json["added_by"] == "generation-1 location (sync --v1)"
+    listed = json.loads(archive.run("show", PID, new.build_id, "--json").stdout)
+    assert listed["is_listed"] is True and listed["added_by"] is None
 
     dest = tmp_path / "old"
     restored = archive.run("restore", PID, legacy, str(dest))

@@ -138,7 +138,13 @@ class Syncer:
     def _v1_builds_by_location(self, product_id: str, chosen: set[str]) -> list[BuildListing]:
         """The generation-1 builds asked for by location (--v1; the CLI allows one product),
         mirrored whatever --os, --branch or --build select."""
-        if not self.options.v1_locations or 1 not in self.options.generations:
+        if not self.options.v1_locations:
+            return []
+        if 1 not in self.options.generations:  # asked for, so not skipped silently
+            self.report.problem(
+                f"product {product_id}: --v1 given but generation 1 is not synced "
+                "(--generation, sync.generations)"
+            )
             return []
         found = ByLocationPhase(self.context).run(product_id, self.options.v1_locations)
         return [b for b in found if b.build_id not in chosen]

@@ -115,3 +115,15 @@ def test_sync_v1_a_malformed_location_is_a_usage_error_naming_it(
     assert two.exit_code == 2
     assert "--v1 needs exactly one PRODUCT_ID" in two.output
     assert len(server.requests) == before  # nothing more asked of the network
+
+
+def test_sync_v1_with_generation_1_left_out_says_so(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive]
+) -> None:
+    world, old, _ = delisted_v1_world()
+    archive = make_archive(serve(world))
+    location = f"windows/{old.legacy_build_id}"
+    result = archive.run("sync", PID, "--generation", "2", "--v1", location)
+    assert result.exit_code == 1
+    assert "--v1 given but generation 1 is not synced" in result.output
+    assert archive.db_rows("SELECT count(*) FROM builds WHERE is_listed = 0") == [(0,)]

@@ -30,7 +30,7 @@ from .stored import NotInArchive, ObjectReader, StoredRow, read_checked, row_by_
 _BUILD_COLUMNS = (
     "product_id, build_id, os, generation, branch, version_name, date_published, "
     "legacy_build_id, first_seen, last_seen, is_listed, state, completed_at, error, "
-    "repository_object_id"
+    "repository_object_id, item"
 )
 # What one depot of a build needs, its manifest included, read from the one definition
 # (migration 0009's build_needs view; state.needs): the counts `show` gives agree with the

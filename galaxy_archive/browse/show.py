@@ -10,6 +10,7 @@ named, never shown. `show_build` is the build's summary document; both documents
 from __future__ import annotations
 
 import enum
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -176,6 +177,7 @@ def show_build(
         "first_seen": row["first_seen"],
         "last_seen": row["last_seen"],
         "is_listed": bool(row["is_listed"]),
+        "added_by": _added_by(row["item"]),
         "state": row["state"],
         "completed_at": row["completed_at"],
         "depots": [_depot_doc(depot) for depot in build.depots],
@@ -186,6 +188,16 @@ def show_build(
         doc["files"] = [file_doc(f) for d in build.depots for f in d.files or ()]
         doc["files"].sort(key=lambda f: (f["path"], f["depot_product_id"], f["languages"]))
     return doc
+
+
+def _added_by(item: str | None) -> str | None:
+    """The source of a build added by id (sync --manifest/--v1); None for a listed one."""
+    try:
+        doc = json.loads(item) if item else None
+    except ValueError:  # the DB is ours, but a damaged row must not stop `show`
+        return None
+    value = doc.get("added_by") if isinstance(doc, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _depot_doc(depot: StoredDepot) -> dict[str, Any]:

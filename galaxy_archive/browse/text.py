@@ -46,6 +46,8 @@ def build_lines(doc: dict[str, Any]) -> Iterator[str]:
         f"version {one_line(doc['version_name'] or '-')}"
     )
     listed = "listed" if doc["is_listed"] else "DELISTED"
+    if doc.get("added_by"):
+        listed += f" (added by {one_line(doc['added_by'])})"
     yield (
         f"published {doc['date_published'] or '-'}, seen {doc['first_seen']} .. "
         f"{doc['last_seen']}, {listed}, {doc['state']}"

@@ -44,6 +44,15 @@ from galaxy_archive.output import Progress, print_json
     type=click.File("r"),
     help="Repository manifest ids to add, one per line ('#' starts a comment).",
 )
+@click.option(
+    "--v1",
+    "v1_locations",
+    multiple=True,
+    metavar="OS/LEGACY_ID",
+    callback=lambda ctx, param, values: tuple(_v1_location(v) for v in values),
+    help="Also archive the generation-1 build at this OS and legacy build id (e.g. "
+    "windows/37794096), listed or not; one PRODUCT_ID only (repeatable).",
+)
 @click.option("--no-dlc", is_flag=True, help="Skip DLC depots.")
 @click.option("--no-patches", is_flag=True, help="Skip patches between builds (sync.patches).")
 @click.option(
@@ -69,6 +78,7 @@ def sync(
     build_ids: tuple[str, ...],
     manifest_ids: tuple[str, ...],
     manifest_file: TextIO | None,
+    v1_locations: tuple[tuple[str, int], ...],
     no_dlc: bool,
     no_patches: bool,
     no_dependencies: bool,
@@ -101,6 +111,9 @@ def sync(
     for product_id in products:
         if not product_id.isdigit():
             raise ConfigError(f"{product_id!r} is not a product id")
+    if v1_locations and (len(products) != 1 or include_owned):
+        # a location names no product: it is the one product named
+        raise click.UsageError("--v1 needs exactly one PRODUCT_ID (the build's product)")
     options = SyncOptions(
         os=os_names or sync_config.os,
         generations=tuple(int(g) for g in generations) or sync_config.generations,
@@ -114,6 +127,7 @@ def sync(
         dependencies=DependencyMode("none" if no_dependencies else sync_config.dependencies),
         v1_range_size=sync_config.v1_range_size,
         manifest_ids=(*manifest_ids, *_ids_in(manifest_file)),
+        v1_locations=v1_locations,
     )
     progress = Progress(is_enabled=False if app.is_json or app.verbosity < 0 else None)
     with stop_on_signals(app.stop, app.abort):
@@ -141,3 +155,20 @@ def _ids_in(listing: TextIO | None) -> list[str]:
         return []
     lines = (line.split("#", 1)[0].strip() for line in listing)
     return [line for line in lines if line]
+
+
+def _v1_location(value: str) -> tuple[str, int]:
+    """`OS/LEGACY_ID` (e.g. windows/37794096) -> (os, legacy build id); else a usage error."""
+    os_name, _, legacy = value.strip().partition("/")
+    if os_name not in OPERATING_SYSTEMS or not _is_number(legacy):
+        raise click.BadParameter(
+            f"{value!r} is not OS/LEGACY_ID (OS one of {', '.join(OPERATING_SYSTEMS)}, "
+            "LEGACY_ID digits; e.g. windows/37794096)",
+            param_hint="'--v1'",
+        )
+    return os_name, int(legacy)
+
+
+def _is_number(text: str) -> bool:
+    # ASCII digits only, and few enough to fit the DB's 64-bit integers
+    return text.isascii() and text.isdigit() and len(text) <= 18

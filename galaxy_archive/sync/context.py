@@ -57,6 +57,8 @@ class SyncOptions:
     dependencies: DependencyMode = DependencyMode.REFERENCED
     v1_range_size: int = 8 * 1024 * 1024
     manifest_ids: tuple[str, ...] = ()  # builds to add by repository manifest id (--manifest)
+    # generation-1 builds to add by (os, legacy build id) of the one product synced (--v1)
+    v1_locations: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass

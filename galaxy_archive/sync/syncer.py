@@ -35,6 +35,7 @@ from galaxy_archive.state.db import StateDB
 from galaxy_archive.state.needs import update_build_states
 from galaxy_archive.storage.interface import ObjectStore
 from galaxy_archive.sync.by_id import ByIdPhase
+from galaxy_archive.sync.by_id_v1 import ByLocationPhase
 from galaxy_archive.sync.context import Stopping, SyncContext, SyncOptions
 from galaxy_archive.sync.dependency_phase import DependencyPhase
 from galaxy_archive.sync.patch_phase import PatchPhase
@@ -134,6 +135,20 @@ class Syncer:
             return {}
         return ByIdPhase(self.context).run(self.options.manifest_ids, product_ids)
 
+    def _v1_builds_by_location(self, product_id: str, chosen: set[str]) -> list[BuildListing]:
+        """The generation-1 builds asked for by location (--v1; the CLI allows one product),
+        mirrored whatever --os, --branch or --build select."""
+        if not self.options.v1_locations:
+            return []
+        if 1 not in self.options.generations:  # asked for, so not skipped silently
+            self.report.problem(
+                f"product {product_id}: --v1 given but generation 1 is not synced "
+                "(--generation, sync.generations)"
+            )
+            return []
+        found = ByLocationPhase(self.context).run(product_id, self.options.v1_locations)
+        return [b for b in found if b.build_id not in chosen]
+
     def sync_dependencies(self) -> None:
         """The dependency repository is global: once per run, after every product."""
         if self.stop.is_set():
@@ -156,6 +171,7 @@ class Syncer:
         added = (self.added_by_id or {}).get(product_id, [])
         builds += [b for b in added if b.build_id not in chosen]
         v1_builds = self._select_builds(product_id, listings, generation=1)
+        v1_builds += self._v1_builds_by_location(product_id, {b.build_id for b in v1_builds})
         product.builds_selected = len(builds) + len(v1_builds)
         options = self.options
         if listings and not product.builds_selected and (options.build_ids or options.branch):

@@ -126,7 +126,10 @@ def plan_v2_depot(
             )
         )
     directories, links, problems = _dirs_and_links(doc, depot.product_id, what)
-    return files, directories, links, problems
+    # A skipped link is named below by _dirs_and_links, against DEST; every other skipped
+    # entry (a file path, a chunk reference) is named here.
+    unlinked = [m for m in manifest.skipped if ": link target " not in m]
+    return files, directories, links, _skipped_problems(unlinked) + problems
 
 
 def plan_v1_depot(
@@ -154,7 +157,7 @@ def plan_v1_depot(
         )
     directories = [i.path.as_posix() for i in manifest.items if i.kind == "directory"]
     links: list[LinkToMake] = []
-    problems: list[str] = []
+    problems = _skipped_problems(manifest.skipped)
     for item in manifest.items:
         if item.kind == "symlink" and item.target is not None:
             _add_link(item.path.as_posix(), item.target, links, problems)
@@ -180,6 +183,12 @@ def install_plan(
     # The same path in two depots (a DLC shipping a base file again): the later depot wins.
     unique = sorted({f.path: f for f in files}.values(), key=lambda f: f.path)
     return InstallPlan(tuple(unique), tuple(sorted(directories)), tuple(links), tuple(problems))
+
+
+def _skipped_problems(skipped: Iterable[str]) -> list[str]:
+    """An entry the manifest parser had to leave out (an unsafe path or reference) is a file
+    the build names that cannot be restored: a problem, never a silent gap in DEST."""
+    return [f"refused: {message}" for message in skipped]
 
 
 def install_directory_problems(install_directory: str | None) -> list[str]:

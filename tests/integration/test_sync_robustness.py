@@ -202,6 +202,18 @@ def test_sync_unsafe_entry_of_a_depot_manifest_is_skipped_named_and_contained(
     result = archive.run("sync", "1111111111", PID, "--generation", "2")
     assert result.exit_code == 1, result.output
     assert f"depot manifest {manifest_md5}" in result.output and "entry skipped" in result.output
+    # The stored manifest still names the hostile path: restore is what could be tricked into
+    # writing it. DEST sits three levels below tmp_path, where "..\\..\\..\\evil.txt" would land.
+    absolute_before = Path("/tmp/evil.txt").exists()
+    [build_id] = [
+        row[0]
+        for row in archive.db_rows("SELECT build_id FROM builds WHERE product_id = '1111111111'")
+    ]
+    dest = tmp_path / "a" / "b" / "c" / "dest"
+    restored = archive.run("restore", "1111111111", build_id, str(dest), "--partial")
+    assert restored.exit_code == 1, restored.output
+    assert "refused: " in restored.output and "entry skipped" in restored.output
+    assert Path("/tmp/evil.txt").exists() == absolute_before
     assert not any(p.name in ("evil.txt", "evil") for p in tmp_path.rglob("*"))
     assert (archive.root / "v2/meta" / galaxy_path(manifest_md5)).read_bytes() == raw
     good = v2_tree(world, products=[PID])

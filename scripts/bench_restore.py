@@ -7,9 +7,13 @@ In one run, alternating (ABBA) for --rounds: (a) `galaxy-archive restore` into a
 (b) the floor: one process that only inflates and MD5s the same stored chunks on all cores
 (a thread per core: zlib and hashlib release the GIL) and writes nothing. The median of the
 per-round speed ratios a/b is printed (goal: >= 0.8), with restore's peak RSS (goal: < 200 MB).
-(c) a real client (lgogdownloader --galaxy-install) is not measured here.
+(c) where this runs as root with unshare and lgogdownloader (Debian's), a real client installing
+the same build from the same archive over loopback: `galaxy-archive serve` with TLS inside
+private namespaces, as tests/integration/test_serve_lgogdownloader.py sets it up, and
+`lgogdownloader --galaxy-install` with its defaults; once a round, its bytes written checked
+against the build's. Goal: (a) faster than (c).
 
-    python scripts/bench_restore.py [--mib 1024] [--rounds 3] [--workdir DIR]
+    python scripts/bench_restore.py [--mib 1024] [--rounds 3] [--workdir DIR] [--no-client]
 """
 
 from __future__ import annotations
@@ -20,13 +24,24 @@ import os
 import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from benchlib import galaxy_archive, mib_per_s, precompile, run_timed, write_config
 
 from tests.fakegalaxy import FakeGalaxy, World, random_bytes
+
+# The namespace, certificate and token setup of the real-client test, reused as it is.
+from tests.integration.test_serve_lgogdownloader import (
+    _galaxy_tokens,
+    _namespaces_refused,
+    _script,
+    _throwaway_ca,
+)
 
 PID = "1207658930"
 MIB = 2**20
@@ -86,11 +101,39 @@ def chunk_list(workdir: Path) -> tuple[Path, int]:
     return listing, len(rows)
 
 
+def _client_refused() -> str | None:
+    if shutil.which("lgogdownloader") is None:
+        return "lgogdownloader is not installed"
+    return _namespaces_refused()
+
+
+def lgogdownloader_install(workdir: Path, config: Path, size: int) -> float:
+    """Seconds lgogdownloader takes to install the build from serve (TLS, own namespaces)."""
+    work = workdir / "client"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    ca, cert, key = _throwaway_ca(work)
+    _galaxy_tokens(work)
+    script = _script(work, SimpleNamespace(config_path=config), cert, key, ca, f"{PID}/0")  # type: ignore[arg-type]
+    started = time.monotonic()
+    run = subprocess.run(
+        ["unshare", "--mount", "--net", "--fork", "bash", str(script)],
+        capture_output=True, text=True, timeout=1800, check=False,
+    )  # fmt: skip
+    seconds = time.monotonic() - started
+    written = sum(p.stat().st_size for p in (work / "out").rglob("*") if p.is_file())
+    if run.returncode != 0 or written < size:
+        sys.exit(f"lgogdownloader failed ({run.returncode}, {written} of {size} bytes written)")
+    shutil.rmtree(work / "out")
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mib", type=int, default=1024, help="game bytes (default 1024)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--no-client", action="store_true", help="skip (c), lgogdownloader")
     args = parser.parse_args()
     precompile()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-restore-"))
@@ -100,7 +143,8 @@ def main() -> None:
     listing, chunks = chunk_list(workdir)
     dest = workdir / "dest"
     size = args.mib * MIB
-    ratios, peaks = [], []
+    ratios, peaks, client_ratios = [], [], []
+    can_run_client = not args.no_client and _client_refused() is None
     for round_number in range(args.rounds):
         order = ("a", "b") if round_number % 2 == 0 else ("b", "a")
         seconds = {}
@@ -116,9 +160,17 @@ def main() -> None:
                 sys.exit(f"round {round_number} {which} failed ({done.returncode})")
             seconds[which] = done.seconds
         ratios.append(seconds["b"] / seconds["a"])  # speed a / speed b
+        client = ""
+        if can_run_client:
+            seconds["c"] = lgogdownloader_install(workdir, config, size)
+            client_ratios.append(seconds["c"] / seconds["a"])
+            client = (
+                f", lgogdownloader {mib_per_s(size, seconds['c']):.0f} MiB/s "
+                f"(restore {client_ratios[-1]:.2f}x its speed)"
+            )
         print(
             f"round {round_number + 1}: restore {mib_per_s(size, seconds['a']):.0f} MiB/s, "
-            f"floor {mib_per_s(size, seconds['b']):.0f} MiB/s, ratio {ratios[-1]:.2f}",
+            f"floor {mib_per_s(size, seconds['b']):.0f} MiB/s, ratio {ratios[-1]:.2f}{client}",
             flush=True,
         )
     print(
@@ -129,7 +181,11 @@ def main() -> None:
                 "rounds": args.rounds,
                 "ratio_restore_to_floor_median": round(statistics.median(ratios), 3),
                 "restore_peak_rss_mib": round(max(peaks) / MIB, 1),
-                "lgogdownloader": "not measured",
+                "restore_to_lgogdownloader_median": (
+                    round(statistics.median(client_ratios), 2)
+                    if client_ratios
+                    else f"not measured: {_client_refused() or '--no-client'}"
+                ),
             }
         )
     )

@@ -11,7 +11,8 @@ verified is marked verified.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any
 
 from galaxy_archive.errors import UnsafeReference
@@ -86,11 +87,19 @@ def write_jsonl(rows: Iterable[dict[str, Any]], out: IO[bytes]) -> int:
     return count
 
 
-def merge_rows(db: StateDB, table: str, lines: Iterable[bytes], now_iso: str) -> int:
-    """Insert the file's rows the archive lacks; return how many were added."""
+def merge_rows(
+    db: StateDB,
+    table: str,
+    lines: Iterable[bytes],
+    now_iso: str,
+    on_refused: Callable[[int, str], None],
+) -> int:
+    """Insert the file's rows the archive lacks; return how many were added. A row the
+    schema refuses (a foreign key to a row neither side has) costs that row: `on_refused`
+    gets its line number and why, and the merge goes on."""
     local = _columns(db, table)
     added = 0
-    for line in lines:
+    for number, line in enumerate(lines, start=1):
         row = _checked_row(line, local)
         if table == "objects":
             row = {c: row.get(c) for c in _OBJECT_COLUMNS} | {
@@ -100,14 +109,30 @@ def merge_rows(db: StateDB, table: str, lines: Iterable[bytes], now_iso: str) ->
             check_tree_path(str(row["kind"]), row["path"])
         elif not _translate_ids(db, row):
             continue  # it points at an object the file did not describe
+        _drop_unknown_body(db, row)
         _keep_earliest_first_seen(db, table, row)
         names = ", ".join(row)
         marks = ", ".join("?" * len(row))
-        cursor = db.conn.execute(
-            f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({marks})", list(row.values())
-        )
+        try:
+            cursor = db.conn.execute(
+                f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({marks})", list(row.values())
+            )
+        except sqlite3.IntegrityError as exc:
+            on_refused(number, str(exc))
+            continue
         added += cursor.rowcount
     return added
+
+
+def _drop_unknown_body(db: StateDB, row: dict[str, Any]) -> None:
+    """A recorded API answer (json_bodies) is provenance the export does not carry: a row that
+    points at one this archive lacks keeps its facts and loses only that pointer."""
+    body = row.get("body_md5")
+    if body is None:
+        return
+    known = db.conn.execute("SELECT 1 FROM json_bodies WHERE md5 = ?", (body,)).fetchone()
+    if known is None:
+        row["body_md5"] = None
 
 
 # Rows whose first_seen an import may move earlier (the file saw it first), by their keys.

@@ -23,6 +23,7 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -284,13 +285,21 @@ def _merge(
             continue
         with (scratch / f"{table}.jsonl").open("rb") as lines:
             try:
-                report.rows_added += merge_rows(db, table, lines, iso(now))
+                report.rows_added += merge_rows(
+                    db, table, lines, iso(now), partial(_refuse_row, report, table)
+                )
             except UnsafeReference as exc:
                 report.refused[db_member_name(table)] = str(exc)
     for member in landed.values():
         if member.kind != DB_KIND:
             _mark_verified(db, store, member, report, now)
     _update_builds(db, now)
+
+
+def _refuse_row(report: ImportReport, table: str, number: int, reason: str) -> None:
+    name = f"{db_member_name(table)} row {number}"
+    report.refused[name] = reason
+    log.warning("refused %s: %s", name, reason)
 
 
 def _mark_verified(

@@ -16,6 +16,7 @@ import zstandard
 
 from tests.conftest import Archive
 from tests.fakegalaxy import FakeGalaxy, World, random_bytes
+from tests.fakegalaxy.sample import SAMPLE_PRODUCT_ID, sample_world
 from tests.integration.test_restore import PID, restore_world, synced, tree
 from tests.integration.test_restore_v1 import expected, v1_synced
 
@@ -255,3 +256,23 @@ def test_import_moves_first_seen_earlier_never_later(
 
     assert b.db_rows(seen.format("builds"), PID) == first  # the file saw it earlier
     assert b.db_rows(seen.format("products"), PID) == [("2000-01-01T00:00:00Z",)]
+
+
+def test_a_product_with_a_patch_between_its_builds_imports_whole(
+    serve: Callable[..., FakeGalaxy], make_archive: Callable[..., Archive], tmp_path: Path
+) -> None:
+    """The sample product has a patch whose recorded index answer (json_bodies) the export does
+    not carry: its row lands without that pointer instead of failing the whole import."""
+    a = make_archive(serve(sample_world()))
+    assert a.run("sync", SAMPLE_PRODUCT_ID).exit_code == 0
+    out = tmp_path / "sample.tar.zst"
+    assert a.run("export", SAMPLE_PRODUCT_ID, "-o", str(out)).exit_code == 0
+    b = _empty(serve, make_archive, "b")
+
+    result = b.run("import", str(out), "--json")
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["refused"] == []
+    patches = "SELECT product_id, from_build_id, to_build_id, outcome, state FROM patches"
+    assert b.db_rows(patches) == a.db_rows(patches) != []
+    assert b.run("verify").exit_code == 0

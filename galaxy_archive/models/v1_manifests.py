@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 from galaxy_archive.errors import ManifestError
-from galaxy_archive.models.decoding import decode_json, parse_entries
+from galaxy_archive.models.decoding import decode_json, parse_entries, read_bounded
 from galaxy_archive.models.layout import (
     check_id,
     check_md5,
@@ -297,3 +297,13 @@ def read_repository_v1(body: bytes, what: str) -> RepositoryV1:
 
 def read_depot_manifest_v1(body: bytes, what: str) -> DepotManifestV1:
     return parse_depot_manifest_v1(decode_json(body, what), what)
+
+
+def read_stored_repository_v1(reader: BinaryIO, what: str) -> RepositoryV1:
+    """repository.json read from `reader` (a stored or just downloaded one), bounded."""
+    return read_repository_v1(read_bounded(reader, what), what)
+
+
+def read_stored_depot_manifest_v1(reader: BinaryIO, what: str) -> DepotManifestV1:
+    """A V1 depot manifest read from `reader`, bounded."""
+    return read_depot_manifest_v1(read_bounded(reader, what), what)

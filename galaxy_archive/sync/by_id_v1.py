@@ -20,10 +20,9 @@ from collections.abc import Iterable
 
 from galaxy_archive.errors import ManifestError
 from galaxy_archive.fetch.sources import v1_manifest_sources
-from galaxy_archive.models.decoding import read_bounded
 from galaxy_archive.models.layout import ObjectKind, v1_manifest_path
 from galaxy_archive.models.manifests import BuildListing, parse_builds_list
-from galaxy_archive.models.v1_manifests import REPOSITORY_NAME, read_repository_v1
+from galaxy_archive.models.v1_manifests import REPOSITORY_NAME, read_stored_repository_v1
 from galaxy_archive.state.db import NewObject
 from galaxy_archive.sync.phase import Phase, build_row, parse_check
 
@@ -64,7 +63,7 @@ class ByLocationPhase(Phase):
         new = NewObject(ObjectKind.V1_MANIFEST, path, None, product_id=product_id)
         self.db.ensure_objects([new], self.clock())
         sources = v1_manifest_sources(self.api, product_id, os_name, legacy_id, REPOSITORY_NAME)
-        check = parse_check(lambda reader, w: read_repository_v1(read_bounded(reader, w), w), what)
+        check = parse_check(read_stored_repository_v1, what)
         row = self.context.recorded(path)
         self.context.fetch(
             [self.context.task_unless_verified(row, sources, what, product_id, check=check)]

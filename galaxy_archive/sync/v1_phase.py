@@ -11,10 +11,9 @@ Manifests are plain JSON of unknown MD5: the MD5 measured while storing is recor
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import BinaryIO
 
 from galaxy_archive.errors import ManifestError, StorageError
 from galaxy_archive.fetch.sources import v1_manifest_sources
@@ -32,7 +31,8 @@ from galaxy_archive.models.v1_manifests import (
     V1DepotRef,
     V1File,
     read_depot_manifest_v1,
-    read_repository_v1,
+    read_stored_depot_manifest_v1,
+    read_stored_repository_v1,
 )
 from galaxy_archive.models.v1_ranges import RangeSet
 from galaxy_archive.report import human_bytes
@@ -47,8 +47,7 @@ from galaxy_archive.state.v1_state import (
     record_v1_depot,
     record_v1_redists,
 )
-from galaxy_archive.storage.interface import Check
-from galaxy_archive.sync.phase import Phase
+from galaxy_archive.sync.phase import Phase, parse_check
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +120,7 @@ class V1Phases(Phase):
                 continue
             repository = self.context.read_stored(
                 path,
-                lambda reader, what: read_repository_v1(read_bounded(reader, what), what),
+                read_stored_repository_v1,
                 what,
                 partial(self.context.build_problem, product_id, build.build_id),
             )
@@ -143,7 +142,7 @@ class V1Phases(Phase):
             REPOSITORY_NAME,
             repository_urls=build.manifest_urls,
         )
-        check = _parses(read_repository_v1, what)
+        check = parse_check(read_stored_repository_v1, what)
         row = self.context.recorded(path)
         return self.context.task_unless_verified(row, sources, what, product_id, check=check)
 
@@ -198,7 +197,7 @@ class V1Phases(Phase):
             depot_product_id=owner,
             repository_urls=build.manifest_urls,
         )
-        check = _parses(read_depot_manifest_v1, what)
+        check = parse_check(read_stored_depot_manifest_v1, what)
         row = self.context.recorded(path)
         return self.context.task_unless_verified(row, sources, what, owner, check=check)
 
@@ -306,12 +305,3 @@ def _legacy(build: BuildListing) -> int:
     if build.legacy_build_id is None:  # the builds-list parser requires it for generation 1
         raise ManifestError(f"build {build.build_id}: generation 1 without legacy_build_id")
     return build.legacy_build_id
-
-
-def _parses(parse: Callable[[bytes, str], object], what: str) -> Check:
-    """A FetchTask check: the stored bytes must parse (hostile JSON never reaches the tree)."""
-
-    def check(reader: BinaryIO) -> None:
-        parse(read_bounded(reader, what), what)
-
-    return check
